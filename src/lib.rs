@@ -1,0 +1,22 @@
+//! billrun: a batch billing-run processor.
+//!
+//! The pipeline follows the modules: [`read`] → [`validate`] → [`partition`] → [`rate`]
+//! (and [`external`]) → [`output`] / [`write`], orchestrated by [`run`].
+//! See docs/ARCHITECTURE.md.
+
+pub mod dump;
+pub mod error;
+pub mod external;
+pub mod generate;
+pub mod job;
+pub mod model;
+pub mod output;
+pub mod partition;
+pub mod rate;
+pub mod read;
+pub mod run;
+pub mod validate;
+pub mod verify;
+pub mod write;
+
+pub use error::{Error, Result};

@@ -1,0 +1,135 @@
+//! The `billrun` command: parse arguments, call the library, map errors to exit codes.
+
+use billrun::run::{execute, Mode, RunArgs};
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "billrun", version, about = "Batch billing-run processor")]
+struct Cli {
+    /// No progress on stderr.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a billing run and publish its outputs atomically.
+    Run(RunOpts),
+    /// Validate the same inputs: report every reject and the totals, write nothing.
+    Validate(RunOpts),
+    /// Generate a deterministic synthetic dataset for a run.
+    Generate(billrun::generate::GenArgs),
+    /// Re-check a published run from its files alone.
+    Verify { dir: PathBuf },
+    /// Print a table file (or every table of a run directory) as CSV text.
+    Cat { path: PathBuf },
+}
+
+#[derive(Args)]
+struct RunOpts {
+    #[arg(long)]
+    job: PathBuf,
+    #[arg(long)]
+    state: PathBuf,
+    #[arg(long)]
+    output: Option<PathBuf>,
+    #[arg(long)]
+    usage: Option<PathBuf>,
+    #[arg(long)]
+    credits: Option<PathBuf>,
+    #[arg(long)]
+    events: Option<PathBuf>,
+    /// YYYY-MM-DD; defaults to the state's previous as_of + the job's recurrence.
+    #[arg(long, value_parser = parse_date)]
+    as_of: Option<NaiveDate>,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Compute and report everything, publish nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    force: bool,
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    billrun::read::parse_date_strict(s).ok_or_else(|| format!("not a date (YYYY-MM-DD): {s}"))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let quiet = cli.quiet;
+    let tty = std::io::stderr().is_terminal();
+    let start = std::time::Instant::now();
+    let progress = move |msg: &str| {
+        if !quiet {
+            if tty {
+                eprintln!(
+                    "\x1b[2m[{:>7.2}s]\x1b[0m {msg}",
+                    start.elapsed().as_secs_f64()
+                );
+            } else {
+                eprintln!("[{:.2}s] {msg}", start.elapsed().as_secs_f64());
+            }
+        }
+    };
+    let result = match cli.cmd {
+        Cmd::Run(o) => {
+            let mode = if o.dry_run { Mode::DryRun } else { Mode::Run };
+            run(o, mode, &progress)
+        }
+        Cmd::Validate(o) => run(o, Mode::Validate, &progress),
+        Cmd::Generate(g) => billrun::generate::generate(&g).map(|s| print!("{s}")),
+        Cmd::Verify { dir } => billrun::verify::verify(&dir).map(|s| print!("{s}")),
+        Cmd::Cat { path } => {
+            if path.is_dir() {
+                billrun::dump::render_dir(&path, false).map(|s| print!("{s}"))
+            } else {
+                billrun::dump::read_text_table(&path).map(|t| print!("{}", t.to_csv()))
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("billrun: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn run(o: RunOpts, mode: Mode, progress: &(dyn Fn(&str) + Sync)) -> billrun::Result<()> {
+    let args = RunArgs {
+        job: o.job,
+        state: o.state,
+        output: o.output,
+        usage: o.usage,
+        credits: o.credits,
+        events: o.events,
+        as_of: o.as_of,
+        threads: o.threads,
+        force: o.force,
+        mode,
+    };
+    let report = execute(&args, progress)?;
+    print!("{}", report.summary);
+    match (&report.published, mode) {
+        (Some(p), _) => println!("published {}", p.display()),
+        (None, Mode::DryRun) => println!("dry run: nothing published"),
+        (None, _) => println!("validate: nothing written"),
+    }
+    Ok(())
+}

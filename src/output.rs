@@ -1,0 +1,901 @@
+//! Run products (SPEC §5): the next state, transactions, lists, estimates, payments and
+//! rejects as [`OutTable`]s; the invariant checks; the manifest, stats and summary.
+
+use crate::error::{Error, Result};
+use crate::external::ExtOut;
+use crate::job::{Estimation, Job};
+use crate::model::*;
+use crate::rate::{AccountIn, AccountOut, TxnKind};
+use crate::run::Computed;
+use crate::validate::{Intake, State};
+use crate::write::OutTable;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Per-currency money totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub opening: Decimal,
+    pub credits: Decimal,
+    pub debits: BTreeMap<&'static str, Decimal>,
+    pub closing: Decimal,
+    pub residual: Decimal,
+}
+
+impl Totals {
+    pub fn debit_total(&self) -> Decimal {
+        self.debits.values().copied().sum()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PaymentTotal {
+    pub count: u64,
+    pub amount: Decimal,
+}
+
+pub struct Products {
+    pub services: OutTable,
+    pub wallets: OutTable,
+    pub subscriptions: OutTable,
+    pub subscription_items: OutTable,
+    pub deferred_usage: OutTable,
+    pub deferred_events: OutTable,
+    pub wallet_transactions: OutTable,
+    pub disconnections: OutTable,
+    pub reconnections: OutTable,
+    pub wallet_estimates: OutTable,
+    pub external_payments: OutTable,
+    pub rejects: OutTable,
+    pub totals: BTreeMap<String, Totals>,
+    /// source -> currency -> payment_status -> total
+    pub payments: BTreeMap<String, BTreeMap<String, BTreeMap<String, PaymentTotal>>>,
+    pub rejects_by_reason: BTreeMap<&'static str, u64>,
+    pub n_transactions: u64,
+    pub n_disconnections: u64,
+    pub n_reconnections: u64,
+}
+
+impl Products {
+    /// Every published table, in a fixed order.
+    pub fn tables(&self) -> [&OutTable; 12] {
+        [
+            &self.services,
+            &self.wallets,
+            &self.subscriptions,
+            &self.subscription_items,
+            &self.deferred_usage,
+            &self.deferred_events,
+            &self.wallet_transactions,
+            &self.disconnections,
+            &self.reconnections,
+            &self.wallet_estimates,
+            &self.external_payments,
+            &self.rejects,
+        ]
+    }
+}
+
+pub struct BuildInput<'a> {
+    pub job: &'a Job,
+    pub run_id: &'a str,
+    pub as_of: NaiveDate,
+    pub state: &'a State,
+    pub accounts: &'a [AccountIn<'a>],
+    pub rated: &'a [AccountOut<'a>],
+    pub ext: &'a [(usize, ExtOut<'a>)],
+    pub deferred_usage: &'a [Usage],
+    pub intake: &'a Intake,
+}
+
+fn s(x: &str) -> Option<String> {
+    Some(x.to_string())
+}
+
+struct ListRow {
+    subscription_id: String,
+    account_id: String,
+    wallet_id: Option<String>,
+    source: String,
+    reason: &'static str,
+    balance: Option<Decimal>,
+}
+
+fn list_table(name: &'static str, mut rows: Vec<ListRow>, as_of: NaiveDate) -> OutTable {
+    rows.sort_by(|a, b| {
+        a.subscription_id
+            .as_bytes()
+            .cmp(b.subscription_id.as_bytes())
+    });
+    let n = rows.len();
+    OutTable::new(name)
+        .str(
+            "subscription_id",
+            false,
+            rows.iter().map(|r| s(&r.subscription_id)).collect(),
+        )
+        .str(
+            "account_id",
+            false,
+            rows.iter().map(|r| s(&r.account_id)).collect(),
+        )
+        .str(
+            "wallet_id",
+            true,
+            rows.iter().map(|r| r.wallet_id.clone()).collect(),
+        )
+        .str("source", false, rows.iter().map(|r| s(&r.source)).collect())
+        .str("reason", false, rows.iter().map(|r| s(r.reason)).collect())
+        .dec("balance", true, rows.iter().map(|r| r.balance).collect())
+        .date("as_of", false, vec![Some(as_of); n])
+}
+
+/// Check the per-wallet invariants: `opening + credits − debits = closing` and the
+/// `balance_after` chain.
+fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()> {
+    let w = acct.wallet;
+    let mut bal = w.balance;
+    for t in &out.txns {
+        if t.amount <= Decimal::ZERO {
+            return Err(Error::Invariant(format!(
+                "wallet {}: transaction {} has amount {}",
+                w.wallet_id, t.n, t.amount
+            )));
+        }
+        bal = if t.kind == TxnKind::Credit {
+            bal + t.amount
+        } else {
+            bal - t.amount
+        };
+        if bal != t.balance_after {
+            return Err(Error::Invariant(format!(
+                "wallet {}: balance_after chain breaks at {}",
+                w.wallet_id, t.n
+            )));
+        }
+    }
+    let debits: Decimal = out.debits.iter().copied().sum();
+    if w.balance + out.credits - debits != out.closing || bal != out.closing {
+        return Err(Error::Invariant(format!(
+            "wallet {}: opening + credits - debits != closing",
+            w.wallet_id
+        )));
+    }
+    Ok(())
+}
+
+pub fn build(b: &BuildInput) -> Result<Products> {
+    let st = b.state;
+    let as_of = b.as_of;
+
+    // Next-state statuses and billing dates.
+    let mut status: Vec<Status> = st.subs.iter().map(|s| s.status).collect();
+    let mut expires: Vec<Option<Micros>> = st.subs.iter().map(|s| s.expires_at).collect();
+    let mut account: Vec<&str> = st.subs.iter().map(|s| s.account_id.as_str()).collect();
+    let mut billed: Vec<Option<NaiveDate>> = st.items.iter().map(|i| i.billed_through).collect();
+    let mut disc = Vec::new();
+    let mut reco = Vec::new();
+    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
+
+    // Transactions, in wallet_id then n order (accounts are in wallet_id order).
+    let n_tx: usize = b.rated.iter().map(|r| r.txns.len()).sum();
+    let mut tx = TxCols::with_capacity(n_tx);
+    let mut est = EstCols::default();
+    for (a, r) in b.accounts.iter().zip(b.rated) {
+        check_invariants(a, r)?;
+        let w = a.wallet;
+        let t = totals.entry(w.currency.clone()).or_default();
+        t.opening += w.balance;
+        t.credits += r.credits;
+        for (k, kind) in TxnKind::DEBITS.iter().enumerate() {
+            *t.debits.entry(kind.as_str()).or_default() += r.debits[k];
+        }
+        t.closing += r.closing;
+        t.residual += r.residual;
+        for (i, st_) in &r.status {
+            status[*i] = *st_;
+        }
+        for (i, d) in &r.billed_through {
+            billed[*i] = Some(*d);
+        }
+        for (list, entries) in [
+            (&mut disc, &r.disconnections),
+            (&mut reco, &r.reconnections),
+        ] {
+            for e in entries {
+                let sub = &st.subs[e.sub_idx];
+                list.push(ListRow {
+                    subscription_id: sub.subscription_id.clone(),
+                    account_id: sub.account_id.clone(),
+                    wallet_id: Some(w.wallet_id.clone()),
+                    source: sub.source.clone(),
+                    reason: e.reason,
+                    balance: Some(with_minor_scale(e.balance, w.minor)),
+                });
+            }
+        }
+        for t in &r.txns {
+            tx.push(b.run_id, as_of, w, t);
+        }
+        if let Some(e) = &r.estimate {
+            est.wallet_id.push(s(&w.wallet_id));
+            est.account_id.push(s(&w.account_id));
+            est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
+            est.daily.push(Some(e.daily));
+            est.days.push(e.days_remaining);
+            est.depletion.push(e.depletion_date);
+            est.class.push(s(e.class));
+        }
+    }
+    // Wallets with no account entry cannot exist: every valid wallet is an account.
+    let closing: std::collections::HashMap<&str, Decimal> = b
+        .accounts
+        .iter()
+        .zip(b.rated)
+        .map(|(a, r)| (a.wallet.wallet_id.as_str(), r.closing))
+        .collect();
+
+    // External subscriptions.
+    let mut pay = PayCols::default();
+    let mut payments: BTreeMap<String, BTreeMap<String, BTreeMap<String, PaymentTotal>>> =
+        BTreeMap::new();
+    let mut deferred_events: Vec<&Event> = Vec::new();
+    for (i, o) in b.ext {
+        let sub = &st.subs[*i];
+        status[*i] = o.status;
+        expires[*i] = o.expires_at;
+        account[*i] = o.account_id;
+        if let Some((is_reco, reason)) = o.change {
+            let row = ListRow {
+                subscription_id: sub.subscription_id.clone(),
+                account_id: o.account_id.to_string(),
+                wallet_id: None,
+                source: sub.source.clone(),
+                reason,
+                balance: None,
+            };
+            if is_reco {
+                reco.push(row)
+            } else {
+                disc.push(row)
+            }
+        }
+        for (e, acc) in &o.payments {
+            pay.push(e, acc, as_of);
+            let t = payments
+                .entry(e.source.clone())
+                .or_default()
+                .entry(e.currency.clone().unwrap_or_default())
+                .or_default()
+                .entry(e.payment_status.clone().unwrap_or_default())
+                .or_default();
+            t.count += 1;
+            t.amount += e.amount.unwrap_or_default();
+        }
+        deferred_events.extend(o.deferred.iter().copied());
+    }
+    deferred_events.sort_by(|a, b| a.event_id.as_bytes().cmp(b.event_id.as_bytes()));
+
+    let n_disc = disc.len() as u64;
+    let n_reco = reco.len() as u64;
+
+    // ---- next state ----
+    let mut sv: Vec<&Service> = st.services.iter().collect();
+    sv.sort_by(|a, b| a.service_id.as_bytes().cmp(b.service_id.as_bytes()));
+    let services = OutTable::new("services")
+        .str(
+            "service_id",
+            false,
+            sv.iter().map(|x| s(&x.service_id)).collect(),
+        )
+        .str(
+            "billing_method",
+            false,
+            sv.iter().map(|x| s(x.billing_method.as_str())).collect(),
+        )
+        .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
+        .str(
+            "currency",
+            false,
+            sv.iter().map(|x| s(&x.currency)).collect(),
+        )
+        .str(
+            "rate_period",
+            true,
+            sv.iter()
+                .map(|x| x.rate_period.as_ref().map(|p| p.text.clone()))
+                .collect(),
+        )
+        .str(
+            "advance_period",
+            true,
+            sv.iter()
+                .map(|x| x.advance_period.as_ref().map(|p| p.text.clone()))
+                .collect(),
+        )
+        .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect());
+
+    let mut wv: Vec<&Wallet> = st.wallets.iter().collect();
+    wv.sort_by(|a, b| a.wallet_id.as_bytes().cmp(b.wallet_id.as_bytes()));
+    let wallets = OutTable::new("wallets")
+        .str(
+            "wallet_id",
+            false,
+            wv.iter().map(|x| s(&x.wallet_id)).collect(),
+        )
+        .str(
+            "account_id",
+            false,
+            wv.iter().map(|x| s(&x.account_id)).collect(),
+        )
+        .str(
+            "currency",
+            false,
+            wv.iter().map(|x| s(&x.currency)).collect(),
+        )
+        .dec(
+            "balance",
+            false,
+            wv.iter()
+                .map(|x| Some(with_minor_scale(closing[x.wallet_id.as_str()], x.minor)))
+                .collect(),
+        )
+        .ts(
+            "updated_at",
+            true,
+            wv.iter().map(|x| x.updated_at).collect(),
+        );
+
+    let mut so: Vec<usize> = (0..st.subs.len()).collect();
+    so.sort_by(|&a, &b| {
+        st.subs[a]
+            .subscription_id
+            .as_bytes()
+            .cmp(st.subs[b].subscription_id.as_bytes())
+    });
+    let subscriptions = OutTable::new("subscriptions")
+        .str(
+            "subscription_id",
+            false,
+            so.iter().map(|&i| s(&st.subs[i].subscription_id)).collect(),
+        )
+        .str(
+            "account_id",
+            false,
+            so.iter().map(|&i| s(account[i])).collect(),
+        )
+        .str(
+            "source",
+            false,
+            so.iter().map(|&i| s(&st.subs[i].source)).collect(),
+        )
+        .str(
+            "status",
+            false,
+            so.iter().map(|&i| s(status[i].as_str())).collect(),
+        )
+        .ts("expires_at", true, so.iter().map(|&i| expires[i]).collect());
+
+    let mut io: Vec<usize> = (0..st.items.len()).collect();
+    io.sort_by(|&a, &b| {
+        let (x, y) = (&st.items[a], &st.items[b]);
+        (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
+    });
+    let it = |i: usize| &st.items[i];
+    let subscription_items = OutTable::new("subscription_items")
+        .str(
+            "subscription_id",
+            false,
+            io.iter().map(|&i| s(&it(i).subscription_id)).collect(),
+        )
+        .int(
+            "item_no",
+            false,
+            io.iter().map(|&i| Some(it(i).item_no)).collect(),
+        )
+        .str(
+            "service_id",
+            false,
+            io.iter().map(|&i| s(&it(i).service_id)).collect(),
+        )
+        .dec(
+            "quantity",
+            true,
+            io.iter().map(|&i| it(i).quantity).collect(),
+        )
+        .dec(
+            "custom_price",
+            true,
+            io.iter().map(|&i| it(i).custom_price).collect(),
+        )
+        .date(
+            "start_date",
+            false,
+            io.iter().map(|&i| Some(it(i).start_date)).collect(),
+        )
+        .date(
+            "end_date",
+            true,
+            io.iter().map(|&i| it(i).end_date).collect(),
+        )
+        .date(
+            "billed_through",
+            true,
+            io.iter().map(|&i| billed[i]).collect(),
+        );
+
+    let mut du: Vec<&Usage> = b.deferred_usage.iter().collect();
+    du.sort_by(|a, b| a.usage_id.as_bytes().cmp(b.usage_id.as_bytes()));
+    let deferred_usage = OutTable::new("deferred_usage")
+        .str(
+            "usage_id",
+            false,
+            du.iter().map(|u| s(&u.usage_id)).collect(),
+        )
+        .str(
+            "subscription_id",
+            false,
+            du.iter().map(|u| s(&u.subscription_id)).collect(),
+        )
+        .str(
+            "service_id",
+            false,
+            du.iter().map(|u| s(&u.service_id)).collect(),
+        )
+        .ts(
+            "event_time",
+            false,
+            du.iter().map(|u| Some(u.event_time)).collect(),
+        )
+        .dec(
+            "quantity",
+            false,
+            du.iter().map(|u| Some(u.quantity)).collect(),
+        );
+
+    let de = &deferred_events;
+    let deferred_events = events_table("deferred_events", de);
+
+    let wallet_transactions = tx.finish();
+    let disconnections = list_table("disconnections", disc, as_of);
+    let reconnections = list_table("reconnections", reco, as_of);
+    let wallet_estimates = est.finish();
+    let external_payments = pay.finish();
+
+    let mut rejects: Vec<&crate::validate::Reject> = b.intake.rejects.iter().collect();
+    rejects.sort_by_key(|r| (r.file_ord, r.row));
+    let mut rejects_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+    for r in &rejects {
+        *rejects_by_reason.entry(r.reason.as_str()).or_default() += 1;
+    }
+    let rejects = OutTable::new("rejects")
+        .str("table", false, rejects.iter().map(|r| s(r.table)).collect())
+        .int(
+            "row",
+            false,
+            rejects.iter().map(|r| Some(r.row as i64)).collect(),
+        )
+        .str("file", false, rejects.iter().map(|r| s(&r.file)).collect())
+        .str("key", false, rejects.iter().map(|r| s(&r.key)).collect())
+        .str(
+            "reason",
+            false,
+            rejects.iter().map(|r| s(r.reason.as_str())).collect(),
+        )
+        .str(
+            "detail",
+            false,
+            rejects.iter().map(|r| s(&r.detail)).collect(),
+        );
+
+    // Per-currency conservation.
+    for (cur, t) in &totals {
+        if t.opening + t.credits - t.debit_total() != t.closing {
+            return Err(Error::Invariant(format!(
+                "{cur}: opening + credits - debits != closing"
+            )));
+        }
+    }
+    let _ = Estimation::Off;
+    Ok(Products {
+        services,
+        wallets,
+        subscriptions,
+        subscription_items,
+        deferred_usage,
+        deferred_events,
+        wallet_transactions,
+        disconnections,
+        reconnections,
+        wallet_estimates,
+        external_payments,
+        rejects,
+        totals,
+        payments,
+        rejects_by_reason,
+        n_transactions: n_tx as u64,
+        n_disconnections: n_disc,
+        n_reconnections: n_reco,
+    })
+}
+
+fn events_table(name: &'static str, ev: &[&Event]) -> OutTable {
+    OutTable::new(name)
+        .str(
+            "event_id",
+            false,
+            ev.iter().map(|e| s(&e.event_id)).collect(),
+        )
+        .str(
+            "subscription_id",
+            false,
+            ev.iter().map(|e| s(&e.subscription_id)).collect(),
+        )
+        .str("source", false, ev.iter().map(|e| s(&e.source)).collect())
+        .str(
+            "event_type",
+            false,
+            ev.iter().map(|e| s(e.event_type.as_str())).collect(),
+        )
+        .ts(
+            "event_time",
+            false,
+            ev.iter().map(|e| Some(e.event_time)).collect(),
+        )
+        .ts(
+            "expires_at",
+            true,
+            ev.iter().map(|e| e.expires_at).collect(),
+        )
+        .str(
+            "to_account_id",
+            true,
+            ev.iter().map(|e| e.to_account_id.clone()).collect(),
+        )
+        .dec("amount", true, ev.iter().map(|e| e.amount).collect())
+        .str(
+            "currency",
+            true,
+            ev.iter().map(|e| e.currency.clone()).collect(),
+        )
+        .str(
+            "payment_status",
+            true,
+            ev.iter().map(|e| e.payment_status.clone()).collect(),
+        )
+}
+
+#[derive(Default)]
+struct TxCols {
+    id: Vec<Option<String>>,
+    run_id: Vec<Option<String>>,
+    as_of: Vec<Option<NaiveDate>>,
+    wallet_id: Vec<Option<String>>,
+    account_id: Vec<Option<String>>,
+    subscription_id: Vec<Option<String>>,
+    item_no: Vec<Option<i64>>,
+    service_id: Vec<Option<String>>,
+    kind: Vec<Option<String>>,
+    ttype: Vec<Option<String>>,
+    direction: Vec<Option<String>>,
+    amount: Vec<Option<Decimal>>,
+    currency: Vec<Option<String>>,
+    quantity: Vec<Option<Decimal>>,
+    unit_price: Vec<Option<Decimal>>,
+    period_start: Vec<Option<NaiveDate>>,
+    period_end: Vec<Option<NaiveDate>>,
+    balance_after: Vec<Option<Decimal>>,
+}
+
+impl TxCols {
+    fn with_capacity(n: usize) -> Self {
+        let mut t = TxCols::default();
+        t.id.reserve(n);
+        t
+    }
+    fn push(&mut self, run_id: &str, as_of: NaiveDate, w: &Wallet, t: &crate::rate::Txn) {
+        self.id
+            .push(Some(format!("{run_id}/{}/{}", w.wallet_id, t.n)));
+        self.run_id.push(s(run_id));
+        self.as_of.push(Some(as_of));
+        self.wallet_id.push(s(&w.wallet_id));
+        self.account_id.push(s(&w.account_id));
+        self.subscription_id
+            .push(t.subscription_id.map(str::to_string));
+        self.item_no.push(t.item_no);
+        self.service_id.push(t.service_id.map(str::to_string));
+        self.kind.push(s(t.kind.as_str()));
+        self.ttype.push(s(t.transaction_type));
+        self.direction.push(s(if t.kind == TxnKind::Credit {
+            "CREDIT"
+        } else {
+            "DEBIT"
+        }));
+        self.amount.push(Some(with_minor_scale(t.amount, w.minor)));
+        self.currency.push(s(&w.currency));
+        self.quantity.push(t.quantity);
+        self.unit_price.push(t.unit_price);
+        self.period_start.push(t.period.map(|p| p.0));
+        self.period_end.push(t.period.map(|p| p.1));
+        self.balance_after
+            .push(Some(with_minor_scale(t.balance_after, w.minor)));
+    }
+    fn finish(self) -> OutTable {
+        OutTable::new("wallet_transactions")
+            .str("transaction_id", false, self.id)
+            .str("run_id", false, self.run_id)
+            .date("as_of", false, self.as_of)
+            .str("wallet_id", false, self.wallet_id)
+            .str("account_id", false, self.account_id)
+            .str("subscription_id", true, self.subscription_id)
+            .int("item_no", true, self.item_no)
+            .str("service_id", true, self.service_id)
+            .str("kind", false, self.kind)
+            .str("transaction_type", false, self.ttype)
+            .str("direction", false, self.direction)
+            .dec("amount", false, self.amount)
+            .str("currency", false, self.currency)
+            .dec("quantity", true, self.quantity)
+            .dec("unit_price", true, self.unit_price)
+            .date("period_start", true, self.period_start)
+            .date("period_end", true, self.period_end)
+            .dec("balance_after", false, self.balance_after)
+    }
+}
+
+#[derive(Default)]
+struct EstCols {
+    wallet_id: Vec<Option<String>>,
+    account_id: Vec<Option<String>>,
+    balance: Vec<Option<Decimal>>,
+    daily: Vec<Option<Decimal>>,
+    days: Vec<Option<i64>>,
+    depletion: Vec<Option<NaiveDate>>,
+    class: Vec<Option<String>>,
+}
+
+impl EstCols {
+    fn finish(self) -> OutTable {
+        OutTable::new("wallet_estimates")
+            .str("wallet_id", false, self.wallet_id)
+            .str("account_id", false, self.account_id)
+            .dec("balance", false, self.balance)
+            .dec("daily_consumption", false, self.daily)
+            .int("days_remaining", true, self.days)
+            .date("depletion_date", true, self.depletion)
+            .str("class", false, self.class)
+    }
+}
+
+#[derive(Default)]
+struct PayCols {
+    event_id: Vec<Option<String>>,
+    subscription_id: Vec<Option<String>>,
+    account_id: Vec<Option<String>>,
+    source: Vec<Option<String>>,
+    event_type: Vec<Option<String>>,
+    event_time: Vec<Option<Micros>>,
+    amount: Vec<Option<Decimal>>,
+    currency: Vec<Option<String>>,
+    payment_status: Vec<Option<String>>,
+    as_of: Vec<Option<NaiveDate>>,
+}
+
+impl PayCols {
+    fn push(&mut self, e: &Event, account: &str, as_of: NaiveDate) {
+        self.event_id.push(s(&e.event_id));
+        self.subscription_id.push(s(&e.subscription_id));
+        self.account_id.push(s(account));
+        self.source.push(s(&e.source));
+        self.event_type.push(s(e.event_type.as_str()));
+        self.event_time.push(Some(e.event_time));
+        self.amount.push(e.amount);
+        self.currency.push(e.currency.clone());
+        self.payment_status.push(e.payment_status.clone());
+        self.as_of.push(Some(as_of));
+    }
+    fn finish(self) -> OutTable {
+        OutTable::new("external_payments")
+            .str("event_id", false, self.event_id)
+            .str("subscription_id", false, self.subscription_id)
+            .str("account_id", false, self.account_id)
+            .str("source", false, self.source)
+            .str("event_type", false, self.event_type)
+            .ts("event_time", false, self.event_time)
+            .dec("amount", true, self.amount)
+            .str("currency", true, self.currency)
+            .str("payment_status", true, self.payment_status)
+            .date("as_of", false, self.as_of)
+    }
+}
+
+fn dec(d: Decimal) -> Value {
+    Value::String(d.to_string())
+}
+
+/// The residual is an exact sum of non-terminating fractions: shown to 12 decimals.
+fn residual_text(d: Decimal) -> Value {
+    Value::String(Rounding::HalfEven.round(d, 12).normalize().to_string())
+}
+
+pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
+    let mut m = Map::new();
+    for (cur, t) in totals {
+        let minor = minor_units(cur).unwrap_or(0);
+        let mut debits = Map::new();
+        for (k, v) in &t.debits {
+            debits.insert(k.to_string(), dec(with_minor_scale(*v, minor)));
+        }
+        debits.insert(
+            "total".into(),
+            dec(with_minor_scale(t.debit_total(), minor)),
+        );
+        m.insert(
+            cur.clone(),
+            json!({
+                "opening": dec(with_minor_scale(t.opening, minor)),
+                "credits": dec(with_minor_scale(t.credits, minor)),
+                "debits": Value::Object(debits),
+                "closing": dec(with_minor_scale(t.closing, minor)),
+                "rounding_residual": residual_text(t.residual),
+            }),
+        );
+    }
+    Value::Object(m)
+}
+
+/// `run_manifest.json`: deterministic (no clock, host or thread count).
+pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> {
+    let p = &c.products;
+    let mut inputs = Vec::new();
+    for f in &c.intake.files {
+        inputs.push(json!({
+            "table": f.table,
+            "file": f.name,
+            "rows": f.rows,
+            "sha256": crate::read::sha256_file(&f.path)?,
+        }));
+    }
+    let mut outputs = Vec::new();
+    let by_name: BTreeMap<String, usize> = p
+        .tables()
+        .iter()
+        .map(|t| (t.name.to_string(), t.rows()))
+        .collect();
+    for f in files {
+        let stem = f.rsplit_once('.').map_or(f.as_str(), |x| x.0);
+        outputs.push(json!({
+            "file": f,
+            "rows": by_name.get(stem).copied().unwrap_or(0),
+            "sha256": crate::read::sha256_file(&dir.join(f))?,
+        }));
+    }
+    let mut payments = Map::new();
+    for (src, by_cur) in &p.payments {
+        let mut cm = Map::new();
+        for (cur, by_status) in by_cur {
+            let mut sm = Map::new();
+            for (status, t) in by_status {
+                sm.insert(
+                    status.clone(),
+                    json!({"count": t.count, "amount": dec(t.amount)}),
+                );
+            }
+            cm.insert(cur.clone(), Value::Object(sm));
+        }
+        payments.insert(src.clone(), Value::Object(cm));
+    }
+    let j = &c.job;
+    let manifest = json!({
+        "run_id": c.run_id,
+        "job": {
+            "name": j.name,
+            "recurrence": j.recurrence_text,
+            "debit_transaction_type": j.debit_transaction_type,
+            "rounding": match j.rounding { Rounding::HalfUp => "half_up", Rounding::HalfEven => "half_even" },
+            "output_format": j.output_format.ext(),
+            "max_reject_ratio": j.max_reject_ratio,
+            "steps": {
+                "start_service": j.steps.start_service,
+                "reconnection_threshold": dec(j.steps.reconnection_threshold),
+                "stop_service": j.steps.stop_service,
+                "disconnection_threshold": dec(j.steps.disconnection_threshold),
+                "wallet_estimation": match j.steps.wallet_estimation { Estimation::Off => "off", Estimation::Changed => "changed", Estimation::All => "all" },
+                "low_balance_days": j.steps.low_balance_days,
+            }
+        },
+        "as_of": c.as_of.to_string(),
+        "cutoff": format_ts(midnight(c.as_of)),
+        "inputs": inputs,
+        "outputs": outputs,
+        "totals": totals_json(&p.totals),
+        "external_payments": Value::Object(payments),
+        "counts": {
+            "input_rows": c.intake.rows_read,
+            "transactions": p.n_transactions,
+            "disconnections": p.n_disconnections,
+            "reconnections": p.n_reconnections,
+            "rejects": p.rejects_by_reason,
+            "rejected_rows": c.intake.rejects.len(),
+        }
+    });
+    let text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))? + "\n";
+    std::fs::write(dir.join("run_manifest.json"), text)
+        .map_err(|e| Error::io("writing run_manifest.json", e))
+}
+
+/// `run_stats.json`: the one output allowed to differ between identical runs.
+pub fn write_stats(c: &Computed, dir: &Path, timings: &[(&'static str, f64)]) -> Result<()> {
+    let total = timings.iter().find(|t| t.0 == "total").map_or(0.0, |t| t.1);
+    let rows = c.intake.rows_read;
+    let stats = json!({
+        "run_id": c.run_id,
+        "threads": c.threads,
+        "host": std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string())),
+        "phase_seconds": timings.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>(),
+        "input_rows": rows,
+        "rows_per_second": if total > 0.0 { rows as f64 / total } else { 0.0 },
+        "peak_rss_bytes": peak_rss_bytes(),
+    });
+    let text =
+        serde_json::to_string_pretty(&stats).map_err(|e| Error::Internal(e.to_string()))? + "\n";
+    std::fs::write(dir.join("run_stats.json"), text)
+        .map_err(|e| Error::io("writing run_stats.json", e))
+}
+
+/// Peak resident set size from /proc (Linux), if available.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The human summary printed to stdout.
+pub fn summary(c: &Computed, ratio: f64) -> String {
+    let p = &c.products;
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(out, "run {}  as_of {}", c.run_id, c.as_of);
+    let _ = writeln!(
+        out,
+        "input rows {}  rejects {} (ratio {:.6}, max {})",
+        c.intake.rows_read,
+        c.intake.rejects.len(),
+        ratio,
+        c.job.max_reject_ratio
+    );
+    let _ = writeln!(
+        out,
+        "transactions {}  disconnections {}  reconnections {}  estimates {}  external payments {}",
+        p.n_transactions,
+        p.n_disconnections,
+        p.n_reconnections,
+        p.wallet_estimates.rows(),
+        p.external_payments.rows()
+    );
+    for (cur, t) in &p.totals {
+        let m = minor_units(cur).unwrap_or(0);
+        let f = |d: Decimal| with_minor_scale(d, m).to_string();
+        let _ = writeln!(
+            out,
+            "{cur}: opening {} + credits {} - debits {} (post {} / one-time {} / pre {}) = closing {}  residual {}",
+            f(t.opening),
+            f(t.credits),
+            f(t.debit_total()),
+            f(t.debits.get("POST_RATE").copied().unwrap_or_default()),
+            f(t.debits.get("ONE_TIME").copied().unwrap_or_default()),
+            f(t.debits.get("PRE_RATE").copied().unwrap_or_default()),
+            f(t.closing),
+            residual_text(t.residual).as_str().unwrap_or("")
+        );
+    }
+    for (reason, n) in &p.rejects_by_reason {
+        let _ = writeln!(out, "  reject {reason}: {n}");
+    }
+    out
+}

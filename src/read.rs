@@ -1,0 +1,910 @@
+//! Reading input tables (SPEC §3): discovery of `<name>.parquet | <name>.csv | <name>/`,
+//! decoding of CSV and Parquet into a uniform column view, and the strict text forms.
+//!
+//! This is the only module that knows input file formats. Everything downstream sees
+//! [`Batch`]es of [`Col`]umns and asks them for typed cells.
+
+use crate::error::{Error, Result};
+use crate::model::Micros;
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{
+    Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_schema::{DataType, TimeUnit};
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use rust_decimal::Decimal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Rows per decoded batch.
+pub const BATCH_ROWS: usize = 65_536;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Csv,
+}
+
+/// One file of a table.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub path: PathBuf,
+    /// The file's name as recorded in rejects and the manifest: relative to the argument
+    /// that named it (`wallets.csv`, `usage/part-0001.parquet`), so identical inputs give
+    /// identical manifests wherever they live.
+    pub name: String,
+    pub format: Format,
+}
+
+/// A table: its name (as in rejects) and its files in read order.
+#[derive(Clone, Debug)]
+pub struct TableSource {
+    pub table: &'static str,
+    pub files: Vec<SourceFile>,
+}
+
+fn format_of(p: &Path) -> Option<Format> {
+    match p.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => Some(Format::Parquet),
+        Some("csv") => Some(Format::Csv),
+        _ => None,
+    }
+}
+
+/// Find table `name` in a state directory: `name.parquet`, `name.csv` or `name/`.
+pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>> {
+    let candidates = [
+        dir.join(format!("{name}.parquet")),
+        dir.join(format!("{name}.csv")),
+        dir.join(name),
+    ];
+    let found: Vec<&PathBuf> = candidates.iter().filter(|p| p.exists()).collect();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(Some(table_at(found[0], name, &format!("{name}"))?)),
+        _ => Err(Error::input(
+            dir.display().to_string(),
+            format!(
+                "table {name} is present in more than one form ({})",
+                found
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+/// A table named by a path on the command line: a file or a directory of part files.
+pub fn table_at(path: &Path, name: &'static str, display_root: &str) -> Result<TableSource> {
+    if path.is_dir() {
+        let mut files = Vec::new();
+        let rd = std::fs::read_dir(path)
+            .map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
+        for entry in rd {
+            let entry =
+                entry.map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
+            let p = entry.path();
+            if let Some(f) = format_of(&p) {
+                if p.is_file() {
+                    let fname = entry.file_name().to_string_lossy().into_owned();
+                    files.push(SourceFile {
+                        name: format!("{display_root}/{fname}"),
+                        path: p,
+                        format: f,
+                    });
+                }
+            }
+        }
+        // File-name order (byte-wise).
+        files.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+        Ok(TableSource { table: name, files })
+    } else if path.is_file() {
+        let format = format_of(path).ok_or_else(|| {
+            Error::input(
+                path.display().to_string(),
+                "unknown file format (expected .parquet or .csv)",
+            )
+        })?;
+        let fname = path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name_shown = if display_root.ends_with(".parquet")
+            || display_root.ends_with(".csv")
+            || display_root == name
+        {
+            fname
+        } else {
+            format!("{display_root}/{fname}")
+        };
+        Ok(TableSource {
+            table: name,
+            files: vec![SourceFile {
+                path: path.to_path_buf(),
+                name: name_shown,
+                format,
+            }],
+        })
+    } else {
+        Err(Error::input(
+            path.display().to_string(),
+            "no such file or directory",
+        ))
+    }
+}
+
+/// What a column's cells are read as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Text,
+    Decimal,
+    Date,
+    Timestamp,
+    Int,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ColSpec {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub required: bool,
+}
+
+pub const fn req(name: &'static str, kind: Kind) -> ColSpec {
+    ColSpec {
+        name,
+        kind,
+        required: true,
+    }
+}
+pub const fn opt(name: &'static str, kind: Kind) -> ColSpec {
+    ColSpec {
+        name,
+        kind,
+        required: false,
+    }
+}
+
+/// A decoded column in one of a few normalized physical forms.
+pub enum Col {
+    Missing,
+    Str(StringArray),
+    Dec(Decimal128Array, i8),
+    Int(Int64Array),
+    Date(Date32Array),
+    /// Timestamps converted to UTC microseconds.
+    Ts(Vec<Option<Micros>>),
+}
+
+/// A batch of rows: the spec's columns in spec order.
+pub struct Batch {
+    pub cols: Vec<Col>,
+    pub len: usize,
+    /// 1-based row number of the batch's first row within its file.
+    pub first_row: u64,
+}
+
+/// Why a cell could not be read.
+pub type CellErr = String;
+
+impl Col {
+    fn text(&self, i: usize) -> Option<&str> {
+        match self {
+            Col::Str(a) if a.is_valid(i) => Some(a.value(i)).filter(|s| !s.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// The raw cell as text, for reject details.
+    pub fn raw(&self, i: usize) -> String {
+        match self {
+            Col::Missing => String::new(),
+            Col::Str(a) => {
+                if a.is_valid(i) {
+                    a.value(i).to_string()
+                } else {
+                    String::new()
+                }
+            }
+            Col::Dec(a, s) => {
+                if a.is_valid(i) {
+                    format_i128_scaled(a.value(i), *s)
+                } else {
+                    String::new()
+                }
+            }
+            Col::Int(a) => {
+                if a.is_valid(i) {
+                    a.value(i).to_string()
+                } else {
+                    String::new()
+                }
+            }
+            Col::Date(a) => {
+                if a.is_valid(i) {
+                    a.value_as_date(i)
+                        .map(|d| d.to_string())
+                        .unwrap_or_default()
+                } else {
+                    String::new()
+                }
+            }
+            Col::Ts(v) => v[i].map(crate::model::format_ts).unwrap_or_default(),
+        }
+    }
+
+    pub fn is_null(&self, i: usize) -> bool {
+        match self {
+            Col::Missing => true,
+            Col::Str(a) => !a.is_valid(i) || a.value(i).is_empty(),
+            Col::Dec(a, _) => !a.is_valid(i),
+            Col::Int(a) => !a.is_valid(i),
+            Col::Date(a) => !a.is_valid(i),
+            Col::Ts(v) => v[i].is_none(),
+        }
+    }
+
+    pub fn str(&self, i: usize) -> Option<&str> {
+        self.text(i)
+    }
+
+    pub fn decimal(&self, i: usize) -> Result<Option<Decimal>, CellErr> {
+        if self.is_null(i) {
+            return Ok(None);
+        }
+        match self {
+            Col::Str(_) => {
+                let s = self.text(i).unwrap();
+                parse_decimal_strict(s)
+                    .map(Some)
+                    .ok_or_else(|| format!("not a decimal: {s:?}"))
+            }
+            Col::Dec(a, scale) => {
+                decimal_from_i128(a.value(i), *scale)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        format!(
+                            "decimal out of range: {}",
+                            format_i128_scaled(a.value(i), *scale)
+                        )
+                    })
+            }
+            Col::Int(a) => Ok(Some(Decimal::from(a.value(i)))),
+            _ => Err("not a decimal".into()),
+        }
+    }
+
+    pub fn date(&self, i: usize) -> Result<Option<NaiveDate>, CellErr> {
+        if self.is_null(i) {
+            return Ok(None);
+        }
+        match self {
+            Col::Str(_) => {
+                let s = self.text(i).unwrap();
+                parse_date_strict(s)
+                    .map(Some)
+                    .ok_or_else(|| format!("not a date: {s:?}"))
+            }
+            Col::Date(a) => a
+                .value_as_date(i)
+                .map(Some)
+                .ok_or_else(|| "date out of range".into()),
+            Col::Ts(v) => chrono::DateTime::from_timestamp_micros(v[i].unwrap())
+                .map(|d| Some(d.date_naive()))
+                .ok_or_else(|| "date out of range".into()),
+            _ => Err("not a date".into()),
+        }
+    }
+
+    pub fn timestamp(&self, i: usize) -> Result<Option<Micros>, CellErr> {
+        if self.is_null(i) {
+            return Ok(None);
+        }
+        match self {
+            Col::Str(_) => {
+                let s = self.text(i).unwrap();
+                parse_timestamp_strict(s)
+                    .map(Some)
+                    .ok_or_else(|| format!("not a timestamp: {s:?}"))
+            }
+            Col::Ts(v) => Ok(v[i]),
+            Col::Date(a) => a
+                .value_as_date(i)
+                .map(|d| Some(crate::model::midnight(d)))
+                .ok_or_else(|| "date out of range".into()),
+            _ => Err("not a timestamp".into()),
+        }
+    }
+
+    pub fn int(&self, i: usize) -> Result<Option<i64>, CellErr> {
+        if self.is_null(i) {
+            return Ok(None);
+        }
+        match self {
+            Col::Str(_) => {
+                let s = self.text(i).unwrap();
+                parse_int_strict(s)
+                    .map(Some)
+                    .ok_or_else(|| format!("not an integer: {s:?}"))
+            }
+            Col::Int(a) => Ok(Some(a.value(i))),
+            Col::Dec(a, scale) => {
+                let d = decimal_from_i128(a.value(i), *scale).ok_or("not an integer")?;
+                if d.fract().is_zero() {
+                    i64::try_from(d.trunc().mantissa() / 10i128.pow(d.trunc().scale()))
+                        .map(Some)
+                        .map_err(|_| "integer out of range".into())
+                } else {
+                    Err(format!("not an integer: {d}"))
+                }
+            }
+            _ => Err("not an integer".into()),
+        }
+    }
+}
+
+fn format_i128_scaled(v: i128, scale: i8) -> String {
+    if scale <= 0 {
+        let mut s = v.to_string();
+        for _ in 0..(-scale) {
+            s.push('0');
+        }
+        return s;
+    }
+    let neg = v < 0;
+    let digits = v.unsigned_abs().to_string();
+    let scale = scale as usize;
+    let padded = if digits.len() <= scale {
+        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
+    } else {
+        digits
+    };
+    let (i, f) = padded.split_at(padded.len() - scale);
+    format!("{}{}.{}", if neg { "-" } else { "" }, i, f)
+}
+
+/// Largest number of fractional digits accepted in an input decimal (output columns are
+/// Decimal128(38, 18)).
+pub const MAX_SCALE: u32 = 18;
+
+/// A Decimal128 cell into the engine's decimal: trailing zeros are dropped until the value
+/// fits rust_decimal's 96-bit mantissa; `None` if it cannot.
+pub fn decimal_from_i128(mut v: i128, scale: i8) -> Option<Decimal> {
+    let mut scale = scale as i32;
+    while scale < 0 {
+        v = v.checked_mul(10)?;
+        scale += 1;
+    }
+    while scale > 0
+        && v % 10 == 0
+        && (scale as u32 > MAX_SCALE || v.unsigned_abs() >= (1u128 << 96))
+    {
+        v /= 10;
+        scale -= 1;
+    }
+    if scale as u32 > MAX_SCALE || v.unsigned_abs() >= (1u128 << 96) {
+        return None;
+    }
+    Decimal::try_from_i128_with_scale(v, scale as u32).ok()
+}
+
+/// `-?\d+(\.\d+)?`, at most 28 significant digits and [`MAX_SCALE`] decimals.
+pub fn parse_decimal_strict(s: &str) -> Option<Decimal> {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (body, None),
+    };
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if let Some(f) = frac {
+        if f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        if f.trim_end_matches('0').len() > MAX_SCALE as usize {
+            return None;
+        }
+    }
+    let d = Decimal::from_str_exact(s).ok()?;
+    if d.scale() > MAX_SCALE {
+        let mut n = d.normalize();
+        if n.scale() > MAX_SCALE {
+            return None;
+        }
+        n.rescale(n.scale());
+        return Some(n);
+    }
+    Some(d)
+}
+
+pub fn parse_int_strict(s: &str) -> Option<i64> {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// `YYYY-MM-DD`, a real calendar day.
+pub fn parse_date_strict(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    if !b
+        .iter()
+        .enumerate()
+        .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    {
+        return None;
+    }
+    let y: i32 = s[0..4].parse().ok()?;
+    let m: u32 = s[5..7].parse().ok()?;
+    let d: u32 = s[8..10].parse().ok()?;
+    NaiveDate::from_ymd_opt(y, m, d)
+}
+
+/// `YYYY-MM-DD[T| ]HH:MM:SS[.fraction][Z|±HH:MM]`; an offset is converted to UTC, none means UTC.
+pub fn parse_timestamp_strict(s: &str) -> Option<Micros> {
+    let b = s.as_bytes();
+    if b.len() < 19 {
+        return None;
+    }
+    let date = parse_date_strict(&s[0..10])?;
+    if b[10] != b'T' && b[10] != b' ' {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let two = |i: usize| -> Option<u32> {
+        if b[i].is_ascii_digit() && b[i + 1].is_ascii_digit() {
+            Some(((b[i] - b'0') * 10 + (b[i + 1] - b'0')) as u32)
+        } else {
+            None
+        }
+    };
+    let (h, mi, se) = (two(11)?, two(14)?, two(17)?);
+    if h > 23 || mi > 59 || se > 59 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut micros: i64 = 0;
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(|c| c.is_ascii_digit()).count();
+        if n == 0 {
+            return None;
+        }
+        let frac = &r[..n];
+        // Sub-microsecond digits are truncated.
+        let mut us = 0i64;
+        for (k, c) in frac.bytes().take(6).enumerate() {
+            us += ((c - b'0') as i64) * 10i64.pow(5 - k as u32);
+        }
+        micros = us;
+        rest = &r[n..];
+    }
+    let offset_secs: i64 = match rest {
+        "" | "Z" => 0,
+        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
+            let ob = o.as_bytes();
+            let d2 = |i: usize| -> Option<i64> {
+                if ob[i].is_ascii_digit() && ob[i + 1].is_ascii_digit() {
+                    Some(((ob[i] - b'0') * 10 + (ob[i + 1] - b'0')) as i64)
+                } else {
+                    None
+                }
+            };
+            let (oh, om) = (d2(1)?, d2(4)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let v = oh * 3600 + om * 60;
+            if o.starts_with('-') {
+                -v
+            } else {
+                v
+            }
+        }
+        _ => return None,
+    };
+    let naive = date.and_hms_opt(h, mi, se)?;
+    let secs = naive.and_utc().timestamp() - offset_secs;
+    secs.checked_mul(1_000_000)?.checked_add(micros)
+}
+
+fn unreadable(file: &SourceFile, column: &str, message: impl Into<String>) -> Error {
+    Error::Input {
+        file: file.name.clone(),
+        column: Some(column.to_string()),
+        row: None,
+        message: message.into(),
+    }
+}
+
+/// Normalize one Arrow column into a [`Col`] of the requested kind; incompatible physical
+/// types (floating point money above all) make the input unreadable.
+fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
+    let dt = a.data_type().clone();
+    let bad = |what: &str| {
+        unreadable(
+            file,
+            spec.name,
+            format!(
+                "{what} column of type {dt} cannot be read as {:?}",
+                spec.kind
+            ),
+        )
+    };
+    let as_utf8 = |a: &ArrayRef| -> Result<Col> {
+        let c = arrow_cast::cast(a, &DataType::Utf8)
+            .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+        Ok(Col::Str(c.as_string::<i32>().clone()))
+    };
+    match &dt {
+        DataType::Utf8 => return Ok(Col::Str(a.as_string::<i32>().clone())),
+        DataType::LargeUtf8 | DataType::Utf8View => return as_utf8(a),
+        DataType::Dictionary(_, v)
+            if matches!(
+                **v,
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+            ) =>
+        {
+            return as_utf8(a)
+        }
+        DataType::Null => return Ok(Col::Missing),
+        _ => {}
+    }
+    match spec.kind {
+        Kind::Text => match dt {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 | DataType::Boolean => as_utf8(a),
+            _ => Err(bad("a")),
+        },
+        Kind::Decimal => match dt {
+            DataType::Decimal128(_, s) => Ok(Col::Dec(a.as_primitive::<Decimal128Type>().clone(), s)),
+            DataType::Decimal32(_, s) | DataType::Decimal64(_, s) => {
+                let c = arrow_cast::cast(a, &DataType::Decimal128(38, s)).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+                Ok(Col::Dec(c.as_primitive::<Decimal128Type>().clone(), s))
+            }
+            DataType::Decimal256(_, s) => {
+                let c = arrow_cast::cast_with_options(a, &DataType::Decimal128(38, s), &arrow_cast::CastOptions { safe: false, ..Default::default() })
+                    .map_err(|e| unreadable(file, spec.name, format!("Decimal256 values beyond Decimal128: {e}")))?;
+                Ok(Col::Dec(c.as_primitive::<Decimal128Type>().clone(), s))
+            }
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
+                let c = arrow_cast::cast(a, &DataType::Int64).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+                Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
+            }
+            DataType::Float16 | DataType::Float32 | DataType::Float64 => Err(unreadable(
+                file,
+                spec.name,
+                format!("money/quantity column stored as floating point ({dt}); store it as Decimal128 or string"),
+            )),
+            _ => Err(bad("a")),
+        },
+        Kind::Int => match dt {
+            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+                let c = arrow_cast::cast_with_options(a, &DataType::Int64, &arrow_cast::CastOptions { safe: false, ..Default::default() })
+                    .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+                Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
+            }
+            DataType::Decimal128(_, s) => Ok(Col::Dec(a.as_primitive::<Decimal128Type>().clone(), s)),
+            _ => Err(bad("an")),
+        },
+        Kind::Date => match dt {
+            DataType::Date32 => Ok(Col::Date(a.as_primitive::<Date32Type>().clone())),
+            DataType::Date64 => {
+                let c = arrow_cast::cast(a, &DataType::Date32).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+                Ok(Col::Date(c.as_primitive::<Date32Type>().clone()))
+            }
+            DataType::Timestamp(u, _) => Ok(Col::Ts(ts_micros(a, &u))),
+            _ => Err(bad("a")),
+        },
+        Kind::Timestamp => match dt {
+            DataType::Timestamp(u, _) => Ok(Col::Ts(ts_micros(a, &u))),
+            DataType::Date32 => Ok(Col::Date(a.as_primitive::<Date32Type>().clone())),
+            _ => Err(bad("a")),
+        },
+    }
+}
+
+/// Raw timestamp values are UTC instants whether or not the column carries a zone.
+fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
+    fn conv<T: ArrowPrimitiveType<Native = i64>>(
+        a: &ArrayRef,
+        f: impl Fn(i64) -> Option<i64>,
+    ) -> Vec<Option<Micros>> {
+        a.as_primitive::<T>()
+            .iter()
+            .map(|v| v.and_then(&f))
+            .collect()
+    }
+    match unit {
+        TimeUnit::Second => conv::<TimestampSecondType>(a, |v| v.checked_mul(1_000_000)),
+        TimeUnit::Millisecond => conv::<TimestampMillisecondType>(a, |v| v.checked_mul(1_000)),
+        TimeUnit::Microsecond => conv::<TimestampMicrosecondType>(a, Some),
+        TimeUnit::Nanosecond => conv::<TimestampNanosecondType>(a, |v| Some(v.div_euclid(1_000))),
+    }
+}
+
+/// Decode every batch of `file`, projecting the spec's columns, and hand each to `f`.
+/// A missing required column or an undecodable file is an error naming file and column.
+pub fn read_file(
+    file: &SourceFile,
+    specs: &[ColSpec],
+    mut f: impl FnMut(&Batch) -> Result<()>,
+) -> Result<u64> {
+    match file.format {
+        Format::Parquet => read_parquet(file, specs, &mut f),
+        Format::Csv => read_csv(file, specs, &mut f),
+    }
+}
+
+fn missing_column(file: &SourceFile, name: &str) -> Error {
+    unreadable(file, name, "required column is missing")
+}
+
+fn read_parquet(
+    file: &SourceFile,
+    specs: &[ColSpec],
+    f: &mut dyn FnMut(&Batch) -> Result<()>,
+) -> Result<u64> {
+    let fh = std::fs::File::open(&file.path)
+        .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fh).map_err(|e| {
+        Error::input(
+            file.name.clone(),
+            format!("not a readable Parquet file: {e}"),
+        )
+    })?;
+    let schema = builder.schema().clone();
+    // Map spec columns to root field indices.
+    let mut roots = Vec::new();
+    let mut positions: Vec<Option<usize>> = Vec::with_capacity(specs.len());
+    for s in specs {
+        match schema.fields().iter().position(|fl| fl.name() == s.name) {
+            Some(idx) => {
+                positions.push(Some(idx));
+                roots.push(idx);
+            }
+            None if s.required => return Err(missing_column(file, s.name)),
+            None => positions.push(None),
+        }
+    }
+    roots.sort_unstable();
+    roots.dedup();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| {
+            Error::input(
+                file.name.clone(),
+                format!("not a readable Parquet file: {e}"),
+            )
+        })?;
+    let mut row: u64 = 1;
+    for rb in reader {
+        let rb: RecordBatch = rb.map_err(|e| Error::Input {
+            file: file.name.clone(),
+            column: None,
+            row: Some(row),
+            message: format!("cannot decode Parquet data: {e}"),
+        })?;
+        let mut cols = Vec::with_capacity(specs.len());
+        for (s, pos) in specs.iter().zip(&positions) {
+            match pos {
+                Some(idx) => {
+                    let pos_in_batch = roots.iter().position(|r| r == idx).unwrap();
+                    cols.push(normalize(file, s, rb.column(pos_in_batch))?);
+                }
+                None => cols.push(Col::Missing),
+            }
+        }
+        let len = rb.num_rows();
+        f(&Batch {
+            cols,
+            len,
+            first_row: row,
+        })?;
+        row += len as u64;
+    }
+    Ok(row - 1)
+}
+
+fn read_csv(
+    file: &SourceFile,
+    specs: &[ColSpec],
+    f: &mut dyn FnMut(&Batch) -> Result<()>,
+) -> Result<u64> {
+    let fh = std::fs::File::open(&file.path)
+        .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(std::io::BufReader::with_capacity(1 << 20, fh));
+    let headers = rdr
+        .byte_headers()
+        .map_err(|e| Error::input(file.name.clone(), format!("cannot read CSV header: {e}")))?
+        .clone();
+    let header_text: Vec<String> = headers
+        .iter()
+        .map(|h| {
+            String::from_utf8_lossy(h)
+                .trim_start_matches('\u{feff}')
+                .to_string()
+        })
+        .collect();
+    let mut positions = Vec::with_capacity(specs.len());
+    for s in specs {
+        match header_text.iter().position(|h| h == s.name) {
+            Some(i) => positions.push(Some(i)),
+            None if s.required => return Err(missing_column(file, s.name)),
+            None => positions.push(None),
+        }
+    }
+    let mut row: u64 = 1;
+    let mut rec = csv::ByteRecord::new();
+    let mut builders: Vec<Vec<Option<String>>> = specs
+        .iter()
+        .map(|_| Vec::with_capacity(BATCH_ROWS))
+        .collect();
+    let mut n = 0usize;
+    let flush = |builders: &mut Vec<Vec<Option<String>>>,
+                 n: &mut usize,
+                 row: &mut u64,
+                 f: &mut dyn FnMut(&Batch) -> Result<()>|
+     -> Result<()> {
+        if *n == 0 {
+            return Ok(());
+        }
+        let cols = builders
+            .iter_mut()
+            .zip(&positions)
+            .map(|(b, p)| {
+                if p.is_some() {
+                    Col::Str(StringArray::from(std::mem::take(b)))
+                } else {
+                    b.clear();
+                    Col::Missing
+                }
+            })
+            .collect();
+        f(&Batch {
+            cols,
+            len: *n,
+            first_row: *row,
+        })?;
+        *row += *n as u64;
+        *n = 0;
+        Ok(())
+    };
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                return Err(Error::Input {
+                    file: file.name.clone(),
+                    column: None,
+                    row: Some(row + n as u64),
+                    message: format!("cannot read CSV: {e}"),
+                })
+            }
+        }
+        for (b, p) in builders.iter_mut().zip(&positions) {
+            let v = p
+                .and_then(|i| rec.get(i))
+                .filter(|v| !v.is_empty())
+                .map(|v| String::from_utf8_lossy(v).into_owned());
+            b.push(v);
+        }
+        n += 1;
+        if n == BATCH_ROWS {
+            flush(&mut builders, &mut n, &mut row, f)?;
+        }
+    }
+    flush(&mut builders, &mut n, &mut row, f)?;
+    Ok(row - 1)
+}
+
+/// SHA-256 of a file, hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut h = Sha256::new();
+    let mut fh = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = fh
+            .read(&mut buf)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("{:x}", h.finalize()))
+}
+
+#[allow(dead_code)]
+fn _assert_send(_: Arc<dyn Array>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_decimals() {
+        assert_eq!(parse_decimal_strict("12.50").unwrap().to_string(), "12.50");
+        assert_eq!(parse_decimal_strict("-0.5").unwrap().to_string(), "-0.5");
+        for bad in [
+            "",
+            "1.",
+            ".5",
+            "+1",
+            "1e3",
+            "1,5",
+            " 1",
+            "abc",
+            "99999999999999999999999999999",
+        ] {
+            assert!(parse_decimal_strict(bad).is_none(), "{bad:?}");
+        }
+        assert!(parse_decimal_strict("0.1234567890123456789").is_none());
+    }
+
+    #[test]
+    fn strict_dates_and_timestamps() {
+        assert!(parse_date_strict("2026-02-29").is_none());
+        assert!(parse_date_strict("2026-2-28").is_none());
+        assert_eq!(
+            parse_date_strict("2024-02-29").unwrap().to_string(),
+            "2024-02-29"
+        );
+        let z = parse_timestamp_strict("2026-11-22T00:00:00Z").unwrap();
+        assert_eq!(parse_timestamp_strict("2026-11-22 00:00:00").unwrap(), z);
+        assert_eq!(
+            parse_timestamp_strict("2026-11-22T01:30:00+01:30").unwrap(),
+            z
+        );
+        assert_eq!(
+            parse_timestamp_strict("2026-11-22T00:00:00.5Z").unwrap(),
+            z + 500_000
+        );
+        for bad in [
+            "2026-11-22",
+            "2026-11-22T24:00:00",
+            "2026-11-22T00:00:00+1:00",
+            "2026-11-22T00:00:00.Z",
+        ] {
+            assert!(parse_timestamp_strict(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decimal128_normalization() {
+        assert_eq!(
+            decimal_from_i128(2130_000000000000000000, 18)
+                .unwrap()
+                .to_string(),
+            "2130.000000000000000000"
+        );
+        assert!(decimal_from_i128(i128::MAX, 0).is_none());
+        assert_eq!(
+            decimal_from_i128(1_000_000_000_000_000_000_000_000_000_000, 18)
+                .unwrap()
+                .normalize()
+                .to_string(),
+            "1000000000000"
+        );
+    }
+}

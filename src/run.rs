@@ -1,0 +1,519 @@
+//! The run: read → validate → partition → rate → write, and the publish protocol.
+
+use crate::error::{Error, Result};
+use crate::external::{apply_external, ExtOut};
+use crate::job::{Job, OutputFormat};
+use crate::model::*;
+use crate::output::{self, Products};
+use crate::partition;
+use crate::rate::{rate_account, AccountOut, RateCtx};
+use crate::read::{find_table, table_at, TableSource};
+use crate::validate::*;
+use chrono::NaiveDate;
+use rayon::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Compute and publish.
+    Run,
+    /// Compute and report; publish nothing.
+    DryRun,
+    /// Validate and report rejects and totals; publish nothing.
+    Validate,
+}
+
+#[derive(Clone, Debug)]
+pub struct RunArgs {
+    pub job: PathBuf,
+    pub state: PathBuf,
+    pub output: Option<PathBuf>,
+    pub usage: Option<PathBuf>,
+    pub credits: Option<PathBuf>,
+    pub events: Option<PathBuf>,
+    pub as_of: Option<NaiveDate>,
+    pub threads: Option<usize>,
+    pub force: bool,
+    pub mode: Mode,
+}
+
+/// What a finished run reports.
+pub struct RunReport {
+    pub run_id: String,
+    pub summary: String,
+    pub published: Option<PathBuf>,
+}
+
+/// Progress sink: phase messages for stderr.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+
+/// `as_of` from the command line, else the state's manifest `as_of` + recurrence.
+fn resolve_as_of(args: &RunArgs, job: &Job, prev: Option<NaiveDate>) -> Result<NaiveDate> {
+    if let Some(a) = args.as_of {
+        return Ok(a);
+    }
+    match prev {
+        Some(p) => Ok(job.recurrence.add(p)),
+        None => Err(Error::Usage(format!(
+            "--as-of is required: {} holds no run_manifest.json to derive it from",
+            args.state.display()
+        ))),
+    }
+}
+
+/// The previous run's as_of, if the state is a previous run's output.
+pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
+    let p = state.join("run_manifest.json");
+    if !p.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&p)
+        .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::input(p.display().to_string(), format!("not JSON: {e}")))?;
+    let s = v
+        .get("as_of")
+        .and_then(|x| x.as_str())
+        .ok_or_else(|| Error::input(p.display().to_string(), "no as_of"))?;
+    crate::read::parse_date_strict(s)
+        .map(Some)
+        .ok_or_else(|| Error::input(p.display().to_string(), format!("bad as_of {s:?}")))
+}
+
+fn sub_period(p: Period, d: NaiveDate) -> NaiveDate {
+    let r = match p.unit {
+        Unit::Day => d.checked_sub_signed(chrono::TimeDelta::days(p.n as i64)),
+        Unit::Week => d.checked_sub_signed(chrono::TimeDelta::days(7 * p.n as i64)),
+        Unit::Month => d.checked_sub_months(chrono::Months::new(p.n)),
+    };
+    r.unwrap_or(NaiveDate::MIN)
+}
+
+/// Everything a run computed, ready to be written.
+pub struct Computed {
+    pub job: Job,
+    pub run_id: String,
+    pub as_of: NaiveDate,
+    pub products: Products,
+    pub intake: Intake,
+    pub threads: usize,
+    pub timings: Vec<(&'static str, f64)>,
+}
+
+pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
+    let t0 = Instant::now();
+    let mut timings = Vec::new();
+    let job = Job::load(&args.job)?;
+    let threads = args.threads.unwrap_or(job.threads);
+    if threads == 0 {
+        return Err(Error::Usage("--threads must be >= 1".into()));
+    }
+    if !args.state.is_dir() {
+        return Err(Error::Usage(format!(
+            "state directory {} does not exist",
+            args.state.display()
+        )));
+    }
+    let prev = previous_as_of(&args.state)?;
+    let as_of = resolve_as_of(args, &job, prev)?;
+    let prev_cutoff_date = prev.unwrap_or_else(|| sub_period(job.recurrence, as_of));
+    let cutoff = midnight(as_of);
+    let run_id = format!("{}-{}", job.name, as_of);
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+
+    // ---- read + validate -------------------------------------------------------------
+    progress(&format!("read: state {}", args.state.display()));
+    let need = |name: &'static str| -> Result<TableSource> {
+        find_table(&args.state, name)?.ok_or_else(|| {
+            Error::input(
+                args.state.display().to_string(),
+                format!("state table {name} is missing"),
+            )
+        })
+    };
+    let services_src = need("services")?;
+    let wallets_src = need("wallets")?;
+    let subs_src = need("subscriptions")?;
+    let items_src = need("subscription_items")?;
+    let deferred_usage_src = find_table(&args.state, "deferred_usage")?;
+    let deferred_events_src = find_table(&args.state, "deferred_events")?;
+    let arg_table = |p: &Option<PathBuf>, name: &'static str| -> Result<Option<TableSource>> {
+        p.as_ref()
+            .map(|p| {
+                table_at(
+                    p,
+                    name,
+                    &p.file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .transpose()
+    };
+    let usage_src = arg_table(&args.usage, "usage")?;
+    let credits_src = arg_table(&args.credits, "credits")?;
+    let events_src = arg_table(&args.events, "external_events")?;
+
+    let mut intake = Intake::default();
+    let st = validate_state(
+        &mut intake,
+        &StateSources {
+            services: Some(&services_src),
+            wallets: Some(&wallets_src),
+            subscriptions: Some(&subs_src),
+            items: Some(&items_src),
+        },
+    )?;
+
+    // Usage: stream, dedupe on usage_id across deferred_usage then the new files, classify,
+    // and aggregate into per-item sums. Nothing but the sums and the deferred rows is kept.
+    let mut usage_qty = vec![Decimal::ZERO; st.items.len()];
+    let mut usage_ids: HashSet<String> = HashSet::new();
+    let mut deferred_usage: Vec<Usage> = Vec::new();
+    let mut usage_rated: u64 = 0;
+    for src in [deferred_usage_src.as_ref(), usage_src.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        let table = src.table;
+        intake.load_each(src, USAGE, parse_usage, |intake, u, o| {
+            if !usage_ids.insert(u.usage_id.clone()) {
+                let k = u.usage_id.clone();
+                intake.reject(
+                    table,
+                    o,
+                    k.clone(),
+                    Reason::DuplicateKey,
+                    format!("duplicate usage_id {k}; the first occurrence wins"),
+                );
+                return;
+            }
+            match classify_usage(&st, &u, cutoff) {
+                UsageFate::Rate(ii) => {
+                    usage_qty[ii] += u.quantity;
+                    usage_rated += 1;
+                }
+                UsageFate::Defer => deferred_usage.push(u),
+                UsageFate::Reject(reason, detail) => {
+                    let k = u.usage_id.clone();
+                    intake.reject(table, o, k, reason, detail)
+                }
+            }
+        })?;
+    }
+    drop(usage_ids);
+
+    // Credits.
+    let mut credits: Vec<Credit> = Vec::new();
+    let mut credit_wallet: Vec<usize> = Vec::new();
+    if let Some(src) = &credits_src {
+        let rows = intake.load(src, CREDITS, parse_credit)?;
+        for (c, o) in intake.dedupe("credits", rows, |c| c.credit_id.clone()) {
+            match st.wallet_by_id.get(&c.wallet_id) {
+                Some(&w) => {
+                    credit_wallet.push(w);
+                    credits.push(c);
+                }
+                None => {
+                    let detail = format!("wallet {} is unknown or rejected", c.wallet_id);
+                    intake.reject(
+                        "credits",
+                        o,
+                        c.credit_id.clone(),
+                        Reason::UnknownWallet,
+                        detail,
+                    );
+                }
+            }
+        }
+    }
+
+    // External events.
+    let mut events: Vec<(Event, usize)> = Vec::new();
+    {
+        let mut rows = Vec::new();
+        for src in [deferred_events_src.as_ref(), events_src.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            rows.extend(
+                intake
+                    .load(src, EVENTS, parse_event)?
+                    .into_iter()
+                    .map(|(e, o)| (e, o, src.table)),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (e, o, table) in rows {
+            if !seen.insert(e.event_id.clone()) {
+                let k = e.event_id.clone();
+                intake.reject(
+                    table,
+                    o,
+                    k.clone(),
+                    Reason::DuplicateKey,
+                    format!("duplicate event_id {k}; the first occurrence wins"),
+                );
+                continue;
+            }
+            match st
+                .sub_idx
+                .get(&e.subscription_id)
+                .filter(|&&s| st.sub_ok[s])
+            {
+                None => {
+                    let detail =
+                        format!("subscription {} is unknown or rejected", e.subscription_id);
+                    intake.reject(
+                        table,
+                        o,
+                        e.event_id.clone(),
+                        Reason::UnknownSubscription,
+                        detail,
+                    );
+                }
+                Some(&s) if st.subs[s].is_internal() || st.subs[s].source != e.source => {
+                    let detail = format!(
+                        "event source {} but subscription {} is {}",
+                        e.source, e.subscription_id, st.subs[s].source
+                    );
+                    intake.reject(table, o, e.event_id.clone(), Reason::SourceMismatch, detail);
+                }
+                Some(&s) => events.push((e, s)),
+            }
+        }
+    }
+    timings.push(("read_validate", t0.elapsed().as_secs_f64()));
+    progress(&format!(
+        "read: {} rows from {} files, {} usage rows rated, {} rejects",
+        intake.rows_read,
+        intake.files.len(),
+        usage_rated,
+        intake.rejects.len()
+    ));
+
+    // ---- partition + rate ------------------------------------------------------------
+    let t1 = Instant::now();
+    let accounts = partition::accounts(&st, &credits, &credit_wallet, &usage_qty);
+    let ctx = RateCtx {
+        as_of,
+        steps: &job.steps,
+        rounding: job.rounding,
+        debit_type: &job.debit_transaction_type,
+        recurrence: job.recurrence,
+        prev_cutoff: midnight(prev_cutoff_date),
+    };
+    progress(&format!(
+        "rate: {} accounts on {} threads",
+        accounts.len(),
+        threads
+    ));
+    let rated: Vec<AccountOut> = pool
+        .install(|| {
+            accounts
+                .par_iter()
+                .with_min_len(256)
+                .map(|a| rate_account(&ctx, a))
+                .collect::<std::result::Result<Vec<_>, _>>()
+        })
+        .map_err(|e| Error::Invariant(e.to_string()))?;
+
+    // External subscriptions, each with its events in (event_time, event_id) order.
+    let mut ev_by_sub: BTreeMap<usize, Vec<&Event>> = BTreeMap::new();
+    for (e, s) in &events {
+        ev_by_sub.entry(*s).or_default().push(e);
+    }
+    for v in ev_by_sub.values_mut() {
+        v.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+    }
+    let empty: Vec<&Event> = Vec::new();
+    let ext: Vec<(usize, ExtOut)> = st
+        .subs
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.is_internal())
+        .map(|(i, s)| {
+            (
+                i,
+                apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff),
+            )
+        })
+        .collect();
+    timings.push(("rate", t1.elapsed().as_secs_f64()));
+
+    let t2 = Instant::now();
+    let products = output::build(&output::BuildInput {
+        job: &job,
+        run_id: &run_id,
+        as_of,
+        state: &st,
+        accounts: &accounts,
+        rated: &rated,
+        ext: &ext,
+        deferred_usage: &deferred_usage,
+        intake: &intake,
+    })?;
+    timings.push(("assemble", t2.elapsed().as_secs_f64()));
+    drop(rated);
+    Ok(Computed {
+        job,
+        run_id,
+        as_of,
+        products,
+        intake,
+        threads,
+        timings,
+    })
+}
+
+/// Run, dry-run or validate, and publish per SPEC §5.
+pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
+    let started = Instant::now();
+    if args.mode == Mode::Run {
+        let out = args
+            .output
+            .as_ref()
+            .ok_or_else(|| Error::Usage("--output is required".into()))?;
+        if out.exists() && !args.force {
+            return Err(Error::OutputExists(out.clone()));
+        }
+    }
+    let c = compute(args, progress)?;
+    let rejected = c.intake.rejects.len() as u64;
+    let total = c.intake.rows_read;
+    let ratio = if total == 0 {
+        0.0
+    } else {
+        rejected as f64 / total as f64
+    };
+    let gate_failed = ratio > c.job.max_reject_ratio;
+    let summary = output::summary(&c, ratio);
+
+    if args.mode != Mode::Run {
+        if gate_failed {
+            return Err(Error::TooManyRejects {
+                rejected,
+                total,
+                ratio,
+                max: c.job.max_reject_ratio,
+                review_dir: "(not written: validate/dry-run)".into(),
+            });
+        }
+        return Ok(RunReport {
+            run_id: c.run_id,
+            summary,
+            published: None,
+        });
+    }
+    let out = args.output.clone().unwrap();
+    let format = c.job.output_format;
+    if gate_failed {
+        let review = sibling(&out, "rejected");
+        let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
+        fresh_dir(&tmp)?;
+        let files = vec![c.products.rejects.write(&tmp, format)?];
+        output::write_manifest(&c, &tmp, &files)?;
+        replace_dir(&tmp, &review)?;
+        return Err(Error::TooManyRejects {
+            rejected,
+            total,
+            ratio,
+            max: c.job.max_reject_ratio,
+            review_dir: review.display().to_string(),
+        });
+    }
+
+    let t_write = Instant::now();
+    progress(&format!("write: {}", out.display()));
+    let tmp = sibling(&out, &format!("tmp-{}", std::process::id()));
+    fresh_dir(&tmp)?;
+    let result = (|| -> Result<()> {
+        let mut files = Vec::new();
+        for t in c.products.tables() {
+            files.push(t.write(&tmp, format)?);
+        }
+        output::write_manifest(&c, &tmp, &files)?;
+        let mut timings = c.timings.clone();
+        timings.push(("write", t_write.elapsed().as_secs_f64()));
+        timings.push(("total", started.elapsed().as_secs_f64()));
+        output::write_stats(&c, &tmp, &timings)?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if out.exists() {
+        if !args.force {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(Error::OutputExists(out));
+        }
+    }
+    replace_dir(&tmp, &out)?;
+    Ok(RunReport {
+        run_id: c.run_id,
+        summary,
+        published: Some(out),
+    })
+}
+
+/// `<dir>/<.name>.<suffix>` beside `target`.
+fn sibling(target: &Path, suffix: &str) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if suffix == "rejected" {
+        parent.join(format!("{name}.rejected"))
+    } else {
+        parent.join(format!(".{name}.{suffix}"))
+    }
+}
+
+fn fresh_dir(p: &Path) -> Result<()> {
+    if p.exists() {
+        std::fs::remove_dir_all(p)
+            .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+    }
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    std::fs::create_dir(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
+}
+
+/// Move `tmp` into place at `target`, replacing an existing `target`.
+fn replace_dir(tmp: &Path, target: &Path) -> Result<()> {
+    if target.exists() {
+        let old = sibling(target, &format!("old-{}", std::process::id()));
+        std::fs::rename(target, &old)
+            .map_err(|e| Error::io(format!("moving aside {}", target.display()), e))?;
+        std::fs::rename(tmp, target)
+            .map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
+        let _ = std::fs::remove_dir_all(&old);
+    } else {
+        std::fs::rename(tmp, target)
+            .map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
+    }
+    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Ok(d) = std::fs::File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+pub fn output_format_name(f: OutputFormat) -> &'static str {
+    f.ext()
+}

@@ -1,0 +1,852 @@
+//! Validation (SPEC §3 domains, §4 Rejects): typed records out of raw batches, one reject
+//! per bad row, in the order parse → domain → DUPLICATE_KEY → references.
+
+use crate::error::Result;
+use crate::model::*;
+use crate::read::{opt, read_file, req, Batch, ColSpec, Kind, TableSource};
+use rust_decimal::Decimal;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reason {
+    MissingRequired,
+    InvalidValue,
+    DuplicateKey,
+    UnknownSubscription,
+    UnknownService,
+    UnknownWallet,
+    CurrencyMismatch,
+    LateUsage,
+    ItemEnded,
+    UnknownItem,
+    NotPostRate,
+    ExternalUsage,
+    TerminatedSubscription,
+    SourceMismatch,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingRequired => "MISSING_REQUIRED",
+            Reason::InvalidValue => "INVALID_VALUE",
+            Reason::DuplicateKey => "DUPLICATE_KEY",
+            Reason::UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
+            Reason::UnknownService => "UNKNOWN_SERVICE",
+            Reason::UnknownWallet => "UNKNOWN_WALLET",
+            Reason::CurrencyMismatch => "CURRENCY_MISMATCH",
+            Reason::LateUsage => "LATE_USAGE",
+            Reason::ItemEnded => "ITEM_ENDED",
+            Reason::UnknownItem => "UNKNOWN_ITEM",
+            Reason::NotPostRate => "NOT_POST_RATE",
+            Reason::ExternalUsage => "EXTERNAL_USAGE",
+            Reason::TerminatedSubscription => "TERMINATED_SUBSCRIPTION",
+            Reason::SourceMismatch => "SOURCE_MISMATCH",
+        }
+    }
+}
+
+/// One rejected input row.
+#[derive(Clone, Debug)]
+pub struct Reject {
+    pub table: &'static str,
+    /// Index of the file in the run's list of input files (for ordering).
+    pub file_ord: u32,
+    pub file: String,
+    pub row: u64,
+    pub key: String,
+    pub reason: Reason,
+    pub detail: String,
+}
+
+/// Where a row came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin {
+    pub file_ord: u32,
+    pub row: u64,
+}
+
+/// Every input file read, for the manifest.
+#[derive(Clone, Debug)]
+pub struct InputFile {
+    pub table: &'static str,
+    pub name: String,
+    pub path: std::path::PathBuf,
+    pub rows: u64,
+}
+
+type Fail = (Reason, String);
+
+/// A row of a batch, with typed accessors that produce the reject of SPEC §4.
+pub struct Row<'a> {
+    b: &'a Batch,
+    i: usize,
+    specs: &'a [ColSpec],
+}
+
+impl<'a> Row<'a> {
+    fn name(&self, c: usize) -> &'static str {
+        self.specs[c].name
+    }
+    fn missing(&self, c: usize) -> Fail {
+        (
+            Reason::MissingRequired,
+            format!("{} is missing", self.name(c)),
+        )
+    }
+    fn invalid(&self, c: usize, why: String) -> Fail {
+        (Reason::InvalidValue, format!("{}: {why}", self.name(c)))
+    }
+    pub fn raw(&self, c: usize) -> String {
+        self.b.cols[c].raw(self.i)
+    }
+    fn os(&self, c: usize) -> Option<&'a str> {
+        self.b.cols[c].str(self.i)
+    }
+    fn s(&self, c: usize) -> Result<&'a str, Fail> {
+        self.os(c).ok_or_else(|| self.missing(c))
+    }
+    fn od(&self, c: usize) -> Result<Option<Decimal>, Fail> {
+        self.b.cols[c]
+            .decimal(self.i)
+            .map(|o| o.map(|d| d.normalize()))
+            .map_err(|e| self.invalid(c, e))
+    }
+    fn d(&self, c: usize) -> Result<Decimal, Fail> {
+        self.od(c)?.ok_or_else(|| self.missing(c))
+    }
+    fn odate(&self, c: usize) -> Result<Option<chrono::NaiveDate>, Fail> {
+        self.b.cols[c].date(self.i).map_err(|e| self.invalid(c, e))
+    }
+    fn date(&self, c: usize) -> Result<chrono::NaiveDate, Fail> {
+        self.odate(c)?.ok_or_else(|| self.missing(c))
+    }
+    fn ots(&self, c: usize) -> Result<Option<Micros>, Fail> {
+        self.b.cols[c]
+            .timestamp(self.i)
+            .map_err(|e| self.invalid(c, e))
+    }
+    fn ts(&self, c: usize) -> Result<Micros, Fail> {
+        self.ots(c)?.ok_or_else(|| self.missing(c))
+    }
+    fn int(&self, c: usize) -> Result<i64, Fail> {
+        self.b.cols[c]
+            .int(self.i)
+            .map_err(|e| self.invalid(c, e))?
+            .ok_or_else(|| self.missing(c))
+    }
+    fn operiod(&self, c: usize) -> Result<Option<PeriodText>, Fail> {
+        match self.os(c) {
+            None => Ok(None),
+            Some(t) => Period::parse(t)
+                .map(|p| {
+                    Some(PeriodText {
+                        period: p,
+                        text: t.to_string(),
+                    })
+                })
+                .ok_or_else(|| self.invalid(c, format!("not a period: {t:?}"))),
+        }
+    }
+    fn currency(&self, c: usize, code: &str) -> Result<u32, Fail> {
+        minor_units(code)
+            .ok_or_else(|| self.invalid(c, format!("unknown ISO 4217 currency {code:?}")))
+    }
+    fn domain(&self, c: usize, ok: bool, what: &str) -> Result<(), Fail> {
+        if ok {
+            Ok(())
+        } else {
+            Err(self.invalid(c, format!("{} {what}", self.raw(c))))
+        }
+    }
+}
+
+pub const SERVICES: &[ColSpec] = &[
+    req("service_id", Kind::Text),
+    req("billing_method", Kind::Text),
+    req("price", Kind::Decimal),
+    req("currency", Kind::Text),
+    opt("rate_period", Kind::Text),
+    opt("advance_period", Kind::Text),
+    opt("unit_size", Kind::Decimal),
+];
+pub const WALLETS: &[ColSpec] = &[
+    req("wallet_id", Kind::Text),
+    req("account_id", Kind::Text),
+    req("currency", Kind::Text),
+    req("balance", Kind::Decimal),
+    opt("updated_at", Kind::Timestamp),
+];
+pub const SUBSCRIPTIONS: &[ColSpec] = &[
+    req("subscription_id", Kind::Text),
+    req("account_id", Kind::Text),
+    req("source", Kind::Text),
+    req("status", Kind::Text),
+    opt("expires_at", Kind::Timestamp),
+];
+pub const ITEMS: &[ColSpec] = &[
+    req("subscription_id", Kind::Text),
+    req("item_no", Kind::Int),
+    req("service_id", Kind::Text),
+    opt("quantity", Kind::Decimal),
+    opt("custom_price", Kind::Decimal),
+    req("start_date", Kind::Date),
+    opt("end_date", Kind::Date),
+    opt("billed_through", Kind::Date),
+];
+pub const USAGE: &[ColSpec] = &[
+    req("usage_id", Kind::Text),
+    req("subscription_id", Kind::Text),
+    req("service_id", Kind::Text),
+    req("event_time", Kind::Timestamp),
+    req("quantity", Kind::Decimal),
+];
+pub const CREDITS: &[ColSpec] = &[
+    req("credit_id", Kind::Text),
+    req("wallet_id", Kind::Text),
+    req("amount", Kind::Decimal),
+    req("transaction_type", Kind::Text),
+    req("received_at", Kind::Timestamp),
+];
+pub const EVENTS: &[ColSpec] = &[
+    req("event_id", Kind::Text),
+    req("subscription_id", Kind::Text),
+    req("source", Kind::Text),
+    req("event_type", Kind::Text),
+    req("event_time", Kind::Timestamp),
+    opt("expires_at", Kind::Timestamp),
+    opt("to_account_id", Kind::Text),
+    opt("amount", Kind::Decimal),
+    opt("currency", Kind::Text),
+    opt("payment_status", Kind::Text),
+];
+
+pub fn parse_service(r: &Row) -> Result<Service, Fail> {
+    let service_id = r.s(0)?.to_string();
+    let method = r.s(1)?;
+    let price = r.d(2)?;
+    let currency = r.s(3)?.to_string();
+    let rate_period = r.operiod(4)?;
+    if method == "PRE_RATE" && rate_period.is_none() {
+        return Err(r.missing(4));
+    }
+    let advance_period = r.operiod(5)?;
+    let unit_size = r.od(6)?;
+    let billing_method = BillingMethod::parse(method).ok_or_else(|| {
+        r.invalid(
+            1,
+            format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME"),
+        )
+    })?;
+    r.domain(2, price >= Decimal::ZERO, "is negative")?;
+    let minor = r.currency(3, &currency)?;
+    if billing_method == BillingMethod::PreRate {
+        r.domain(
+            4,
+            rate_period.as_ref().is_some_and(|p| p.period.n >= 1),
+            "is not a period of N >= 1",
+        )?;
+    }
+    r.domain(6, unit_size.is_none_or(|u| u > Decimal::ZERO), "is not > 0")?;
+    Ok(Service {
+        service_id,
+        billing_method,
+        price,
+        currency,
+        minor,
+        rate_period,
+        advance_period,
+        unit_size,
+    })
+}
+
+pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
+    let wallet_id = r.s(0)?.to_string();
+    let account_id = r.s(1)?.to_string();
+    let currency = r.s(2)?.to_string();
+    let balance = r.d(3)?;
+    let updated_at = r.ots(4)?;
+    let minor = r.currency(2, &currency)?;
+    Ok(Wallet {
+        wallet_id,
+        account_id,
+        currency,
+        minor,
+        balance,
+        updated_at,
+    })
+}
+
+pub fn parse_subscription(r: &Row) -> Result<Subscription, Fail> {
+    let subscription_id = r.s(0)?.to_string();
+    let account_id = r.s(1)?.to_string();
+    let source = r.s(2)?.to_string();
+    let status = r.s(3)?;
+    let expires_at = r.ots(4)?;
+    let status = Status::parse(status).ok_or_else(|| {
+        r.invalid(
+            3,
+            format!("{status:?} is not ACTIVE, DISCONNECTED or TERMINATED"),
+        )
+    })?;
+    Ok(Subscription {
+        subscription_id,
+        account_id,
+        source,
+        status,
+        expires_at,
+    })
+}
+
+pub fn parse_item(r: &Row) -> Result<Item, Fail> {
+    let subscription_id = r.s(0)?.to_string();
+    let item_no = r.int(1)?;
+    let service_id = r.s(2)?.to_string();
+    let quantity = r.od(3)?;
+    let custom_price = r.od(4)?;
+    let start_date = r.date(5)?;
+    let end_date = r.odate(6)?;
+    let billed_through = r.odate(7)?;
+    r.domain(1, item_no >= 1, "is not >= 1")?;
+    r.domain(
+        3,
+        quantity.is_none_or(|q| q >= Decimal::ZERO),
+        "is negative",
+    )?;
+    r.domain(
+        4,
+        custom_price.is_none_or(|q| q >= Decimal::ZERO),
+        "is negative",
+    )?;
+    Ok(Item {
+        subscription_id,
+        item_no,
+        service_id,
+        quantity,
+        custom_price,
+        start_date,
+        end_date,
+        billed_through,
+    })
+}
+
+pub fn parse_usage(r: &Row) -> Result<Usage, Fail> {
+    let usage_id = r.s(0)?.to_string();
+    let subscription_id = r.s(1)?.to_string();
+    let service_id = r.s(2)?.to_string();
+    let event_time = r.ts(3)?;
+    let quantity = r.d(4)?;
+    r.domain(4, quantity >= Decimal::ZERO, "is negative")?;
+    Ok(Usage {
+        usage_id,
+        subscription_id,
+        service_id,
+        event_time,
+        quantity,
+    })
+}
+
+pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
+    let credit_id = r.s(0)?.to_string();
+    let wallet_id = r.s(1)?.to_string();
+    let amount = r.d(2)?;
+    let transaction_type = r.s(3)?.to_string();
+    let received_at = r.ts(4)?;
+    r.domain(2, amount > Decimal::ZERO, "is not > 0")?;
+    Ok(Credit {
+        credit_id,
+        wallet_id,
+        amount,
+        transaction_type,
+        received_at,
+    })
+}
+
+pub fn parse_event(r: &Row) -> Result<Event, Fail> {
+    let event_id = r.s(0)?.to_string();
+    let subscription_id = r.s(1)?.to_string();
+    let source = r.s(2)?.to_string();
+    let et = r.s(3)?;
+    let event_time = r.ts(4)?;
+    let expires_at = r.ots(5)?;
+    let parsed_type = EventType::parse(et);
+    if parsed_type.is_some_and(|t| t.sets_expiry()) && expires_at.is_none() {
+        return Err((
+            Reason::MissingRequired,
+            format!("expires_at is missing (required for {et})"),
+        ));
+    }
+    let to_account_id = r.os(6).map(str::to_string);
+    if parsed_type == Some(EventType::Transferred) && to_account_id.is_none() {
+        return Err((
+            Reason::MissingRequired,
+            "to_account_id is missing (required for TRANSFERRED)".into(),
+        ));
+    }
+    let amount = r.od(7)?;
+    let currency = r.os(8).map(str::to_string);
+    let payment_status = r.os(9).map(str::to_string);
+    let event_type =
+        parsed_type.ok_or_else(|| r.invalid(3, format!("{et:?} is not a known event type")))?;
+    r.domain(
+        9,
+        payment_status
+            .as_deref()
+            .is_none_or(|s| matches!(s, "CAPTURED" | "REJECTED" | "REFUNDED")),
+        "is not CAPTURED, REJECTED or REFUNDED",
+    )?;
+    Ok(Event {
+        event_id,
+        subscription_id,
+        source,
+        event_type,
+        event_time,
+        expires_at,
+        to_account_id,
+        amount,
+        currency,
+        payment_status,
+    })
+}
+
+/// Row keys for rejects, from the raw text.
+pub fn key_of(table: &str, r: &Row) -> String {
+    match table {
+        "subscription_items" => format!("{}/{}", r.raw(0), r.raw(1)),
+        _ => r.raw(0),
+    }
+}
+
+/// Accumulates rejects and the list of files read.
+#[derive(Default)]
+pub struct Intake {
+    pub rejects: Vec<Reject>,
+    pub files: Vec<InputFile>,
+    pub rows_read: u64,
+}
+
+impl Intake {
+    pub fn reject(
+        &mut self,
+        table: &'static str,
+        o: Origin,
+        key: String,
+        reason: Reason,
+        detail: String,
+    ) {
+        let file = self.files[o.file_ord as usize].name.clone();
+        self.rejects.push(Reject {
+            table,
+            file_ord: o.file_ord,
+            file,
+            row: o.row,
+            key,
+            reason,
+            detail,
+        });
+    }
+
+    /// Read every row of `src`, parse it, and return the rows that parsed (with origin);
+    /// parse and domain failures become rejects.
+    pub fn load<T>(
+        &mut self,
+        src: &TableSource,
+        specs: &[ColSpec],
+        parse: impl Fn(&Row) -> Result<T, Fail>,
+    ) -> Result<Vec<(T, Origin)>> {
+        let mut out = Vec::new();
+        self.load_each(src, specs, parse, |_, t, o| {
+            out.push((t, o));
+        })?;
+        Ok(out)
+    }
+
+    /// Streaming form of [`Intake::load`]: `sink` gets each parsed row in read order.
+    pub fn load_each<T>(
+        &mut self,
+        src: &TableSource,
+        specs: &[ColSpec],
+        parse: impl Fn(&Row) -> Result<T, Fail>,
+        mut sink: impl FnMut(&mut Intake, T, Origin),
+    ) -> Result<()> {
+        for f in &src.files {
+            let file_ord = self.files.len() as u32;
+            self.files.push(InputFile {
+                table: src.table,
+                name: f.name.clone(),
+                path: f.path.clone(),
+                rows: 0,
+            });
+            let rows = read_file(f, specs, |b: &Batch| {
+                for i in 0..b.len {
+                    let r = Row { b, i, specs };
+                    let o = Origin {
+                        file_ord,
+                        row: b.first_row + i as u64,
+                    };
+                    match parse(&r) {
+                        Ok(t) => sink(self, t, o),
+                        Err((reason, detail)) => {
+                            let key = key_of(src.table, &r);
+                            self.reject(src.table, o, key, reason, detail);
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+            self.files[file_ord as usize].rows = rows;
+            self.rows_read += rows;
+        }
+        Ok(())
+    }
+
+    /// Keep the first row of each key; later ones are DUPLICATE_KEY.
+    pub fn dedupe<T>(
+        &mut self,
+        table: &'static str,
+        rows: Vec<(T, Origin)>,
+        key: impl Fn(&T) -> String,
+    ) -> Vec<(T, Origin)> {
+        let mut seen = HashSet::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(rows.len());
+        for (t, o) in rows {
+            let k = key(&t);
+            if seen.insert(k.clone()) {
+                out.push((t, o));
+            } else {
+                self.reject(
+                    table,
+                    o,
+                    k.clone(),
+                    Reason::DuplicateKey,
+                    format!("duplicate key {k}; the first occurrence wins"),
+                );
+            }
+        }
+        out
+    }
+}
+
+/// Item status after validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ItemState {
+    Billable,
+    /// Listed as a reject and carried through unchanged.
+    Carried(Reason),
+}
+
+/// The validated state: every row that parsed, with indices for lookups.
+pub struct State {
+    pub services: Vec<Service>,
+    pub service_idx: HashMap<String, usize>,
+    pub wallets: Vec<Wallet>,
+    pub wallet_by_id: HashMap<String, usize>,
+    pub wallet_by_account: HashMap<String, usize>,
+    pub subs: Vec<Subscription>,
+    /// Whether the subscription is billable (not rejected as UNKNOWN_WALLET).
+    pub sub_ok: Vec<bool>,
+    pub sub_idx: HashMap<String, usize>,
+    pub items: Vec<Item>,
+    pub item_state: Vec<ItemState>,
+    pub item_sub: Vec<Option<usize>>,
+    pub item_service: Vec<Option<usize>>,
+    /// (subscription index, service id) -> POST_RATE item index (billable or CURRENCY_MISMATCH).
+    pub post_item: HashMap<(usize, String), usize>,
+}
+
+pub struct StateSources<'a> {
+    pub services: Option<&'a TableSource>,
+    pub wallets: Option<&'a TableSource>,
+    pub subscriptions: Option<&'a TableSource>,
+    pub items: Option<&'a TableSource>,
+}
+
+fn load_opt<T>(
+    intake: &mut Intake,
+    src: Option<&TableSource>,
+    specs: &[ColSpec],
+    parse: impl Fn(&Row) -> Result<T, Fail>,
+) -> Result<Vec<(T, Origin)>> {
+    match src {
+        Some(s) => intake.load(s, specs, parse),
+        None => Ok(Vec::new()),
+    }
+}
+
+pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> {
+    let services = load_opt(intake, src.services, SERVICES, parse_service)?;
+    let services = intake.dedupe("services", services, |s| s.service_id.clone());
+    let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
+    let service_idx: HashMap<String, usize> = services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.service_id.clone(), i))
+        .collect();
+
+    let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
+    let wallets = intake.dedupe("wallets", wallets, |w| w.wallet_id.clone());
+    // A second wallet for an account is a duplicate too.
+    let mut accounts = HashSet::new();
+    let mut kept = Vec::with_capacity(wallets.len());
+    for (w, o) in wallets {
+        if accounts.insert(w.account_id.clone()) {
+            kept.push(w);
+        } else {
+            let detail = format!(
+                "account {} already has a wallet; the first occurrence wins",
+                w.account_id
+            );
+            intake.reject(
+                "wallets",
+                o,
+                w.wallet_id.clone(),
+                Reason::DuplicateKey,
+                detail,
+            );
+        }
+    }
+    let wallets = kept;
+    let wallet_by_id = wallets
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.wallet_id.clone(), i))
+        .collect();
+    let wallet_by_account: HashMap<String, usize> = wallets
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.account_id.clone(), i))
+        .collect();
+
+    let subs = load_opt(intake, src.subscriptions, SUBSCRIPTIONS, parse_subscription)?;
+    let subs = intake.dedupe("subscriptions", subs, |s| s.subscription_id.clone());
+    let mut sub_ok = Vec::with_capacity(subs.len());
+    let mut sub_list = Vec::with_capacity(subs.len());
+    for (s, o) in subs {
+        let ok = !s.is_internal() || wallet_by_account.contains_key(&s.account_id);
+        if !ok {
+            let detail = format!("account {} has no wallet", s.account_id);
+            intake.reject(
+                "subscriptions",
+                o,
+                s.subscription_id.clone(),
+                Reason::UnknownWallet,
+                detail,
+            );
+        }
+        sub_ok.push(ok);
+        sub_list.push(s);
+    }
+    let subs = sub_list;
+    let sub_idx: HashMap<String, usize> = subs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.subscription_id.clone(), i))
+        .collect();
+
+    let items = load_opt(intake, src.items, ITEMS, parse_item)?;
+    let items = intake.dedupe("subscription_items", items, |i| i.key());
+    // A second item for the same POST_RATE service of a subscription is a duplicate.
+    let mut post_seen = HashSet::new();
+    let mut item_list = Vec::with_capacity(items.len());
+    for (it, o) in items {
+        let is_post = service_idx
+            .get(&it.service_id)
+            .is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate);
+        if is_post && !post_seen.insert((it.subscription_id.clone(), it.service_id.clone())) {
+            let detail = format!(
+                "subscription {} already has an item for POST_RATE service {}",
+                it.subscription_id, it.service_id
+            );
+            intake.reject(
+                "subscription_items",
+                o,
+                it.key(),
+                Reason::DuplicateKey,
+                detail,
+            );
+            continue;
+        }
+        item_list.push((it, o));
+    }
+    let mut item_state = Vec::with_capacity(item_list.len());
+    let mut item_sub = Vec::with_capacity(item_list.len());
+    let mut item_service = Vec::with_capacity(item_list.len());
+    let mut post_item = HashMap::new();
+    let mut items_out = Vec::with_capacity(item_list.len());
+    for (it, o) in item_list {
+        let si = sub_idx.get(&it.subscription_id).copied();
+        let sv = service_idx.get(&it.service_id).copied();
+        let state = match (si, sv) {
+            (None, _) => ItemState::Carried(Reason::UnknownSubscription),
+            (Some(s), _) if !sub_ok[s] => ItemState::Carried(Reason::UnknownSubscription),
+            (_, None) => ItemState::Carried(Reason::UnknownService),
+            (Some(s), Some(v)) => {
+                let sub = &subs[s];
+                let mismatch = sub.is_internal()
+                    && wallet_by_account
+                        .get(&sub.account_id)
+                        .is_some_and(|&w| wallets[w].currency != services[v].currency);
+                if mismatch {
+                    ItemState::Carried(Reason::CurrencyMismatch)
+                } else {
+                    ItemState::Billable
+                }
+            }
+        };
+        if let ItemState::Carried(reason) = state {
+            let detail = match reason {
+                Reason::UnknownSubscription => {
+                    format!("subscription {} is unknown or rejected", it.subscription_id)
+                }
+                Reason::UnknownService => {
+                    format!("service {} is unknown or rejected", it.service_id)
+                }
+                _ => {
+                    let sub = &subs[si.unwrap()];
+                    let w = &wallets[wallet_by_account[&sub.account_id]];
+                    format!(
+                        "service {} is in {}, wallet {} in {}",
+                        it.service_id,
+                        services[sv.unwrap()].currency,
+                        w.wallet_id,
+                        w.currency
+                    )
+                }
+            };
+            intake.reject("subscription_items", o, it.key(), reason, detail);
+        }
+        let idx = items_out.len();
+        if let (Some(s), Some(v)) = (si, sv) {
+            if services[v].billing_method == BillingMethod::PostRate
+                && matches!(
+                    state,
+                    ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch)
+                )
+            {
+                post_item.insert((s, it.service_id.clone()), idx);
+            }
+        }
+        item_state.push(state);
+        item_sub.push(si);
+        item_service.push(sv);
+        items_out.push(it);
+    }
+    Ok(State {
+        services,
+        service_idx,
+        wallets,
+        wallet_by_id,
+        wallet_by_account,
+        subs,
+        sub_ok,
+        sub_idx,
+        items: items_out,
+        item_state,
+        item_sub,
+        item_service,
+        post_item,
+    })
+}
+
+/// What happens to a usage row that parsed and is not a duplicate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UsageFate {
+    /// Rated on this item (index into `State::items`).
+    Rate(usize),
+    /// At or after the cutoff: kept in `deferred_usage`.
+    Defer,
+    Reject(Reason, String),
+}
+
+/// SPEC §4 usage checks, in order: UNKNOWN_SUBSCRIPTION, EXTERNAL_USAGE, UNKNOWN_SERVICE,
+/// NOT_POST_RATE, UNKNOWN_ITEM, CURRENCY_MISMATCH, TERMINATED_SUBSCRIPTION, deferral,
+/// LATE_USAGE, ITEM_ENDED.
+pub fn classify_usage(st: &State, u: &Usage, cutoff: Micros) -> UsageFate {
+    use UsageFate::Reject as R;
+    let Some(&si) = st
+        .sub_idx
+        .get(&u.subscription_id)
+        .filter(|&&s| st.sub_ok[s])
+    else {
+        return R(
+            Reason::UnknownSubscription,
+            format!("subscription {} is unknown or rejected", u.subscription_id),
+        );
+    };
+    let sub = &st.subs[si];
+    if !sub.is_internal() {
+        return R(
+            Reason::ExternalUsage,
+            format!(
+                "subscription {} is managed by {}",
+                u.subscription_id, sub.source
+            ),
+        );
+    }
+    let Some(&sv) = st.service_idx.get(&u.service_id) else {
+        return R(
+            Reason::UnknownService,
+            format!("service {} is unknown or rejected", u.service_id),
+        );
+    };
+    if st.services[sv].billing_method != BillingMethod::PostRate {
+        return R(
+            Reason::NotPostRate,
+            format!(
+                "service {} is {}",
+                u.service_id,
+                st.services[sv].billing_method.as_str()
+            ),
+        );
+    }
+    let Some(&ii) = st.post_item.get(&(si, u.service_id.clone())) else {
+        return R(
+            Reason::UnknownItem,
+            format!(
+                "subscription {} has no item for service {}",
+                u.subscription_id, u.service_id
+            ),
+        );
+    };
+    if st.item_state[ii] == ItemState::Carried(Reason::CurrencyMismatch) {
+        return R(
+            Reason::CurrencyMismatch,
+            format!(
+                "item {} is rejected for a currency mismatch",
+                st.items[ii].key()
+            ),
+        );
+    }
+    if sub.status == Status::Terminated {
+        return R(
+            Reason::TerminatedSubscription,
+            format!("subscription {} is TERMINATED", u.subscription_id),
+        );
+    }
+    let item = &st.items[ii];
+    let ends_after = |t: Micros| item.end_date.is_none_or(|e| t < midnight(e));
+    if u.event_time >= cutoff && ends_after(u.event_time) {
+        return UsageFate::Defer;
+    }
+    let from = item.paid_to();
+    if u.event_time < midnight(from) {
+        return R(
+            Reason::LateUsage,
+            format!(
+                "event_time {} is before the item's window start {from}",
+                format_ts(u.event_time)
+            ),
+        );
+    }
+    if !ends_after(u.event_time) {
+        return R(
+            Reason::ItemEnded,
+            format!(
+                "event_time {} is at or after the item's end_date {}",
+                format_ts(u.event_time),
+                item.end_date.unwrap()
+            ),
+        );
+    }
+    UsageFate::Rate(ii)
+}

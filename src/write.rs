@@ -1,0 +1,289 @@
+//! Encoding output tables (SPEC §5) as Parquet (Decimal128(38,18), Date32,
+//! Timestamp(µs, UTC), zstd) or CSV. The only module that knows output file formats.
+
+use crate::error::{Error, Result};
+use crate::job::OutputFormat;
+use crate::model::{format_ts, Micros};
+use arrow_array::builder::{
+    Date32Builder, Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use rust_decimal::Decimal;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Scale of every Decimal128 output column.
+pub const OUT_SCALE: u32 = 18;
+pub const OUT_PRECISION: u8 = 38;
+/// Rows per Parquet row group (warehouse loaders like large groups).
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+
+pub enum ColData {
+    Str(Vec<Option<String>>),
+    Dec(Vec<Option<Decimal>>),
+    Date(Vec<Option<NaiveDate>>),
+    Ts(Vec<Option<Micros>>),
+    Int(Vec<Option<i64>>),
+}
+
+impl ColData {
+    fn len(&self) -> usize {
+        match self {
+            ColData::Str(v) => v.len(),
+            ColData::Dec(v) => v.len(),
+            ColData::Date(v) => v.len(),
+            ColData::Ts(v) => v.len(),
+            ColData::Int(v) => v.len(),
+        }
+    }
+}
+
+pub struct OutCol {
+    pub name: &'static str,
+    pub nullable: bool,
+    pub data: ColData,
+}
+
+/// A column-major output table.
+pub struct OutTable {
+    pub name: &'static str,
+    pub cols: Vec<OutCol>,
+}
+
+impl OutTable {
+    pub fn new(name: &'static str) -> Self {
+        OutTable {
+            name,
+            cols: Vec::new(),
+        }
+    }
+    pub fn str(mut self, name: &'static str, nullable: bool, v: Vec<Option<String>>) -> Self {
+        self.cols.push(OutCol {
+            name,
+            nullable,
+            data: ColData::Str(v),
+        });
+        self
+    }
+    pub fn dec(mut self, name: &'static str, nullable: bool, v: Vec<Option<Decimal>>) -> Self {
+        self.cols.push(OutCol {
+            name,
+            nullable,
+            data: ColData::Dec(v),
+        });
+        self
+    }
+    pub fn date(mut self, name: &'static str, nullable: bool, v: Vec<Option<NaiveDate>>) -> Self {
+        self.cols.push(OutCol {
+            name,
+            nullable,
+            data: ColData::Date(v),
+        });
+        self
+    }
+    pub fn ts(mut self, name: &'static str, nullable: bool, v: Vec<Option<Micros>>) -> Self {
+        self.cols.push(OutCol {
+            name,
+            nullable,
+            data: ColData::Ts(v),
+        });
+        self
+    }
+    pub fn int(mut self, name: &'static str, nullable: bool, v: Vec<Option<i64>>) -> Self {
+        self.cols.push(OutCol {
+            name,
+            nullable,
+            data: ColData::Int(v),
+        });
+        self
+    }
+    pub fn rows(&self) -> usize {
+        self.cols.first().map_or(0, |c| c.data.len())
+    }
+
+    pub fn schema(&self) -> Schema {
+        Schema::new(
+            self.cols
+                .iter()
+                .map(|c| {
+                    let dt = match c.data {
+                        ColData::Str(_) => DataType::Utf8,
+                        ColData::Dec(_) => DataType::Decimal128(OUT_PRECISION, OUT_SCALE as i8),
+                        ColData::Date(_) => DataType::Date32,
+                        ColData::Ts(_) => {
+                            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+                        }
+                        ColData::Int(_) => DataType::Int64,
+                    };
+                    Field::new(c.name, dt, c.nullable)
+                })
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    fn record_batch(&self) -> Result<RecordBatch> {
+        let arrays: Vec<ArrayRef> = self
+            .cols
+            .iter()
+            .map(|c| -> Result<ArrayRef> {
+                Ok(match &c.data {
+                    ColData::Str(v) => {
+                        let mut b = StringBuilder::with_capacity(v.len(), v.len() * 8);
+                        for x in v {
+                            b.append_option(x.as_deref());
+                        }
+                        Arc::new(b.finish())
+                    }
+                    ColData::Dec(v) => {
+                        let mut b = Decimal128Builder::with_capacity(v.len());
+                        for x in v {
+                            match x {
+                                Some(d) => b.append_value(to_i128_scaled(*d).ok_or_else(|| {
+                                    Error::Internal(format!(
+                                        "{}.{}: {d} does not fit Decimal128(38,18)",
+                                        self.name, c.name
+                                    ))
+                                })?),
+                                None => b.append_null(),
+                            }
+                        }
+                        Arc::new(
+                            b.finish()
+                                .with_precision_and_scale(OUT_PRECISION, OUT_SCALE as i8)
+                                .map_err(|e| Error::Internal(e.to_string()))?,
+                        )
+                    }
+                    ColData::Date(v) => {
+                        let mut b = Date32Builder::with_capacity(v.len());
+                        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+                        for x in v {
+                            b.append_option(x.map(|d| (d - epoch).num_days() as i32));
+                        }
+                        Arc::new(b.finish())
+                    }
+                    ColData::Ts(v) => {
+                        let mut b = TimestampMicrosecondBuilder::with_capacity(v.len());
+                        for x in v {
+                            b.append_option(*x);
+                        }
+                        Arc::new(b.finish().with_timezone("UTC"))
+                    }
+                    ColData::Int(v) => {
+                        let mut b = Int64Builder::with_capacity(v.len());
+                        for x in v {
+                            b.append_option(*x);
+                        }
+                        Arc::new(b.finish())
+                    }
+                })
+            })
+            .collect::<Result<_>>()?;
+        RecordBatch::try_new(Arc::new(self.schema()), arrays)
+            .map_err(|e| Error::Internal(format!("building {}: {e}", self.name)))
+    }
+
+    /// Write the table to `dir/<name>.<ext>`; returns the file name.
+    pub fn write(&self, dir: &Path, format: OutputFormat) -> Result<String> {
+        let fname = format!("{}.{}", self.name, format.ext());
+        let path = dir.join(&fname);
+        match format {
+            OutputFormat::Parquet => self.write_parquet(&path)?,
+            OutputFormat::Csv => self.write_csv(&path)?,
+        }
+        Ok(fname)
+    }
+
+    pub fn write_parquet(&self, path: &Path) -> Result<()> {
+        let ctx = || format!("writing {}", path.display());
+        let batch = self.record_batch()?;
+        let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .build();
+        let mut w =
+            ArrowWriter::try_new(std::io::BufWriter::new(file), batch.schema(), Some(props))
+                .map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?;
+        w.write(&batch).map_err(|e| parquet_io(ctx(), e))?;
+        let inner = w.into_inner().map_err(|e| parquet_io(ctx(), e))?;
+        let file = inner
+            .into_inner()
+            .map_err(|e| Error::io(ctx(), e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(ctx(), e))?;
+        Ok(())
+    }
+
+    pub fn write_csv(&self, path: &Path) -> Result<()> {
+        let ctx = || format!("writing {}", path.display());
+        let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
+        let mut w =
+            csv::WriterBuilder::new().from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
+        let csv_err = |e: csv::Error| match e.into_kind() {
+            csv::ErrorKind::Io(io) => Error::io(ctx(), io),
+            other => Error::Internal(format!("{}: {other:?}", ctx())),
+        };
+        w.write_record(self.cols.iter().map(|c| c.name))
+            .map_err(csv_err)?;
+        let mut rec: Vec<String> = vec![String::new(); self.cols.len()];
+        for i in 0..self.rows() {
+            for (j, c) in self.cols.iter().enumerate() {
+                rec[j] = cell_text(&c.data, i);
+            }
+            w.write_record(&rec).map_err(csv_err)?;
+        }
+        let inner = w
+            .into_inner()
+            .map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?;
+        let file = inner
+            .into_inner()
+            .map_err(|e| Error::io(ctx(), e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(ctx(), e))?;
+        Ok(())
+    }
+}
+
+fn parquet_io(ctx: String, e: parquet::errors::ParquetError) -> Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => Error::io(ctx, *io),
+                Err(other) => Error::Internal(format!("{ctx}: {other}")),
+            }
+        }
+        other => Error::Internal(format!("{ctx}: {other}")),
+    }
+}
+
+/// The text form of a cell, as written to CSV and shown in golden files.
+pub fn cell_text(c: &ColData, i: usize) -> String {
+    match c {
+        ColData::Str(v) => v[i].clone().unwrap_or_default(),
+        ColData::Dec(v) => v[i].map(|d| d.to_string()).unwrap_or_default(),
+        ColData::Date(v) => v[i]
+            .map(|d| d.format("%Y-%m-%d").to_string())
+            .unwrap_or_default(),
+        ColData::Ts(v) => v[i].map(format_ts).unwrap_or_default(),
+        ColData::Int(v) => v[i].map(|d| d.to_string()).unwrap_or_default(),
+    }
+}
+
+/// The value's mantissa at scale [`OUT_SCALE`].
+pub fn to_i128_scaled(d: Decimal) -> Option<i128> {
+    let m = d.mantissa();
+    let s = d.scale();
+    if s <= OUT_SCALE {
+        m.checked_mul(10i128.checked_pow(OUT_SCALE - s)?)
+    } else {
+        let div = 10i128.pow(s - OUT_SCALE);
+        if m % div == 0 {
+            Some(m / div)
+        } else {
+            None
+        }
+    }
+}
