@@ -190,60 +190,93 @@ impl OutTable {
     /// Write the table to `dir/<name>.<ext>`; returns the file name.
     pub fn write(&self, dir: &Path, format: OutputFormat) -> Result<String> {
         let fname = format!("{}.{}", self.name, format.ext());
-        let path = dir.join(&fname);
-        match format {
-            OutputFormat::Parquet => self.write_parquet(&path)?,
-            OutputFormat::Csv => self.write_csv(&path)?,
-        }
+        let mut w = TableWriter::create(&dir.join(&fname), &self.schema(), format)?;
+        w.append(self)?;
+        w.finish()?;
         Ok(fname)
     }
+}
 
-    pub fn write_parquet(&self, path: &Path) -> Result<()> {
+/// A file being written chunk by chunk (every chunk with the same columns).
+pub struct TableWriter {
+    path: std::path::PathBuf,
+    sink: Sink,
+}
+
+enum Sink {
+    Parquet(ArrowWriter<std::io::BufWriter<std::fs::File>>),
+    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+}
+
+impl TableWriter {
+    pub fn create(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
         let ctx = || format!("writing {}", path.display());
-        let batch = self.record_batch()?;
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .build();
-        let mut w =
-            ArrowWriter::try_new(std::io::BufWriter::new(file), batch.schema(), Some(props))
-                .map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?;
-        w.write(&batch).map_err(|e| parquet_io(ctx(), e))?;
-        let inner = w.into_inner().map_err(|e| parquet_io(ctx(), e))?;
-        let file = inner
-            .into_inner()
-            .map_err(|e| Error::io(ctx(), e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(ctx(), e))?;
+        let buf = std::io::BufWriter::with_capacity(1 << 20, file);
+        let sink = match format {
+            OutputFormat::Parquet => {
+                let props = WriterProperties::builder()
+                    .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+                    .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                    .build();
+                Sink::Parquet(
+                    ArrowWriter::try_new(buf, Arc::new(schema.clone()), Some(props))
+                        .map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
+                )
+            }
+            OutputFormat::Csv => {
+                let mut w = csv::WriterBuilder::new().from_writer(buf);
+                w.write_record(schema.fields().iter().map(|f| f.name()))
+                    .map_err(|e| csv_err(ctx(), e))?;
+                Sink::Csv(w)
+            }
+        };
+        Ok(TableWriter {
+            path: path.to_path_buf(),
+            sink,
+        })
+    }
+
+    pub fn append(&mut self, t: &OutTable) -> Result<()> {
+        let ctx = || format!("writing {}", self.path.display());
+        match &mut self.sink {
+            Sink::Parquet(w) => {
+                let batch = t.record_batch()?;
+                w.write(&batch).map_err(|e| parquet_io(ctx(), e))?;
+            }
+            Sink::Csv(w) => {
+                let mut rec: Vec<String> = vec![String::new(); t.cols.len()];
+                for i in 0..t.rows() {
+                    for (j, c) in t.cols.iter().enumerate() {
+                        rec[j] = cell_text(&c.data, i);
+                    }
+                    w.write_record(&rec).map_err(|e| csv_err(ctx(), e))?;
+                }
+            }
+        }
         Ok(())
     }
 
-    pub fn write_csv(&self, path: &Path) -> Result<()> {
-        let ctx = || format!("writing {}", path.display());
-        let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-        let mut w =
-            csv::WriterBuilder::new().from_writer(std::io::BufWriter::with_capacity(1 << 20, file));
-        let csv_err = |e: csv::Error| match e.into_kind() {
-            csv::ErrorKind::Io(io) => Error::io(ctx(), io),
-            other => Error::Internal(format!("{}: {other:?}", ctx())),
+    /// Flush, close and fsync the file.
+    pub fn finish(self) -> Result<()> {
+        let ctx = || format!("writing {}", self.path.display());
+        let buf = match self.sink {
+            Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
+            Sink::Csv(w) => w
+                .into_inner()
+                .map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?,
         };
-        w.write_record(self.cols.iter().map(|c| c.name))
-            .map_err(csv_err)?;
-        let mut rec: Vec<String> = vec![String::new(); self.cols.len()];
-        for i in 0..self.rows() {
-            for (j, c) in self.cols.iter().enumerate() {
-                rec[j] = cell_text(&c.data, i);
-            }
-            w.write_record(&rec).map_err(csv_err)?;
-        }
-        let inner = w
-            .into_inner()
-            .map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?;
-        let file = inner
+        let file = buf
             .into_inner()
             .map_err(|e| Error::io(ctx(), e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(ctx(), e))?;
-        Ok(())
+        file.sync_all().map_err(|e| Error::io(ctx(), e))
+    }
+}
+
+fn csv_err(ctx: String, e: csv::Error) -> Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => Error::io(ctx, io),
+        other => Error::Internal(format!("{ctx}: {other:?}")),
     }
 }
 
