@@ -40,16 +40,10 @@ fn cell(a: &dyn Array, i: usize) -> String {
         DataType::Int64 => a.as_primitive::<Int64Type>().value(i).to_string(),
         DataType::Int32 => a.as_primitive::<Int32Type>().value(i).to_string(),
         DataType::Boolean => a.as_boolean().value(i).to_string(),
-        DataType::Decimal128(_, s) => {
-            crate::read::decimal_from_i128(a.as_primitive::<Decimal128Type>().value(i), *s)
-                .map(|d| d.normalize().to_string())
-                .unwrap_or_else(|| "<out of range>".into())
-        }
-        DataType::Date32 => a
-            .as_primitive::<Date32Type>()
-            .value_as_date(i)
-            .map(|d| d.to_string())
-            .unwrap_or_default(),
+        DataType::Decimal128(_, s) => crate::read::decimal_from_i128(a.as_primitive::<Decimal128Type>().value(i), *s)
+            .map(|d| d.normalize().to_string())
+            .unwrap_or_else(|| "<out of range>".into()),
+        DataType::Date32 => a.as_primitive::<Date32Type>().value_as_date(i).map(|d| d.to_string()).unwrap_or_default(),
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             format_ts(a.as_primitive::<TimestampMicrosecondType>().value(i))
         }
@@ -64,21 +58,12 @@ pub fn read_text_table(path: &Path) -> Result<TextTable> {
     let name = path.display().to_string();
     match path.extension().and_then(|e| e.to_str()) {
         Some("parquet") => {
-            let f =
-                std::fs::File::open(path).map_err(|e| Error::io(format!("opening {name}"), e))?;
-            let b = ParquetRecordBatchReaderBuilder::try_new(f)
-                .map_err(|e| Error::input(name.clone(), e.to_string()))?;
-            let header = b
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
+            let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {name}"), e))?;
+            let b =
+                ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| Error::input(name.clone(), e.to_string()))?;
+            let header = b.schema().fields().iter().map(|f| f.name().clone()).collect();
             let mut rows = Vec::new();
-            for rb in b
-                .build()
-                .map_err(|e| Error::input(name.clone(), e.to_string()))?
-            {
+            for rb in b.build().map_err(|e| Error::input(name.clone(), e.to_string()))? {
                 let rb: RecordBatch = rb.map_err(|e| Error::input(name.clone(), e.to_string()))?;
                 for i in 0..rb.num_rows() {
                     rows.push(rb.columns().iter().map(|c| cell(c.as_ref(), i)).collect());
@@ -121,22 +106,13 @@ pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
         .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("parquet" | "csv")
-            )
-        })
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "csv")))
         .collect();
     names.sort();
     let mut out = String::new();
     for p in names {
         let t = read_text_table(&p)?;
-        out.push_str(&format!(
-            "== {} ({} rows)\n",
-            p.file_name().unwrap().to_string_lossy(),
-            t.rows.len()
-        ));
+        out.push_str(&format!("== {} ({} rows)\n", p.file_name().unwrap().to_string_lossy(), t.rows.len()));
         out.push_str(&t.to_csv());
         out.push('\n');
     }

@@ -15,22 +15,11 @@ pub enum Error {
     /// An input that cannot be read at all: missing file or column, truncated Parquet,
     /// a money column stored as floating point (exit 2).
     #[error("{file}: {}{}{message}", column.as_ref().map(|c| format!("column {c}: ")).unwrap_or_default(), row.map(|r| format!("row {r}: ")).unwrap_or_default())]
-    Input {
-        file: String,
-        column: Option<String>,
-        row: Option<u64>,
-        message: String,
-    },
+    Input { file: String, column: Option<String>, row: Option<u64>, message: String },
 
     /// The reject gate failed (exit 3).
     #[error("{rejected} of {total} input rows rejected (ratio {ratio:.6} > max_reject_ratio {max}); nothing published, rejects and manifest in {review_dir}")]
-    TooManyRejects {
-        rejected: u64,
-        total: u64,
-        ratio: f64,
-        max: f64,
-        review_dir: String,
-    },
+    TooManyRejects { rejected: u64, total: u64, ratio: f64, max: f64, review_dir: String },
 
     /// The output directory exists and `--force` was not given (exit 4).
     #[error("output {0} exists (use --force to replace it)")]
@@ -41,10 +30,7 @@ pub enum Error {
     Invariant(String),
 
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 
     #[error("internal error: {0}")]
     Internal(String),
@@ -61,19 +47,11 @@ impl Error {
     }
 
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Error {
-        Error::Io {
-            context: context.into(),
-            source,
-        }
+        Error::Io { context: context.into(), source }
     }
 
     pub fn input(file: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Input {
-            file: file.into(),
-            column: None,
-            row: None,
-            message: message.into(),
-        }
+        Error::Input { file: file.into(), column: None, row: None, message: message.into() }
     }
 }
 

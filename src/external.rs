@@ -18,11 +18,7 @@ pub struct ExtOut<'a> {
 }
 
 /// Apply `events` (already in (`event_time`, `event_id`) order) to `sub`.
-pub fn apply_external<'a>(
-    sub: &'a Subscription,
-    events: &[&'a Event],
-    cutoff: Micros,
-) -> ExtOut<'a> {
+pub fn apply_external<'a>(sub: &'a Subscription, events: &[&'a Event], cutoff: Micros) -> ExtOut<'a> {
     let mut out = ExtOut {
         status: sub.status,
         expires_at: sub.expires_at,

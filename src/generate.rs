@@ -78,108 +78,28 @@ struct Cur {
 }
 
 const CURRENCIES: &[Cur] = &[
-    Cur {
-        code: "EUR",
-        minor: 2,
-        pre: &["GOLD", "WEEKLY"],
-        post: &["PPV"],
-        one: "STARTUP",
-    },
-    Cur {
-        code: "USD",
-        minor: 2,
-        pre: &["BASIC", "ANNUAL"],
-        post: &["DATA"],
-        one: "SETUP",
-    },
-    Cur {
-        code: "JPY",
-        minor: 0,
-        pre: &["DAILY"],
-        post: &["CALLS"],
-        one: "ACTIVATION",
-    },
-    Cur {
-        code: "KWD",
-        minor: 3,
-        pre: &["QUARTER"],
-        post: &["SMS"],
-        one: "KWD_SETUP",
-    },
+    Cur { code: "EUR", minor: 2, pre: &["GOLD", "WEEKLY"], post: &["PPV"], one: "STARTUP" },
+    Cur { code: "USD", minor: 2, pre: &["BASIC", "ANNUAL"], post: &["DATA"], one: "SETUP" },
+    Cur { code: "JPY", minor: 0, pre: &["DAILY"], post: &["CALLS"], one: "ACTIVATION" },
+    Cur { code: "KWD", minor: 3, pre: &["QUARTER"], post: &["SMS"], one: "KWD_SETUP" },
 ];
 
 /// (service_id, method, price, currency, rate_period, advance_period, unit_size)
-const SERVICES: &[(
-    &str,
-    &str,
-    &str,
-    &str,
-    Option<&str>,
-    Option<&str>,
-    Option<&str>,
-)] = &[
-    (
-        "ANNUAL",
-        "PRE_RATE",
-        "99.00",
-        "USD",
-        Some("12 months"),
-        Some("1 month"),
-        None,
-    ),
+const SERVICES: &[(&str, &str, &str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
+    ("ANNUAL", "PRE_RATE", "99.00", "USD", Some("12 months"), Some("1 month"), None),
     ("ACTIVATION", "ONE_TIME", "500", "JPY", None, None, None),
-    (
-        "BASIC",
-        "PRE_RATE",
-        "9.99",
-        "USD",
-        Some("1 month"),
-        Some("0 days"),
-        None,
-    ),
+    ("BASIC", "PRE_RATE", "9.99", "USD", Some("1 month"), Some("0 days"), None),
     ("CALLS", "POST_RATE", "3", "JPY", None, None, Some("60")),
-    (
-        "DAILY",
-        "PRE_RATE",
-        "120",
-        "JPY",
-        Some("1 day"),
-        Some("1 day"),
-        None,
-    ),
+    ("DAILY", "PRE_RATE", "120", "JPY", Some("1 day"), Some("1 day"), None),
     ("DATA", "POST_RATE", "0.75", "USD", None, None, Some("1024")),
-    (
-        "GOLD",
-        "PRE_RATE",
-        "30.00",
-        "EUR",
-        Some("1 month"),
-        Some("7 days"),
-        None,
-    ),
+    ("GOLD", "PRE_RATE", "30.00", "EUR", Some("1 month"), Some("7 days"), None),
     ("KWD_SETUP", "ONE_TIME", "1.500", "KWD", None, None, None),
     ("PPV", "POST_RATE", "4.99", "EUR", None, None, None),
-    (
-        "QUARTER",
-        "PRE_RATE",
-        "12.345",
-        "KWD",
-        Some("3 months"),
-        Some("1 month"),
-        None,
-    ),
+    ("QUARTER", "PRE_RATE", "12.345", "KWD", Some("3 months"), Some("1 month"), None),
     ("SETUP", "ONE_TIME", "19.90", "USD", None, None, None),
     ("SMS", "POST_RATE", "0.015", "KWD", None, None, None),
     ("STARTUP", "ONE_TIME", "10.00", "EUR", None, None, None),
-    (
-        "WEEKLY",
-        "PRE_RATE",
-        "4.50",
-        "EUR",
-        Some("1 week"),
-        Some("1 week"),
-        None,
-    ),
+    ("WEEKLY", "PRE_RATE", "4.50", "EUR", Some("1 week"), Some("1 week"), None),
 ];
 
 const STORES: &[&str] = &["APPLE", "GOOGLE", "ROKU", "SAMSUNG", "AMAZON", "CARRIER"];
@@ -236,32 +156,16 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
         0 => Decimal::ZERO,
         1 => -money(rng, 0, 5, cur.minor),
         2 => money(rng, 0, 2, cur.minor),
-        _ => money(
-            rng,
-            0,
-            if cur.code == "JPY" { 20_000 } else { 200 },
-            cur.minor,
-        ),
+        _ => money(rng, 0, if cur.code == "JPY" { 20_000 } else { 200 }, cur.minor),
     };
     c.w_bal.push(Some(bal));
-    c.w_upd.push(if rng.pct(30) {
-        Some(cut - rng.range(0, 3 * DAY))
-    } else {
-        None
-    });
+    c.w_upd.push(if rng.pct(30) { Some(cut - rng.range(0, 3 * DAY)) } else { None });
     if rng.pct(20) {
         for k in 0..=rng.below(2) {
             c.c[0].push(Some(format!("C{a:09}-{k}")));
             c.c[1].push(Some(wid.clone()));
-            c.c[2].push(Some(
-                if rng.pct(80) { "TOP_UP" } else { "PAYMENT" }.to_string(),
-            ));
-            c.c_amt.push(Some(money(
-                rng,
-                1,
-                if cur.code == "JPY" { 5000 } else { 50 },
-                cur.minor,
-            )));
+            c.c[2].push(Some(if rng.pct(80) { "TOP_UP" } else { "PAYMENT" }.to_string()));
+            c.c_amt.push(Some(money(rng, 1, if cur.code == "JPY" { 5000 } else { 50 }, cur.minor)));
             c.c_t.push(Some(cut - rng.range(0, DAY)));
         }
     }
@@ -277,11 +181,7 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
     for k in 0..n_subs {
         let sid = format!("S{a:09}-{k}");
         let external = rng.pct(8);
-        let source = if external {
-            *rng.pick(STORES)
-        } else {
-            "INTERNAL"
-        };
+        let source = if external { *rng.pick(STORES) } else { "INTERNAL" };
         let status = match rng.below(100) {
             0..=79 => "ACTIVE",
             80..=94 => "DISCONNECTED",
@@ -291,55 +191,32 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
         c.s[1].push(Some(acc.clone()));
         c.s[2].push(Some(source.to_string()));
         c.s[3].push(Some(status.to_string()));
-        c.s_exp.push(if external {
-            Some(cut + rng.range(-10 * DAY, 30 * DAY))
-        } else {
-            None
-        });
+        c.s_exp.push(if external { Some(cut + rng.range(-10 * DAY, 30 * DAY)) } else { None });
         if external {
             for e in 0..rng.below(4) {
-                let et = *rng.pick(&[
-                    "PURCHASED",
-                    "RENEWED",
-                    "REVIVED",
-                    "CANCELLED",
-                    "EXPIRED",
-                    "REVOKED",
-                    "TRANSFERRED",
-                ]);
+                let et =
+                    *rng.pick(&["PURCHASED", "RENEWED", "REVIVED", "CANCELLED", "EXPIRED", "REVOKED", "TRANSFERRED"]);
                 let when = cut - rng.range(-DAY / 2, 2 * DAY);
                 c.e[0].push(Some(format!("E{a:09}-{k}-{e}")));
                 c.e[1].push(Some(sid.clone()));
                 c.e[2].push(Some(source.to_string()));
                 c.e[3].push(Some(et.to_string()));
                 c.e_t.push(Some(when));
-                c.e_exp
-                    .push(if matches!(et, "PURCHASED" | "RENEWED" | "REVIVED") {
-                        Some(when + rng.range(-DAY, 40 * DAY))
-                    } else {
-                        None
-                    });
+                c.e_exp.push(if matches!(et, "PURCHASED" | "RENEWED" | "REVIVED") {
+                    Some(when + rng.range(-DAY, 40 * DAY))
+                } else {
+                    None
+                });
                 c.e_to.push(if et == "TRANSFERRED" {
                     Some(format!("A{:09}", rng.below(n_accounts.max(1))))
                 } else {
                     None
                 });
                 let paid = matches!(et, "PURCHASED" | "RENEWED") || rng.pct(10);
-                c.e_amt.push(if paid {
-                    Some(money(rng, 1, 15, 2))
-                } else {
-                    None
-                });
-                c.e_cur.push(if paid {
-                    Some(cur.code.to_string())
-                } else {
-                    None
-                });
+                c.e_amt.push(if paid { Some(money(rng, 1, 15, 2)) } else { None });
+                c.e_cur.push(if paid { Some(cur.code.to_string()) } else { None });
                 c.e_ps.push(if paid {
-                    Some(
-                        rng.pick(&["CAPTURED", "CAPTURED", "CAPTURED", "REJECTED", "REFUNDED"])
-                            .to_string(),
-                    )
+                    Some(rng.pick(&["CAPTURED", "CAPTURED", "CAPTURED", "REJECTED", "REFUNDED"]).to_string())
                 } else {
                     None
                 });
@@ -357,11 +234,7 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
             c.i_sub.push(Some(sid.clone()));
             c.i_no.push(Some(no));
             c.i_svc.push(Some(svc.to_string()));
-            c.i_qty.push(if rng.pct(10) {
-                Some(Decimal::from(rng.range(2, 3)))
-            } else {
-                None
-            });
+            c.i_qty.push(if rng.pct(10) { Some(Decimal::from(rng.range(2, 3))) } else { None });
             c.i_cp.push(if rng.pct(10) {
                 // A negotiated price: 50–120 % of the list price.
                 let list = dec(SERVICES.iter().find(|x| x.0 == svc).map_or("0", |x| x.2));
@@ -379,24 +252,12 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
             0 => None,
             _ => Some(day(rng.range(-5, 10)).max(start)),
         };
-        let end = if rng.pct(10) {
-            Some(day(rng.range(-3, 40)))
-        } else {
-            None
-        };
+        let end = if rng.pct(10) { Some(day(rng.range(-3, 40))) } else { None };
         item(c, rng, pre, start, billed, end);
         let post = *rng.pick(cur.post);
         let pstart = day(-rng.range(1, 60));
-        let pbilled = if rng.pct(90) {
-            Some(day(-rng.range(1, 3)))
-        } else {
-            None
-        };
-        let pend = if rng.pct(5) {
-            Some(day(rng.range(-1, 5)))
-        } else {
-            None
-        };
+        let pbilled = if rng.pct(90) { Some(day(-rng.range(1, 3))) } else { None };
+        let pend = if rng.pct(5) { Some(day(rng.range(-1, 5))) } else { None };
         item(c, rng, post, pstart, pbilled, pend);
         if rng.pct(25) {
             let ostart = day(rng.range(-3, 2));
@@ -427,16 +288,8 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
                 "CALLS" => 600,
                 _ => 10,
             };
-            let q = if rng.below(1000) < 2 {
-                Decimal::from(-1)
-            } else {
-                Decimal::from(rng.range(0, max_q))
-            };
-            let (usid, svc) = if rng.below(1000) < 2 {
-                (format!("S{a:09}-X"), post)
-            } else {
-                (sid.clone(), post)
-            };
+            let q = if rng.below(1000) < 2 { Decimal::from(-1) } else { Decimal::from(rng.range(0, max_q)) };
+            let (usid, svc) = if rng.below(1000) < 2 { (format!("S{a:09}-X"), post) } else { (sid.clone(), post) };
             c.u[0].push(Some(format!("U{a:09}-{k}-{u}")));
             c.u[1].push(Some(usid));
             c.u[2].push(Some(svc.to_string()));
@@ -521,53 +374,18 @@ pub fn generate(a: &GenArgs) -> Result<String> {
     generate_to(&a.out, a.accounts, a.seed, a.as_of, format)
 }
 
-pub fn generate_to(
-    out: &Path,
-    accounts: u64,
-    seed: u64,
-    as_of: NaiveDate,
-    format: OutputFormat,
-) -> Result<String> {
+pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, format: OutputFormat) -> Result<String> {
     let state = out.join("state");
-    std::fs::create_dir_all(&state)
-        .map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
+    std::fs::create_dir_all(&state).map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
     let ext = format.ext();
     let services = OutTable::new("services")
-        .str(
-            "service_id",
-            false,
-            SERVICES.iter().map(|s| Some(s.0.to_string())).collect(),
-        )
-        .str(
-            "billing_method",
-            false,
-            SERVICES.iter().map(|s| Some(s.1.to_string())).collect(),
-        )
-        .dec(
-            "price",
-            false,
-            SERVICES.iter().map(|s| Some(dec(s.2))).collect(),
-        )
-        .str(
-            "currency",
-            false,
-            SERVICES.iter().map(|s| Some(s.3.to_string())).collect(),
-        )
-        .str(
-            "rate_period",
-            true,
-            SERVICES.iter().map(|s| s.4.map(str::to_string)).collect(),
-        )
-        .str(
-            "advance_period",
-            true,
-            SERVICES.iter().map(|s| s.5.map(str::to_string)).collect(),
-        )
-        .dec(
-            "unit_size",
-            true,
-            SERVICES.iter().map(|s| s.6.map(dec)).collect(),
-        );
+        .str("service_id", false, SERVICES.iter().map(|s| Some(s.0.to_string())).collect())
+        .str("billing_method", false, SERVICES.iter().map(|s| Some(s.1.to_string())).collect())
+        .dec("price", false, SERVICES.iter().map(|s| Some(dec(s.2))).collect())
+        .str("currency", false, SERVICES.iter().map(|s| Some(s.3.to_string())).collect())
+        .str("rate_period", true, SERVICES.iter().map(|s| s.4.map(str::to_string)).collect())
+        .str("advance_period", true, SERVICES.iter().map(|s| s.5.map(str::to_string)).collect())
+        .dec("unit_size", true, SERVICES.iter().map(|s| s.6.map(dec)).collect());
     services.write(&state, format)?;
 
     let mut rng = Rng::new(seed);
@@ -591,24 +409,13 @@ pub fn generate_to(
                 items: mk(&state, &ts[2])?,
                 usage: mk(out, &ts[3])?,
                 credits: mk(out, &ts[4])?,
-                events: TableWriter::create(
-                    &out.join(format!("events.{ext}")),
-                    &ts[5].schema(),
-                    format,
-                )?,
+                events: TableWriter::create(&out.join(format!("events.{ext}")), &ts[5].schema(), format)?,
             });
         }
         let w = writers.as_mut().unwrap();
         for (k, (t, wr)) in ts
             .iter()
-            .zip([
-                &mut w.wallets,
-                &mut w.subs,
-                &mut w.items,
-                &mut w.usage,
-                &mut w.credits,
-                &mut w.events,
-            ])
+            .zip([&mut w.wallets, &mut w.subs, &mut w.items, &mut w.usage, &mut w.credits, &mut w.events])
             .enumerate()
         {
             if t.rows() > 0 {

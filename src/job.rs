@@ -142,28 +142,19 @@ fn default_low() -> i64 {
 
 impl Job {
     pub fn load(path: &Path) -> Result<Job> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Job {
-            file: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
-        Job::parse(&text).map_err(|message| Error::Job {
-            file: path.to_path_buf(),
-            message,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Job { file: path.to_path_buf(), message: e.to_string() })?;
+        Job::parse(&text).map_err(|message| Error::Job { file: path.to_path_buf(), message })
     }
 
     pub fn parse(text: &str) -> std::result::Result<Job, String> {
         let raw: RawJob = toml::from_str(text).map_err(|e| e.to_string())?;
-        let recurrence = Period::parse(&raw.recurrence)
-            .ok_or_else(|| format!("recurrence: not a period: {:?}", raw.recurrence))?;
+        let recurrence =
+            Period::parse(&raw.recurrence).ok_or_else(|| format!("recurrence: not a period: {:?}", raw.recurrence))?;
         let rounding = match raw.rounding.as_str() {
             "half_up" => Rounding::HalfUp,
             "half_even" => Rounding::HalfEven,
-            o => {
-                return Err(format!(
-                    "rounding: expected half_up or half_even, got {o:?}"
-                ))
-            }
+            o => return Err(format!("rounding: expected half_up or half_even, got {o:?}")),
         };
         let output_format = match raw.output_format.as_str() {
             "parquet" => OutputFormat::Parquet,
@@ -174,11 +165,7 @@ impl Job {
             "off" => Estimation::Off,
             "changed" => Estimation::Changed,
             "all" => Estimation::All,
-            o => {
-                return Err(format!(
-                    "steps.wallet_estimation: expected off, changed or all, got {o:?}"
-                ))
-            }
+            o => return Err(format!("steps.wallet_estimation: expected off, changed or all, got {o:?}")),
         };
         if raw.threads == 0 {
             return Err("threads: must be >= 1".into());
@@ -192,8 +179,9 @@ impl Job {
         let threshold = |t: &Threshold, what: &str| -> std::result::Result<Decimal, String> {
             match t {
                 Threshold::Int(i) => Ok(Decimal::from(*i)),
-                Threshold::Text(s) => crate::read::parse_decimal_strict(s)
-                    .ok_or_else(|| format!("steps.{what}: not a decimal: {s:?}")),
+                Threshold::Text(s) => {
+                    crate::read::parse_decimal_strict(s).ok_or_else(|| format!("steps.{what}: not a decimal: {s:?}"))
+                }
             }
         };
         Ok(Job {
@@ -207,15 +195,9 @@ impl Job {
             max_reject_ratio: raw.max_reject_ratio,
             steps: Steps {
                 start_service: raw.steps.start_service,
-                reconnection_threshold: threshold(
-                    &raw.steps.reconnection_threshold,
-                    "reconnection_threshold",
-                )?,
+                reconnection_threshold: threshold(&raw.steps.reconnection_threshold, "reconnection_threshold")?,
                 stop_service: raw.steps.stop_service,
-                disconnection_threshold: threshold(
-                    &raw.steps.disconnection_threshold,
-                    "disconnection_threshold",
-                )?,
+                disconnection_threshold: threshold(&raw.steps.disconnection_threshold, "disconnection_threshold")?,
                 wallet_estimation,
                 low_balance_days: raw.steps.low_balance_days,
             },

@@ -77,10 +77,7 @@ fn main() -> ExitCode {
     let progress = move |msg: &str| {
         if !quiet {
             if tty {
-                eprintln!(
-                    "\x1b[2m[{:>7.2}s]\x1b[0m {msg}",
-                    start.elapsed().as_secs_f64()
-                );
+                eprintln!("\x1b[2m[{:>7.2}s]\x1b[0m {msg}", start.elapsed().as_secs_f64());
             } else {
                 eprintln!("[{:.2}s] {msg}", start.elapsed().as_secs_f64());
             }

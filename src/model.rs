@@ -60,10 +60,7 @@ impl Period {
     }
 
     pub fn zero() -> Period {
-        Period {
-            n: 0,
-            unit: Unit::Day,
-        }
+        Period { n: 0, unit: Unit::Day }
     }
 
     /// `date + k·period` (months: calendar months in one step, clamped to month end).
@@ -71,15 +68,13 @@ impl Period {
     pub fn add_times(&self, date: NaiveDate, k: u64) -> NaiveDate {
         let total = (self.n as u64).saturating_mul(k);
         let r = match self.unit {
-            Unit::Day => i64::try_from(total)
-                .ok()
-                .and_then(|t| date.checked_add_signed(chrono::TimeDelta::try_days(t)?)),
+            Unit::Day => {
+                i64::try_from(total).ok().and_then(|t| date.checked_add_signed(chrono::TimeDelta::try_days(t)?))
+            }
             Unit::Week => i64::try_from(total.saturating_mul(7))
                 .ok()
                 .and_then(|t| date.checked_add_signed(chrono::TimeDelta::try_days(t)?)),
-            Unit::Month => u32::try_from(total)
-                .ok()
-                .and_then(|t| date.checked_add_months(Months::new(t))),
+            Unit::Month => u32::try_from(total).ok().and_then(|t| date.checked_add_months(Months::new(t))),
         };
         r.unwrap_or(NaiveDate::MAX)
     }
@@ -107,11 +102,7 @@ impl fmt::Display for Period {
 
 pub fn days_in_month(d: NaiveDate) -> u32 {
     let (y, m) = (d.year(), d.month());
-    let first_next = if m == 12 {
-        NaiveDate::from_ymd_opt(y + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(y, m + 1, 1)
-    };
+    let first_next = if m == 12 { NaiveDate::from_ymd_opt(y + 1, 1, 1) } else { NaiveDate::from_ymd_opt(y, m + 1, 1) };
     match first_next {
         Some(n) => (n - NaiveDate::from_ymd_opt(y, m, 1).unwrap()).num_days() as u32,
         None => 31,
@@ -264,10 +255,7 @@ pub struct Service {
 
 impl Service {
     pub fn advance(&self) -> Period {
-        self.advance_period
-            .as_ref()
-            .map(|p| p.period)
-            .unwrap_or_else(Period::zero)
+        self.advance_period.as_ref().map(|p| p.period).unwrap_or_else(Period::zero)
     }
     pub fn unit(&self) -> Decimal {
         self.unit_size.unwrap_or(Decimal::ONE)
@@ -370,30 +358,10 @@ mod tests {
 
     #[test]
     fn period_parse_is_strict() {
-        assert_eq!(
-            Period::parse("1 month"),
-            Some(Period {
-                n: 1,
-                unit: Unit::Month
-            })
-        );
-        assert_eq!(
-            Period::parse("7 days"),
-            Some(Period {
-                n: 7,
-                unit: Unit::Day
-            })
-        );
-        assert_eq!(
-            Period::parse("0 days"),
-            Some(Period {
-                n: 0,
-                unit: Unit::Day
-            })
-        );
-        for bad in [
-            "1 Month", "1month", "-1 day", "1.5 days", " 1 day", "1 day ", "1 year", "",
-        ] {
+        assert_eq!(Period::parse("1 month"), Some(Period { n: 1, unit: Unit::Month }));
+        assert_eq!(Period::parse("7 days"), Some(Period { n: 7, unit: Unit::Day }));
+        assert_eq!(Period::parse("0 days"), Some(Period { n: 0, unit: Unit::Day }));
+        for bad in ["1 Month", "1month", "-1 day", "1.5 days", " 1 day", "1 day ", "1 year", ""] {
             assert_eq!(Period::parse(bad), None, "{bad:?}");
         }
     }

@@ -105,28 +105,12 @@ struct ListRow {
 }
 
 fn list_table(name: &'static str, mut rows: Vec<ListRow>, as_of: NaiveDate) -> OutTable {
-    rows.sort_by(|a, b| {
-        a.subscription_id
-            .as_bytes()
-            .cmp(b.subscription_id.as_bytes())
-    });
+    rows.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
     let n = rows.len();
     OutTable::new(name)
-        .str(
-            "subscription_id",
-            false,
-            rows.iter().map(|r| s(&r.subscription_id)).collect(),
-        )
-        .str(
-            "account_id",
-            false,
-            rows.iter().map(|r| s(&r.account_id)).collect(),
-        )
-        .str(
-            "wallet_id",
-            true,
-            rows.iter().map(|r| r.wallet_id.clone()).collect(),
-        )
+        .str("subscription_id", false, rows.iter().map(|r| s(&r.subscription_id)).collect())
+        .str("account_id", false, rows.iter().map(|r| s(&r.account_id)).collect())
+        .str("wallet_id", true, rows.iter().map(|r| r.wallet_id.clone()).collect())
         .str("source", false, rows.iter().map(|r| s(&r.source)).collect())
         .str("reason", false, rows.iter().map(|r| s(r.reason)).collect())
         .dec("balance", true, rows.iter().map(|r| r.balance).collect())
@@ -145,24 +129,14 @@ fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()> {
                 w.wallet_id, t.n, t.amount
             )));
         }
-        bal = if t.kind == TxnKind::Credit {
-            bal + t.amount
-        } else {
-            bal - t.amount
-        };
+        bal = if t.kind == TxnKind::Credit { bal + t.amount } else { bal - t.amount };
         if bal != t.balance_after {
-            return Err(Error::Invariant(format!(
-                "wallet {}: balance_after chain breaks at {}",
-                w.wallet_id, t.n
-            )));
+            return Err(Error::Invariant(format!("wallet {}: balance_after chain breaks at {}", w.wallet_id, t.n)));
         }
     }
     let debits: Decimal = out.debits.iter().copied().sum();
     if w.balance + out.credits - debits != out.closing || bal != out.closing {
-        return Err(Error::Invariant(format!(
-            "wallet {}: opening + credits - debits != closing",
-            w.wallet_id
-        )));
+        return Err(Error::Invariant(format!("wallet {}: opening + credits - debits != closing", w.wallet_id)));
     }
     Ok(())
 }
@@ -201,10 +175,7 @@ pub fn build(b: &BuildInput) -> Result<Products> {
         for (i, d) in &r.billed_through {
             billed[*i] = Some(*d);
         }
-        for (list, entries) in [
-            (&mut disc, &r.disconnections),
-            (&mut reco, &r.reconnections),
-        ] {
+        for (list, entries) in [(&mut disc, &r.disconnections), (&mut reco, &r.reconnections)] {
             for e in entries {
                 let sub = &st.subs[e.sub_idx];
                 list.push(ListRow {
@@ -231,17 +202,12 @@ pub fn build(b: &BuildInput) -> Result<Products> {
         }
     }
     // Wallets with no account entry cannot exist: every valid wallet is an account.
-    let closing: std::collections::HashMap<&str, Decimal> = b
-        .accounts
-        .iter()
-        .zip(b.rated)
-        .map(|(a, r)| (a.wallet.wallet_id.as_str(), r.closing))
-        .collect();
+    let closing: std::collections::HashMap<&str, Decimal> =
+        b.accounts.iter().zip(b.rated).map(|(a, r)| (a.wallet.wallet_id.as_str(), r.closing)).collect();
 
     // External subscriptions.
     let mut pay = PayCols::default();
-    let mut payments: BTreeMap<String, BTreeMap<String, BTreeMap<String, PaymentTotal>>> =
-        BTreeMap::new();
+    let mut payments: BTreeMap<String, BTreeMap<String, BTreeMap<String, PaymentTotal>>> = BTreeMap::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
     for (i, o) in b.ext {
         let sub = &st.subs[*i];
@@ -286,97 +252,34 @@ pub fn build(b: &BuildInput) -> Result<Products> {
     let mut sv: Vec<&Service> = st.services.iter().collect();
     sv.sort_by(|a, b| a.service_id.as_bytes().cmp(b.service_id.as_bytes()));
     let services = OutTable::new("services")
-        .str(
-            "service_id",
-            false,
-            sv.iter().map(|x| s(&x.service_id)).collect(),
-        )
-        .str(
-            "billing_method",
-            false,
-            sv.iter().map(|x| s(x.billing_method.as_str())).collect(),
-        )
+        .str("service_id", false, sv.iter().map(|x| s(&x.service_id)).collect())
+        .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())).collect())
         .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
-        .str(
-            "currency",
-            false,
-            sv.iter().map(|x| s(&x.currency)).collect(),
-        )
-        .str(
-            "rate_period",
-            true,
-            sv.iter()
-                .map(|x| x.rate_period.as_ref().map(|p| p.text.clone()))
-                .collect(),
-        )
-        .str(
-            "advance_period",
-            true,
-            sv.iter()
-                .map(|x| x.advance_period.as_ref().map(|p| p.text.clone()))
-                .collect(),
-        )
+        .str("currency", false, sv.iter().map(|x| s(&x.currency)).collect())
+        .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.clone())).collect())
+        .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.clone())).collect())
         .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect());
 
     let mut wv: Vec<&Wallet> = st.wallets.iter().collect();
     wv.sort_by(|a, b| a.wallet_id.as_bytes().cmp(b.wallet_id.as_bytes()));
     let wallets = OutTable::new("wallets")
-        .str(
-            "wallet_id",
-            false,
-            wv.iter().map(|x| s(&x.wallet_id)).collect(),
-        )
-        .str(
-            "account_id",
-            false,
-            wv.iter().map(|x| s(&x.account_id)).collect(),
-        )
-        .str(
-            "currency",
-            false,
-            wv.iter().map(|x| s(&x.currency)).collect(),
-        )
+        .str("wallet_id", false, wv.iter().map(|x| s(&x.wallet_id)).collect())
+        .str("account_id", false, wv.iter().map(|x| s(&x.account_id)).collect())
+        .str("currency", false, wv.iter().map(|x| s(&x.currency)).collect())
         .dec(
             "balance",
             false,
-            wv.iter()
-                .map(|x| Some(with_minor_scale(closing[x.wallet_id.as_str()], x.minor)))
-                .collect(),
+            wv.iter().map(|x| Some(with_minor_scale(closing[x.wallet_id.as_str()], x.minor))).collect(),
         )
-        .ts(
-            "updated_at",
-            true,
-            wv.iter().map(|x| x.updated_at).collect(),
-        );
+        .ts("updated_at", true, wv.iter().map(|x| x.updated_at).collect());
 
     let mut so: Vec<usize> = (0..st.subs.len()).collect();
-    so.sort_by(|&a, &b| {
-        st.subs[a]
-            .subscription_id
-            .as_bytes()
-            .cmp(st.subs[b].subscription_id.as_bytes())
-    });
+    so.sort_by(|&a, &b| st.subs[a].subscription_id.as_bytes().cmp(st.subs[b].subscription_id.as_bytes()));
     let subscriptions = OutTable::new("subscriptions")
-        .str(
-            "subscription_id",
-            false,
-            so.iter().map(|&i| s(&st.subs[i].subscription_id)).collect(),
-        )
-        .str(
-            "account_id",
-            false,
-            so.iter().map(|&i| s(account[i])).collect(),
-        )
-        .str(
-            "source",
-            false,
-            so.iter().map(|&i| s(&st.subs[i].source)).collect(),
-        )
-        .str(
-            "status",
-            false,
-            so.iter().map(|&i| s(status[i].as_str())).collect(),
-        )
+        .str("subscription_id", false, so.iter().map(|&i| s(&st.subs[i].subscription_id)).collect())
+        .str("account_id", false, so.iter().map(|&i| s(account[i])).collect())
+        .str("source", false, so.iter().map(|&i| s(&st.subs[i].source)).collect())
+        .str("status", false, so.iter().map(|&i| s(status[i].as_str())).collect())
         .ts("expires_at", true, so.iter().map(|&i| expires[i]).collect());
 
     let mut io: Vec<usize> = (0..st.items.len()).collect();
@@ -386,75 +289,23 @@ pub fn build(b: &BuildInput) -> Result<Products> {
     });
     let it = |i: usize| &st.items[i];
     let subscription_items = OutTable::new("subscription_items")
-        .str(
-            "subscription_id",
-            false,
-            io.iter().map(|&i| s(&it(i).subscription_id)).collect(),
-        )
-        .int(
-            "item_no",
-            false,
-            io.iter().map(|&i| Some(it(i).item_no)).collect(),
-        )
-        .str(
-            "service_id",
-            false,
-            io.iter().map(|&i| s(&it(i).service_id)).collect(),
-        )
-        .dec(
-            "quantity",
-            true,
-            io.iter().map(|&i| it(i).quantity).collect(),
-        )
-        .dec(
-            "custom_price",
-            true,
-            io.iter().map(|&i| it(i).custom_price).collect(),
-        )
-        .date(
-            "start_date",
-            false,
-            io.iter().map(|&i| Some(it(i).start_date)).collect(),
-        )
-        .date(
-            "end_date",
-            true,
-            io.iter().map(|&i| it(i).end_date).collect(),
-        )
-        .date(
-            "billed_through",
-            true,
-            io.iter().map(|&i| billed[i]).collect(),
-        );
+        .str("subscription_id", false, io.iter().map(|&i| s(&it(i).subscription_id)).collect())
+        .int("item_no", false, io.iter().map(|&i| Some(it(i).item_no)).collect())
+        .str("service_id", false, io.iter().map(|&i| s(&it(i).service_id)).collect())
+        .dec("quantity", true, io.iter().map(|&i| it(i).quantity).collect())
+        .dec("custom_price", true, io.iter().map(|&i| it(i).custom_price).collect())
+        .date("start_date", false, io.iter().map(|&i| Some(it(i).start_date)).collect())
+        .date("end_date", true, io.iter().map(|&i| it(i).end_date).collect())
+        .date("billed_through", true, io.iter().map(|&i| billed[i]).collect());
 
     let mut du: Vec<&Usage> = b.deferred_usage.iter().collect();
     du.sort_by(|a, b| a.usage_id.as_bytes().cmp(b.usage_id.as_bytes()));
     let deferred_usage = OutTable::new("deferred_usage")
-        .str(
-            "usage_id",
-            false,
-            du.iter().map(|u| s(&u.usage_id)).collect(),
-        )
-        .str(
-            "subscription_id",
-            false,
-            du.iter().map(|u| s(&u.subscription_id)).collect(),
-        )
-        .str(
-            "service_id",
-            false,
-            du.iter().map(|u| s(&u.service_id)).collect(),
-        )
-        .ts(
-            "event_time",
-            false,
-            du.iter().map(|u| Some(u.event_time)).collect(),
-        )
-        .dec(
-            "quantity",
-            false,
-            du.iter().map(|u| Some(u.quantity)).collect(),
-        );
+        .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)).collect())
+        .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)).collect())
+        .str("service_id", false, du.iter().map(|u| s(&u.service_id)).collect())
+        .ts("event_time", false, du.iter().map(|u| Some(u.event_time)).collect())
+        .dec("quantity", false, du.iter().map(|u| Some(u.quantity)).collect());
 
     let de = &deferred_events;
     let deferred_events = events_table("deferred_events", de);
@@ -473,30 +324,16 @@ pub fn build(b: &BuildInput) -> Result<Products> {
     }
     let rejects = OutTable::new("rejects")
         .str("table", false, rejects.iter().map(|r| s(r.table)).collect())
-        .int(
-            "row",
-            false,
-            rejects.iter().map(|r| Some(r.row as i64)).collect(),
-        )
+        .int("row", false, rejects.iter().map(|r| Some(r.row as i64)).collect())
         .str("file", false, rejects.iter().map(|r| s(&r.file)).collect())
         .str("key", false, rejects.iter().map(|r| s(&r.key)).collect())
-        .str(
-            "reason",
-            false,
-            rejects.iter().map(|r| s(r.reason.as_str())).collect(),
-        )
-        .str(
-            "detail",
-            false,
-            rejects.iter().map(|r| s(&r.detail)).collect(),
-        );
+        .str("reason", false, rejects.iter().map(|r| s(r.reason.as_str())).collect())
+        .str("detail", false, rejects.iter().map(|r| s(&r.detail)).collect());
 
     // Per-currency conservation.
     for (cur, t) in &totals {
         if t.opening + t.credits - t.debit_total() != t.closing {
-            return Err(Error::Invariant(format!(
-                "{cur}: opening + credits - debits != closing"
-            )));
+            return Err(Error::Invariant(format!("{cur}: opening + credits - debits != closing")));
         }
     }
     let _ = Estimation::Off;
@@ -524,48 +361,16 @@ pub fn build(b: &BuildInput) -> Result<Products> {
 
 fn events_table(name: &'static str, ev: &[&Event]) -> OutTable {
     OutTable::new(name)
-        .str(
-            "event_id",
-            false,
-            ev.iter().map(|e| s(&e.event_id)).collect(),
-        )
-        .str(
-            "subscription_id",
-            false,
-            ev.iter().map(|e| s(&e.subscription_id)).collect(),
-        )
+        .str("event_id", false, ev.iter().map(|e| s(&e.event_id)).collect())
+        .str("subscription_id", false, ev.iter().map(|e| s(&e.subscription_id)).collect())
         .str("source", false, ev.iter().map(|e| s(&e.source)).collect())
-        .str(
-            "event_type",
-            false,
-            ev.iter().map(|e| s(e.event_type.as_str())).collect(),
-        )
-        .ts(
-            "event_time",
-            false,
-            ev.iter().map(|e| Some(e.event_time)).collect(),
-        )
-        .ts(
-            "expires_at",
-            true,
-            ev.iter().map(|e| e.expires_at).collect(),
-        )
-        .str(
-            "to_account_id",
-            true,
-            ev.iter().map(|e| e.to_account_id.clone()).collect(),
-        )
+        .str("event_type", false, ev.iter().map(|e| s(e.event_type.as_str())).collect())
+        .ts("event_time", false, ev.iter().map(|e| Some(e.event_time)).collect())
+        .ts("expires_at", true, ev.iter().map(|e| e.expires_at).collect())
+        .str("to_account_id", true, ev.iter().map(|e| e.to_account_id.clone()).collect())
         .dec("amount", true, ev.iter().map(|e| e.amount).collect())
-        .str(
-            "currency",
-            true,
-            ev.iter().map(|e| e.currency.clone()).collect(),
-        )
-        .str(
-            "payment_status",
-            true,
-            ev.iter().map(|e| e.payment_status.clone()).collect(),
-        )
+        .str("currency", true, ev.iter().map(|e| e.currency.clone()).collect())
+        .str("payment_status", true, ev.iter().map(|e| e.payment_status.clone()).collect())
 }
 
 #[derive(Default)]
@@ -597,31 +402,24 @@ impl TxCols {
         t
     }
     fn push(&mut self, run_id: &str, as_of: NaiveDate, w: &Wallet, t: &crate::rate::Txn) {
-        self.id
-            .push(Some(format!("{run_id}/{}/{}", w.wallet_id, t.n)));
+        self.id.push(Some(format!("{run_id}/{}/{}", w.wallet_id, t.n)));
         self.run_id.push(s(run_id));
         self.as_of.push(Some(as_of));
         self.wallet_id.push(s(&w.wallet_id));
         self.account_id.push(s(&w.account_id));
-        self.subscription_id
-            .push(t.subscription_id.map(str::to_string));
+        self.subscription_id.push(t.subscription_id.map(str::to_string));
         self.item_no.push(t.item_no);
         self.service_id.push(t.service_id.map(str::to_string));
         self.kind.push(s(t.kind.as_str()));
         self.ttype.push(s(t.transaction_type));
-        self.direction.push(s(if t.kind == TxnKind::Credit {
-            "CREDIT"
-        } else {
-            "DEBIT"
-        }));
+        self.direction.push(s(if t.kind == TxnKind::Credit { "CREDIT" } else { "DEBIT" }));
         self.amount.push(Some(with_minor_scale(t.amount, w.minor)));
         self.currency.push(s(&w.currency));
         self.quantity.push(t.quantity);
         self.unit_price.push(t.unit_price);
         self.period_start.push(t.period.map(|p| p.0));
         self.period_end.push(t.period.map(|p| p.1));
-        self.balance_after
-            .push(Some(with_minor_scale(t.balance_after, w.minor)));
+        self.balance_after.push(Some(with_minor_scale(t.balance_after, w.minor)));
     }
     fn finish(self) -> OutTable {
         OutTable::new("wallet_transactions")
@@ -729,10 +527,7 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
         for (k, v) in &t.debits {
             debits.insert(k.to_string(), dec(with_minor_scale(*v, minor)));
         }
-        debits.insert(
-            "total".into(),
-            dec(with_minor_scale(t.debit_total(), minor)),
-        );
+        debits.insert("total".into(), dec(with_minor_scale(t.debit_total(), minor)));
         m.insert(
             cur.clone(),
             json!({
@@ -760,11 +555,7 @@ pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> 
         }));
     }
     let mut outputs = Vec::new();
-    let by_name: BTreeMap<String, usize> = p
-        .tables()
-        .iter()
-        .map(|t| (t.name.to_string(), t.rows()))
-        .collect();
+    let by_name: BTreeMap<String, usize> = p.tables().iter().map(|t| (t.name.to_string(), t.rows())).collect();
     for f in files {
         let stem = f.rsplit_once('.').map_or(f.as_str(), |x| x.0);
         outputs.push(json!({
@@ -779,10 +570,7 @@ pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> 
         for (cur, by_status) in by_cur {
             let mut sm = Map::new();
             for (status, t) in by_status {
-                sm.insert(
-                    status.clone(),
-                    json!({"count": t.count, "amount": dec(t.amount)}),
-                );
+                sm.insert(status.clone(), json!({"count": t.count, "amount": dec(t.amount)}));
             }
             cm.insert(cur.clone(), Value::Object(sm));
         }
@@ -822,10 +610,8 @@ pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> 
             "rejected_rows": c.intake.rejects.len(),
         }
     });
-    let text =
-        serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))? + "\n";
-    std::fs::write(dir.join("run_manifest.json"), text)
-        .map_err(|e| Error::io("writing run_manifest.json", e))
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))? + "\n";
+    std::fs::write(dir.join("run_manifest.json"), text).map_err(|e| Error::io("writing run_manifest.json", e))
 }
 
 /// `run_stats.json`: the one output allowed to differ between identical runs.
@@ -841,10 +627,8 @@ pub fn write_stats(c: &Computed, dir: &Path, timings: &[(&'static str, f64)]) ->
         "rows_per_second": if total > 0.0 { rows as f64 / total } else { 0.0 },
         "peak_rss_bytes": peak_rss_bytes(),
     });
-    let text =
-        serde_json::to_string_pretty(&stats).map_err(|e| Error::Internal(e.to_string()))? + "\n";
-    std::fs::write(dir.join("run_stats.json"), text)
-        .map_err(|e| Error::io("writing run_stats.json", e))
+    let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::Internal(e.to_string()))? + "\n";
+    std::fs::write(dir.join("run_stats.json"), text).map_err(|e| Error::io("writing run_stats.json", e))
 }
 
 /// Peak resident set size from /proc (Linux), if available.

@@ -24,20 +24,13 @@ pub fn accounts<'a>(
     for (p, &w) in order.iter().enumerate() {
         pos[w] = p;
     }
-    let mut out: Vec<AccountIn<'a>> = order
-        .iter()
-        .map(|&w| AccountIn {
-            wallet: &st.wallets[w],
-            credits: Vec::new(),
-            subs: Vec::new(),
-        })
-        .collect();
+    let mut out: Vec<AccountIn<'a>> =
+        order.iter().map(|&w| AccountIn { wallet: &st.wallets[w], credits: Vec::new(), subs: Vec::new() }).collect();
     for (c, &w) in credits.iter().zip(credit_wallet) {
         out[pos[w]].credits.push(c);
     }
     for a in &mut out {
-        a.credits
-            .sort_by(|x, y| (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id)));
+        a.credits.sort_by(|x, y| (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id)));
     }
     // Billable INTERNAL subscriptions with their billable items.
     let mut sub_slot: Vec<Option<(usize, usize)>> = vec![None; st.subs.len()];
@@ -50,11 +43,7 @@ pub fn accounts<'a>(
         };
         let a = &mut out[pos[w]];
         sub_slot[si] = Some((pos[w], a.subs.len()));
-        a.subs.push(SubIn {
-            idx: si,
-            sub: s,
-            items: Vec::new(),
-        });
+        a.subs.push(SubIn { idx: si, sub: s, items: Vec::new() });
     }
     for (ii, it) in st.items.iter().enumerate() {
         if st.item_state[ii] != ItemState::Billable {
@@ -64,20 +53,10 @@ pub fn accounts<'a>(
             continue;
         };
         let Some((a, k)) = sub_slot[si] else { continue };
-        out[a].subs[k].items.push(ItemIn {
-            idx: ii,
-            item: it,
-            service: &st.services[sv],
-            usage_qty: usage_qty[ii],
-        });
+        out[a].subs[k].items.push(ItemIn { idx: ii, item: it, service: &st.services[sv], usage_qty: usage_qty[ii] });
     }
     for a in &mut out {
-        a.subs.sort_by(|x, y| {
-            x.sub
-                .subscription_id
-                .as_bytes()
-                .cmp(y.sub.subscription_id.as_bytes())
-        });
+        a.subs.sort_by(|x, y| x.sub.subscription_id.as_bytes().cmp(y.sub.subscription_id.as_bytes()));
         for s in &mut a.subs {
             s.items.sort_by_key(|i| i.item.item_no);
         }

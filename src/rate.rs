@@ -137,8 +137,7 @@ pub fn charge_exact(from: NaiveDate, to: NaiveDate, period: Period, p: Decimal) 
         Unit::Day => (days(from, to), n),
         Unit::Week => (days(from, to), 7 * n),
         Unit::Month => {
-            let months = (to.year() as i64 - from.year() as i64) * 12 + to.month() as i64
-                - from.month() as i64;
+            let months = (to.year() as i64 - from.year() as i64) * 12 + to.month() as i64 - from.month() as i64;
             let mut k = (months.max(0) as u64) / period.n as u64;
             while k > 0 && period.add_times(from, k) > to {
                 k -= 1;
@@ -151,21 +150,13 @@ pub fn charge_exact(from: NaiveDate, to: NaiveDate, period: Period, p: Decimal) 
             let mut d = anchor;
             while d < to {
                 let dim = days_in_month(d) as i128;
-                let next_month = d
-                    .checked_add_months(chrono::Months::new(1))
-                    .and_then(|m| m.with_day(1))
-                    .unwrap_or(NaiveDate::MAX);
+                let next_month =
+                    d.checked_add_months(chrono::Months::new(1)).and_then(|m| m.with_day(1)).unwrap_or(NaiveDate::MAX);
                 let seg_end = next_month.min(to);
                 x += days(d, seg_end) * (MONTH_DAY_DEN / dim);
                 d = seg_end;
             }
-            (
-                (k as i128)
-                    .checked_mul(n)?
-                    .checked_mul(MONTH_DAY_DEN)?
-                    .checked_add(x)?,
-                n * MONTH_DAY_DEN,
-            )
+            ((k as i128).checked_mul(n)?.checked_mul(MONTH_DAY_DEN)?.checked_add(x)?, n * MONTH_DAY_DEN)
         }
     };
     let num = Decimal::try_from_i128_with_scale(num, 0).ok()?;
@@ -189,19 +180,13 @@ fn gcd(a: i64, b: i64) -> i64 {
 }
 
 impl Frac {
-    const ZERO: Frac = Frac {
-        num: Decimal::ZERO,
-        den: 1,
-    };
+    const ZERO: Frac = Frac { num: Decimal::ZERO, den: 1 };
     fn add(self, num: Decimal, den: i64) -> Option<Frac> {
         let g = gcd(self.den, den);
         let l = (self.den / g).checked_mul(den)?;
         let a = self.num.checked_mul(Decimal::from(l / self.den))?;
         let b = num.checked_mul(Decimal::from(l / den))?;
-        Some(Frac {
-            num: a.checked_add(b)?,
-            den: l,
-        })
+        Some(Frac { num: a.checked_add(b)?, den: l })
     }
 }
 
@@ -214,10 +199,7 @@ struct Ledger<'a, 'c> {
 
 impl<'a, 'c> Ledger<'a, 'c> {
     fn overflow(&self, what: &str) -> RateError {
-        RateError {
-            wallet: self.wallet.wallet_id.clone(),
-            what: what.to_string(),
-        }
+        RateError { wallet: self.wallet.wallet_id.clone(), what: what.to_string() }
     }
 
     fn round(&self, exact: Decimal) -> Decimal {
@@ -238,18 +220,12 @@ impl<'a, 'c> Ledger<'a, 'c> {
         unit_price: Decimal,
         period: Option<(NaiveDate, NaiveDate)>,
     ) -> Result<(), RateError> {
-        self.out.residual = self
-            .out
-            .residual
-            .checked_add(exact - rounded)
-            .ok_or_else(|| self.overflow("rounding residual"))?;
+        self.out.residual =
+            self.out.residual.checked_add(exact - rounded).ok_or_else(|| self.overflow("rounding residual"))?;
         if rounded.is_zero() {
             return Ok(());
         }
-        self.balance = self
-            .balance
-            .checked_sub(rounded)
-            .ok_or_else(|| self.overflow("balance"))?;
+        self.balance = self.balance.checked_sub(rounded).ok_or_else(|| self.overflow("balance"))?;
         let k = match kind {
             TxnKind::PostRate => 0,
             TxnKind::OneTime => 1,
@@ -279,25 +255,14 @@ fn price_of(it: &ItemIn) -> Decimal {
 }
 
 /// Rate one account (SPEC §4 steps 1, 3–8).
-pub fn rate_account<'a>(
-    ctx: &RateCtx<'a>,
-    acct: &AccountIn<'a>,
-) -> Result<AccountOut<'a>, RateError> {
+pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<AccountOut<'a>, RateError> {
     let as_of = ctx.as_of;
     let steps = ctx.steps;
-    let mut l = Ledger {
-        ctx,
-        wallet: acct.wallet,
-        out: AccountOut::default(),
-        balance: acct.wallet.balance,
-    };
+    let mut l = Ledger { ctx, wallet: acct.wallet, out: AccountOut::default(), balance: acct.wallet.balance };
 
     // 1. Credits.
     for c in &acct.credits {
-        l.balance = l
-            .balance
-            .checked_add(c.amount)
-            .ok_or_else(|| l.overflow("credit"))?;
+        l.balance = l.balance.checked_add(c.amount).ok_or_else(|| l.overflow("credit"))?;
         l.out.credits += c.amount;
         let n = l.out.txns.len() as u32 + 1;
         l.out.txns.push(Txn {
@@ -320,11 +285,7 @@ pub fn rate_account<'a>(
         if s.sub.status == Status::Terminated {
             continue;
         }
-        for it in s
-            .items
-            .iter()
-            .filter(|i| i.service.billing_method == BillingMethod::PostRate)
-        {
+        for it in s.items.iter().filter(|i| i.service.billing_method == BillingMethod::PostRate) {
             let from = it.item.paid_to();
             let end = it.item.end_date.map_or(as_of, |e| e.min(as_of));
             if from >= end {
@@ -337,46 +298,22 @@ pub fn rate_account<'a>(
                 .and_then(|x| x.checked_div(it.service.unit()))
                 .ok_or_else(|| l.overflow("usage charge"))?;
             let rounded = l.round(exact);
-            l.debit(
-                TxnKind::PostRate,
-                exact,
-                rounded,
-                s.sub,
-                it.item,
-                it.usage_qty,
-                price,
-                Some((from, end)),
-            )?;
+            l.debit(TxnKind::PostRate, exact, rounded, s.sub, it.item, it.usage_qty, price, Some((from, end)))?;
             l.out.billed_through.push((it.idx, end));
         }
     }
 
     // 4. One-time fees: ACTIVE only.
     for s in acct.subs.iter().filter(|s| s.sub.status == Status::Active) {
-        for it in s
-            .items
-            .iter()
-            .filter(|i| i.service.billing_method == BillingMethod::OneTime)
-        {
+        for it in s.items.iter().filter(|i| i.service.billing_method == BillingMethod::OneTime) {
             let item = it.item;
             if item.billed_through.is_some() || item.start_date > as_of || !item.before_end(as_of) {
                 continue;
             }
             let price = price_of(it);
-            let exact = price
-                .checked_mul(item.qty())
-                .ok_or_else(|| l.overflow("one-time fee"))?;
+            let exact = price.checked_mul(item.qty()).ok_or_else(|| l.overflow("one-time fee"))?;
             let rounded = l.round(exact);
-            l.debit(
-                TxnKind::OneTime,
-                exact,
-                rounded,
-                s.sub,
-                item,
-                item.qty(),
-                price,
-                None,
-            )?;
+            l.debit(TxnKind::OneTime, exact, rounded, s.sub, item, item.qty(), price, None)?;
             l.out.billed_through.push((it.idx, as_of));
         }
     }
@@ -386,9 +323,7 @@ pub fn rate_account<'a>(
         .subs
         .iter()
         .map(|s| {
-            steps.start_service
-                && s.sub.status == Status::Disconnected
-                && l.balance > steps.reconnection_threshold
+            steps.start_service && s.sub.status == Status::Disconnected && l.balance > steps.reconnection_threshold
         })
         .collect();
 
@@ -408,11 +343,7 @@ pub fn rate_account<'a>(
             rounded: Decimal,
         }
         let mut charges = Vec::new();
-        for it in s
-            .items
-            .iter()
-            .filter(|i| i.service.billing_method == BillingMethod::PreRate)
-        {
+        for it in s.items.iter().filter(|i| i.service.billing_method == BillingMethod::PreRate) {
             let mut from = it.item.paid_to();
             if candidate[si] {
                 from = from.max(as_of);
@@ -424,36 +355,15 @@ pub fn rate_account<'a>(
             if from >= to {
                 continue;
             }
-            let period = it
-                .service
-                .rate_period
-                .as_ref()
-                .map(|p| p.period)
-                .unwrap_or(Period {
-                    n: 1,
-                    unit: Unit::Month,
-                });
-            let p = price_of(it)
-                .checked_mul(it.item.qty())
-                .ok_or_else(|| l.overflow("pre-rate unit price"))?;
-            let exact =
-                charge_exact(from, to, period, p).ok_or_else(|| l.overflow("pre-rate charge"))?;
+            let period =
+                it.service.rate_period.as_ref().map(|p| p.period).unwrap_or(Period { n: 1, unit: Unit::Month });
+            let p = price_of(it).checked_mul(it.item.qty()).ok_or_else(|| l.overflow("pre-rate unit price"))?;
+            let exact = charge_exact(from, to, period, p).ok_or_else(|| l.overflow("pre-rate charge"))?;
             let rounded = l.round(exact);
-            charges.push(Charge {
-                it,
-                from,
-                to,
-                exact,
-                rounded,
-            });
+            charges.push(Charge { it, from, to, exact, rounded });
         }
         let total: Decimal = charges.iter().map(|c| c.rounded).sum();
-        let taken = total.is_zero()
-            || if steps.stop_service {
-                l.balance - total > thr
-            } else {
-                l.balance >= total
-            };
+        let taken = total.is_zero() || if steps.stop_service { l.balance - total > thr } else { l.balance >= total };
         if taken {
             covered[si] = true;
             for c in &charges {
@@ -493,11 +403,7 @@ pub fn rate_account<'a>(
                     if let Some(reason) = reason {
                         active_after[si] = false;
                         l.out.status.push((s.idx, Status::Disconnected));
-                        l.out.disconnections.push(ListEntry {
-                            sub_idx: s.idx,
-                            reason,
-                            balance: bal,
-                        });
+                        l.out.disconnections.push(ListEntry { sub_idx: s.idx, reason, balance: bal });
                     }
                 }
             }
@@ -517,8 +423,7 @@ pub fn rate_account<'a>(
     }
 
     // 8. Wallet estimation.
-    let changed =
-        !l.out.txns.is_empty() || acct.wallet.updated_at.is_some_and(|u| u >= ctx.prev_cutoff);
+    let changed = !l.out.txns.is_empty() || acct.wallet.updated_at.is_some_and(|u| u >= ctx.prev_cutoff);
     let estimate = match steps.wallet_estimation {
         Estimation::Off => false,
         Estimation::All => true,
@@ -530,11 +435,7 @@ pub fn rate_account<'a>(
             if !active_after[si] {
                 continue;
             }
-            for it in s
-                .items
-                .iter()
-                .filter(|i| i.service.billing_method == BillingMethod::PreRate)
-            {
+            for it in s.items.iter().filter(|i| i.service.billing_method == BillingMethod::PreRate) {
                 if it.item.start_date > as_of || !it.item.before_end(as_of) {
                     continue;
                 }
@@ -545,22 +446,15 @@ pub fn rate_account<'a>(
                 if d <= 0 {
                     continue;
                 }
-                let p = price_of(it)
-                    .checked_mul(it.item.qty())
-                    .ok_or_else(|| l.overflow("estimate"))?;
+                let p = price_of(it).checked_mul(it.item.qty()).ok_or_else(|| l.overflow("estimate"))?;
                 daily = daily.add(p, d).ok_or_else(|| l.overflow("estimate"))?;
             }
         }
         let r = ctx.recurrence.days_from(as_of);
         if r > 0 && !l.out.debits[0].is_zero() {
-            daily = daily
-                .add(l.out.debits[0], r)
-                .ok_or_else(|| l.overflow("estimate"))?;
+            daily = daily.add(l.out.debits[0], r).ok_or_else(|| l.overflow("estimate"))?;
         }
-        let daily_value = daily
-            .num
-            .checked_div(Decimal::from(daily.den))
-            .ok_or_else(|| l.overflow("estimate"))?;
+        let daily_value = daily.num.checked_div(Decimal::from(daily.den)).ok_or_else(|| l.overflow("estimate"))?;
         let days_remaining = if bal <= Decimal::ZERO {
             Some(0)
         } else if daily.num.is_zero() {
@@ -572,9 +466,8 @@ pub fn rate_account<'a>(
                 .ok_or_else(|| l.overflow("estimate"))?;
             i64::try_from(q.floor()).ok()
         };
-        let depletion_date = days_remaining
-            .and_then(|d| chrono::TimeDelta::try_days(d))
-            .and_then(|d| as_of.checked_add_signed(d));
+        let depletion_date =
+            days_remaining.and_then(|d| chrono::TimeDelta::try_days(d)).and_then(|d| as_of.checked_add_signed(d));
         let class = if bal <= thr {
             "DEPLETED"
         } else if days_remaining.is_some_and(|d| d < steps.low_balance_days) {
@@ -593,4 +486,51 @@ pub fn rate_account<'a>(
 
     l.out.closing = bal;
     Ok(l.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+    fn p(s: &str) -> Period {
+        Period::parse(s).unwrap()
+    }
+    fn money(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+    fn charge(from: &str, to: &str, period: &str, price: &str) -> Decimal {
+        Rounding::HalfUp.round(charge_exact(d(from), d(to), p(period), money(price)).unwrap(), 2)
+    }
+
+    #[test]
+    fn spec_examples() {
+        // Company ZX: 7 days of November, one day of November, one day of December.
+        assert_eq!(charge("2026-11-22", "2026-11-29", "1 month", "30"), money("7.00"));
+        assert_eq!(charge("2026-11-28", "2026-11-29", "1 month", "30"), money("1.00"));
+        assert_eq!(charge("2026-12-01", "2026-12-02", "1 month", "30"), money("0.97"));
+        // LiveSplash: one anniversary month.
+        assert_eq!(charge("2026-07-15", "2026-08-15", "1 month", "50"), money("50.00"));
+    }
+
+    #[test]
+    fn whole_periods_cost_exactly_p() {
+        assert_eq!(charge("2026-01-31", "2026-02-28", "1 month", "30"), money("30.00"));
+        assert_eq!(charge("2026-01-31", "2026-03-31", "1 month", "30"), money("60.00"));
+        assert_eq!(charge("2026-01-01", "2026-04-01", "3 months", "12.345"), money("12.35"));
+        assert_eq!(charge("2026-11-01", "2026-11-15", "1 week", "7"), money("14.00"));
+        assert_eq!(charge("2026-11-01", "2026-11-04", "1 day", "1.25"), money("3.75"));
+    }
+
+    #[test]
+    fn proration_crosses_month_lengths_exactly() {
+        // Jan 31 + 1 month = Feb 28; then Feb 28 .. Mar 2 = 1 day of Feb (28) + 1 of Mar (31).
+        let exact = charge_exact(d("2026-01-31"), d("2026-03-02"), p("1 month"), money("28")).unwrap();
+        let expected = money("28") + money("28") / money("28") + money("28") / money("31");
+        assert_eq!(Rounding::HalfUp.round(exact, 10), Rounding::HalfUp.round(expected, 10));
+        // Rounded once: 30 days of a 3-month period at 10 each month-day...
+        assert_eq!(charge("2026-11-22", "2026-11-22", "1 month", "30"), Decimal::ZERO);
+    }
 }

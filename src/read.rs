@@ -8,9 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::Micros;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
-use arrow_array::{
-    Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray,
-};
+use arrow_array::{Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::NaiveDate;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -56,11 +54,7 @@ fn format_of(p: &Path) -> Option<Format> {
 
 /// Find table `name` in a state directory: `name.parquet`, `name.csv` or `name/`.
 pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>> {
-    let candidates = [
-        dir.join(format!("{name}.parquet")),
-        dir.join(format!("{name}.csv")),
-        dir.join(name),
-    ];
+    let candidates = [dir.join(format!("{name}.parquet")), dir.join(format!("{name}.csv")), dir.join(name)];
     let found: Vec<&PathBuf> = candidates.iter().filter(|p| p.exists()).collect();
     match found.len() {
         0 => Ok(None),
@@ -69,11 +63,7 @@ pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>>
             dir.display().to_string(),
             format!(
                 "table {name} is present in more than one form ({})",
-                found
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             ),
         )),
     }
@@ -83,20 +73,14 @@ pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>>
 pub fn table_at(path: &Path, name: &'static str, display_root: &str) -> Result<TableSource> {
     if path.is_dir() {
         let mut files = Vec::new();
-        let rd = std::fs::read_dir(path)
-            .map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
+        let rd = std::fs::read_dir(path).map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
         for entry in rd {
-            let entry =
-                entry.map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
+            let entry = entry.map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
             let p = entry.path();
             if let Some(f) = format_of(&p) {
                 if p.is_file() {
                     let fname = entry.file_name().to_string_lossy().into_owned();
-                    files.push(SourceFile {
-                        name: format!("{display_root}/{fname}"),
-                        path: p,
-                        format: f,
-                    });
+                    files.push(SourceFile { name: format!("{display_root}/{fname}"), path: p, format: f });
                 }
             }
         }
@@ -105,36 +89,18 @@ pub fn table_at(path: &Path, name: &'static str, display_root: &str) -> Result<T
         Ok(TableSource { table: name, files })
     } else if path.is_file() {
         let format = format_of(path).ok_or_else(|| {
-            Error::input(
-                path.display().to_string(),
-                "unknown file format (expected .parquet or .csv)",
-            )
+            Error::input(path.display().to_string(), "unknown file format (expected .parquet or .csv)")
         })?;
-        let fname = path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name_shown = if display_root.ends_with(".parquet")
-            || display_root.ends_with(".csv")
-            || display_root == name
+        let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let name_shown = if display_root.ends_with(".parquet") || display_root.ends_with(".csv") || display_root == name
         {
             fname
         } else {
             format!("{display_root}/{fname}")
         };
-        Ok(TableSource {
-            table: name,
-            files: vec![SourceFile {
-                path: path.to_path_buf(),
-                name: name_shown,
-                format,
-            }],
-        })
+        Ok(TableSource { table: name, files: vec![SourceFile { path: path.to_path_buf(), name: name_shown, format }] })
     } else {
-        Err(Error::input(
-            path.display().to_string(),
-            "no such file or directory",
-        ))
+        Err(Error::input(path.display().to_string(), "no such file or directory"))
     }
 }
 
@@ -156,18 +122,10 @@ pub struct ColSpec {
 }
 
 pub const fn req(name: &'static str, kind: Kind) -> ColSpec {
-    ColSpec {
-        name,
-        kind,
-        required: true,
-    }
+    ColSpec { name, kind, required: true }
 }
 pub const fn opt(name: &'static str, kind: Kind) -> ColSpec {
-    ColSpec {
-        name,
-        kind,
-        required: false,
-    }
+    ColSpec { name, kind, required: false }
 }
 
 /// A decoded column in one of a few normalized physical forms.
@@ -227,9 +185,7 @@ impl Col {
             }
             Col::Date(a) => {
                 if a.is_valid(i) {
-                    a.value_as_date(i)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
+                    a.value_as_date(i).map(|d| d.to_string()).unwrap_or_default()
                 } else {
                     String::new()
                 }
@@ -260,20 +216,17 @@ impl Col {
         match self {
             Col::Str(_) => {
                 let s = self.text(i).unwrap();
-                parse_decimal_strict(s)
-                    .map(Some)
-                    .ok_or_else(|| format!("not a decimal: {s:?}"))
+                parse_decimal_strict(s).map(Some).ok_or_else(|| {
+                    if is_decimal_text(s) {
+                        format!("decimal out of range (at most 28 significant digits and {MAX_SCALE} decimals): {s:?}")
+                    } else {
+                        format!("not a decimal: {s:?}")
+                    }
+                })
             }
-            Col::Dec(a, scale) => {
-                decimal_from_i128(a.value(i), *scale)
-                    .map(Some)
-                    .ok_or_else(|| {
-                        format!(
-                            "decimal out of range: {}",
-                            format_i128_scaled(a.value(i), *scale)
-                        )
-                    })
-            }
+            Col::Dec(a, scale) => decimal_from_i128(a.value(i), *scale)
+                .map(|d| Some(d.normalize()))
+                .ok_or_else(|| format!("decimal out of range: {}", format_i128_scaled(a.value(i), *scale))),
             Col::Int(a) => Ok(Some(Decimal::from(a.value(i)))),
             _ => Err("not a decimal".into()),
         }
@@ -286,14 +239,9 @@ impl Col {
         match self {
             Col::Str(_) => {
                 let s = self.text(i).unwrap();
-                parse_date_strict(s)
-                    .map(Some)
-                    .ok_or_else(|| format!("not a date: {s:?}"))
+                parse_date_strict(s).map(Some).ok_or_else(|| format!("not a date: {s:?}"))
             }
-            Col::Date(a) => a
-                .value_as_date(i)
-                .map(Some)
-                .ok_or_else(|| "date out of range".into()),
+            Col::Date(a) => a.value_as_date(i).map(Some).ok_or_else(|| "date out of range".into()),
             Col::Ts(v) => chrono::DateTime::from_timestamp_micros(v[i].unwrap())
                 .map(|d| Some(d.date_naive()))
                 .ok_or_else(|| "date out of range".into()),
@@ -308,15 +256,12 @@ impl Col {
         match self {
             Col::Str(_) => {
                 let s = self.text(i).unwrap();
-                parse_timestamp_strict(s)
-                    .map(Some)
-                    .ok_or_else(|| format!("not a timestamp: {s:?}"))
+                parse_timestamp_strict(s).map(Some).ok_or_else(|| format!("not a timestamp: {s:?}"))
             }
             Col::Ts(v) => Ok(v[i]),
-            Col::Date(a) => a
-                .value_as_date(i)
-                .map(|d| Some(crate::model::midnight(d)))
-                .ok_or_else(|| "date out of range".into()),
+            Col::Date(a) => {
+                a.value_as_date(i).map(|d| Some(crate::model::midnight(d))).ok_or_else(|| "date out of range".into())
+            }
             _ => Err("not a timestamp".into()),
         }
     }
@@ -328,9 +273,7 @@ impl Col {
         match self {
             Col::Str(_) => {
                 let s = self.text(i).unwrap();
-                parse_int_strict(s)
-                    .map(Some)
-                    .ok_or_else(|| format!("not an integer: {s:?}"))
+                parse_int_strict(s).map(Some).ok_or_else(|| format!("not an integer: {s:?}"))
             }
             Col::Int(a) => Ok(Some(a.value(i))),
             Col::Dec(a, scale) => {
@@ -359,11 +302,8 @@ fn format_i128_scaled(v: i128, scale: i8) -> String {
     let neg = v < 0;
     let digits = v.unsigned_abs().to_string();
     let scale = scale as usize;
-    let padded = if digits.len() <= scale {
-        format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits)
-    } else {
-        digits
-    };
+    let padded =
+        if digits.len() <= scale { format!("{}{}", "0".repeat(scale + 1 - digits.len()), digits) } else { digits };
     let (i, f) = padded.split_at(padded.len() - scale);
     format!("{}{}.{}", if neg { "-" } else { "" }, i, f)
 }
@@ -380,10 +320,7 @@ pub fn decimal_from_i128(mut v: i128, scale: i8) -> Option<Decimal> {
         v = v.checked_mul(10)?;
         scale += 1;
     }
-    while scale > 0
-        && v % 10 == 0
-        && (scale as u32 > MAX_SCALE || v.unsigned_abs() >= (1u128 << 96))
-    {
+    while scale > 0 && v % 10 == 0 && (scale as u32 > MAX_SCALE || v.unsigned_abs() >= (1u128 << 96)) {
         v /= 10;
         scale -= 1;
     }
@@ -391,6 +328,16 @@ pub fn decimal_from_i128(mut v: i128, scale: i8) -> Option<Decimal> {
         return None;
     }
     Decimal::try_from_i128_with_scale(v, scale as u32).ok()
+}
+
+/// Whether `s` has the decimal grammar `-?\d+(\.\d+)?`, whatever its size.
+pub fn is_decimal_text(s: &str) -> bool {
+    let body = s.strip_prefix('-').unwrap_or(s);
+    let (int, frac) = body.split_once('.').unwrap_or((body, "0"));
+    !int.is_empty()
+        && !frac.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// `-?\d+(\.\d+)?`, at most 28 significant digits and [`MAX_SCALE`] decimals.
@@ -437,11 +384,7 @@ pub fn parse_date_strict(s: &str) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    if !b
-        .iter()
-        .enumerate()
-        .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-    {
+    if !b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit()) {
         return None;
     }
     let y: i32 = s[0..4].parse().ok()?;
@@ -520,12 +463,7 @@ pub fn parse_timestamp_strict(s: &str) -> Option<Micros> {
 }
 
 fn unreadable(file: &SourceFile, column: &str, message: impl Into<String>) -> Error {
-    Error::Input {
-        file: file.name.clone(),
-        column: Some(column.to_string()),
-        row: None,
-        message: message.into(),
-    }
+    Error::Input { file: file.name.clone(), column: Some(column.to_string()), row: None, message: message.into() }
 }
 
 /// Normalize one Arrow column into a [`Col`] of the requested kind; incompatible physical
@@ -533,29 +471,16 @@ fn unreadable(file: &SourceFile, column: &str, message: impl Into<String>) -> Er
 fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
     let dt = a.data_type().clone();
     let bad = |what: &str| {
-        unreadable(
-            file,
-            spec.name,
-            format!(
-                "{what} column of type {dt} cannot be read as {:?}",
-                spec.kind
-            ),
-        )
+        unreadable(file, spec.name, format!("{what} column of type {dt} cannot be read as {:?}", spec.kind))
     };
     let as_utf8 = |a: &ArrayRef| -> Result<Col> {
-        let c = arrow_cast::cast(a, &DataType::Utf8)
-            .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+        let c = arrow_cast::cast(a, &DataType::Utf8).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
         Ok(Col::Str(c.as_string::<i32>().clone()))
     };
     match &dt {
         DataType::Utf8 => return Ok(Col::Str(a.as_string::<i32>().clone())),
         DataType::LargeUtf8 | DataType::Utf8View => return as_utf8(a),
-        DataType::Dictionary(_, v)
-            if matches!(
-                **v,
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            ) =>
-        {
+        DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
             return as_utf8(a)
         }
         DataType::Null => return Ok(Col::Missing),
@@ -563,22 +488,42 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
     }
     match spec.kind {
         Kind::Text => match dt {
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 | DataType::Boolean => as_utf8(a),
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Boolean => as_utf8(a),
             _ => Err(bad("a")),
         },
         Kind::Decimal => match dt {
             DataType::Decimal128(_, s) => Ok(Col::Dec(a.as_primitive::<Decimal128Type>().clone(), s)),
             DataType::Decimal32(_, s) | DataType::Decimal64(_, s) => {
-                let c = arrow_cast::cast(a, &DataType::Decimal128(38, s)).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+                let c = arrow_cast::cast(a, &DataType::Decimal128(38, s))
+                    .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
                 Ok(Col::Dec(c.as_primitive::<Decimal128Type>().clone(), s))
             }
             DataType::Decimal256(_, s) => {
-                let c = arrow_cast::cast_with_options(a, &DataType::Decimal128(38, s), &arrow_cast::CastOptions { safe: false, ..Default::default() })
-                    .map_err(|e| unreadable(file, spec.name, format!("Decimal256 values beyond Decimal128: {e}")))?;
+                let c = arrow_cast::cast_with_options(
+                    a,
+                    &DataType::Decimal128(38, s),
+                    &arrow_cast::CastOptions { safe: false, ..Default::default() },
+                )
+                .map_err(|e| unreadable(file, spec.name, format!("Decimal256 values beyond Decimal128: {e}")))?;
                 Ok(Col::Dec(c.as_primitive::<Decimal128Type>().clone(), s))
             }
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 => {
-                let c = arrow_cast::cast(a, &DataType::Int64).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32 => {
+                let c =
+                    arrow_cast::cast(a, &DataType::Int64).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
                 Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
             }
             DataType::Float16 | DataType::Float32 | DataType::Float64 => Err(unreadable(
@@ -589,9 +534,20 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
             _ => Err(bad("a")),
         },
         Kind::Int => match dt {
-            DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 | DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-                let c = arrow_cast::cast_with_options(a, &DataType::Int64, &arrow_cast::CastOptions { safe: false, ..Default::default() })
-                    .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+            DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64 => {
+                let c = arrow_cast::cast_with_options(
+                    a,
+                    &DataType::Int64,
+                    &arrow_cast::CastOptions { safe: false, ..Default::default() },
+                )
+                .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
                 Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
             }
             DataType::Decimal128(_, s) => Ok(Col::Dec(a.as_primitive::<Decimal128Type>().clone(), s)),
@@ -600,7 +556,8 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
         Kind::Date => match dt {
             DataType::Date32 => Ok(Col::Date(a.as_primitive::<Date32Type>().clone())),
             DataType::Date64 => {
-                let c = arrow_cast::cast(a, &DataType::Date32).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+                let c =
+                    arrow_cast::cast(a, &DataType::Date32).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
                 Ok(Col::Date(c.as_primitive::<Date32Type>().clone()))
             }
             DataType::Timestamp(u, _) => Ok(Col::Ts(ts_micros(a, &u))),
@@ -616,14 +573,8 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
 
 /// Raw timestamp values are UTC instants whether or not the column carries a zone.
 fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
-    fn conv<T: ArrowPrimitiveType<Native = i64>>(
-        a: &ArrayRef,
-        f: impl Fn(i64) -> Option<i64>,
-    ) -> Vec<Option<Micros>> {
-        a.as_primitive::<T>()
-            .iter()
-            .map(|v| v.and_then(&f))
-            .collect()
+    fn conv<T: ArrowPrimitiveType<Native = i64>>(a: &ArrayRef, f: impl Fn(i64) -> Option<i64>) -> Vec<Option<Micros>> {
+        a.as_primitive::<T>().iter().map(|v| v.and_then(&f)).collect()
     }
     match unit {
         TimeUnit::Second => conv::<TimestampSecondType>(a, |v| v.checked_mul(1_000_000)),
@@ -635,11 +586,7 @@ fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
 
 /// Decode every batch of `file`, projecting the spec's columns, and hand each to `f`.
 /// A missing required column or an undecodable file is an error naming file and column.
-pub fn read_file(
-    file: &SourceFile,
-    specs: &[ColSpec],
-    mut f: impl FnMut(&Batch) -> Result<()>,
-) -> Result<u64> {
+pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(&Batch) -> Result<()>) -> Result<u64> {
     match file.format {
         Format::Parquet => read_parquet(file, specs, &mut f),
         Format::Csv => read_csv(file, specs, &mut f),
@@ -650,19 +597,11 @@ fn missing_column(file: &SourceFile, name: &str) -> Error {
     unreadable(file, name, "required column is missing")
 }
 
-fn read_parquet(
-    file: &SourceFile,
-    specs: &[ColSpec],
-    f: &mut dyn FnMut(&Batch) -> Result<()>,
-) -> Result<u64> {
-    let fh = std::fs::File::open(&file.path)
-        .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(fh).map_err(|e| {
-        Error::input(
-            file.name.clone(),
-            format!("not a readable Parquet file: {e}"),
-        )
-    })?;
+fn read_parquet(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> Result<()>) -> Result<u64> {
+    let fh =
+        std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
+        .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
     let schema = builder.schema().clone();
     // Map spec columns to root field indices.
     let mut roots = Vec::new();
@@ -684,12 +623,7 @@ fn read_parquet(
         .with_projection(mask)
         .with_batch_size(BATCH_ROWS)
         .build()
-        .map_err(|e| {
-            Error::input(
-                file.name.clone(),
-                format!("not a readable Parquet file: {e}"),
-            )
-        })?;
+        .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
     let mut row: u64 = 1;
     for rb in reader {
         let rb: RecordBatch = rb.map_err(|e| Error::Input {
@@ -709,23 +643,15 @@ fn read_parquet(
             }
         }
         let len = rb.num_rows();
-        f(&Batch {
-            cols,
-            len,
-            first_row: row,
-        })?;
+        f(&Batch { cols, len, first_row: row })?;
         row += len as u64;
     }
     Ok(row - 1)
 }
 
-fn read_csv(
-    file: &SourceFile,
-    specs: &[ColSpec],
-    f: &mut dyn FnMut(&Batch) -> Result<()>,
-) -> Result<u64> {
-    let fh = std::fs::File::open(&file.path)
-        .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
+fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> Result<()>) -> Result<u64> {
+    let fh =
+        std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -734,14 +660,8 @@ fn read_csv(
         .byte_headers()
         .map_err(|e| Error::input(file.name.clone(), format!("cannot read CSV header: {e}")))?
         .clone();
-    let header_text: Vec<String> = headers
-        .iter()
-        .map(|h| {
-            String::from_utf8_lossy(h)
-                .trim_start_matches('\u{feff}')
-                .to_string()
-        })
-        .collect();
+    let header_text: Vec<String> =
+        headers.iter().map(|h| String::from_utf8_lossy(h).trim_start_matches('\u{feff}').to_string()).collect();
     let mut positions = Vec::with_capacity(specs.len());
     for s in specs {
         match header_text.iter().position(|h| h == s.name) {
@@ -752,10 +672,7 @@ fn read_csv(
     }
     let mut row: u64 = 1;
     let mut rec = csv::ByteRecord::new();
-    let mut builders: Vec<Vec<Option<String>>> = specs
-        .iter()
-        .map(|_| Vec::with_capacity(BATCH_ROWS))
-        .collect();
+    let mut builders: Vec<Vec<Option<String>>> = specs.iter().map(|_| Vec::with_capacity(BATCH_ROWS)).collect();
     let mut n = 0usize;
     let flush = |builders: &mut Vec<Vec<Option<String>>>,
                  n: &mut usize,
@@ -777,11 +694,7 @@ fn read_csv(
                 }
             })
             .collect();
-        f(&Batch {
-            cols,
-            len: *n,
-            first_row: *row,
-        })?;
+        f(&Batch { cols, len: *n, first_row: *row })?;
         *row += *n as u64;
         *n = 0;
         Ok(())
@@ -800,10 +713,8 @@ fn read_csv(
             }
         }
         for (b, p) in builders.iter_mut().zip(&positions) {
-            let v = p
-                .and_then(|i| rec.get(i))
-                .filter(|v| !v.is_empty())
-                .map(|v| String::from_utf8_lossy(v).into_owned());
+            let v =
+                p.and_then(|i| rec.get(i)).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned());
             b.push(v);
         }
         n += 1;
@@ -820,13 +731,10 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut h = Sha256::new();
-    let mut fh = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    let mut fh = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = fh
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let n = fh.read(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         if n == 0 {
             break;
         }
@@ -846,17 +754,7 @@ mod tests {
     fn strict_decimals() {
         assert_eq!(parse_decimal_strict("12.50").unwrap().to_string(), "12.50");
         assert_eq!(parse_decimal_strict("-0.5").unwrap().to_string(), "-0.5");
-        for bad in [
-            "",
-            "1.",
-            ".5",
-            "+1",
-            "1e3",
-            "1,5",
-            " 1",
-            "abc",
-            "99999999999999999999999999999",
-        ] {
+        for bad in ["", "1.", ".5", "+1", "1e3", "1,5", " 1", "abc", "99999999999999999999999999999"] {
             assert!(parse_decimal_strict(bad).is_none(), "{bad:?}");
         }
         assert!(parse_decimal_strict("0.1234567890123456789").is_none());
@@ -866,44 +764,22 @@ mod tests {
     fn strict_dates_and_timestamps() {
         assert!(parse_date_strict("2026-02-29").is_none());
         assert!(parse_date_strict("2026-2-28").is_none());
-        assert_eq!(
-            parse_date_strict("2024-02-29").unwrap().to_string(),
-            "2024-02-29"
-        );
+        assert_eq!(parse_date_strict("2024-02-29").unwrap().to_string(), "2024-02-29");
         let z = parse_timestamp_strict("2026-11-22T00:00:00Z").unwrap();
         assert_eq!(parse_timestamp_strict("2026-11-22 00:00:00").unwrap(), z);
-        assert_eq!(
-            parse_timestamp_strict("2026-11-22T01:30:00+01:30").unwrap(),
-            z
-        );
-        assert_eq!(
-            parse_timestamp_strict("2026-11-22T00:00:00.5Z").unwrap(),
-            z + 500_000
-        );
-        for bad in [
-            "2026-11-22",
-            "2026-11-22T24:00:00",
-            "2026-11-22T00:00:00+1:00",
-            "2026-11-22T00:00:00.Z",
-        ] {
+        assert_eq!(parse_timestamp_strict("2026-11-22T01:30:00+01:30").unwrap(), z);
+        assert_eq!(parse_timestamp_strict("2026-11-22T00:00:00.5Z").unwrap(), z + 500_000);
+        for bad in ["2026-11-22", "2026-11-22T24:00:00", "2026-11-22T00:00:00+1:00", "2026-11-22T00:00:00.Z"] {
             assert!(parse_timestamp_strict(bad).is_none(), "{bad:?}");
         }
     }
 
     #[test]
     fn decimal128_normalization() {
-        assert_eq!(
-            decimal_from_i128(2130_000000000000000000, 18)
-                .unwrap()
-                .to_string(),
-            "2130.000000000000000000"
-        );
+        assert_eq!(decimal_from_i128(2130_000000000000000000, 18).unwrap().to_string(), "2130.000000000000000000");
         assert!(decimal_from_i128(i128::MAX, 0).is_none());
         assert_eq!(
-            decimal_from_i128(1_000_000_000_000_000_000_000_000_000_000, 18)
-                .unwrap()
-                .normalize()
-                .to_string(),
+            decimal_from_i128(1_000_000_000_000_000_000_000_000_000_000, 18).unwrap().normalize().to_string(),
             "1000000000000"
         );
     }

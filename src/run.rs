@@ -70,14 +70,10 @@ pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
     if !p.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&p)
-        .map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Error::input(p.display().to_string(), format!("not JSON: {e}")))?;
-    let s = v
-        .get("as_of")
-        .and_then(|x| x.as_str())
-        .ok_or_else(|| Error::input(p.display().to_string(), "no as_of"))?;
+    let text = std::fs::read_to_string(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| Error::input(p.display().to_string(), format!("not JSON: {e}")))?;
+    let s = v.get("as_of").and_then(|x| x.as_str()).ok_or_else(|| Error::input(p.display().to_string(), "no as_of"))?;
     crate::read::parse_date_strict(s)
         .map(Some)
         .ok_or_else(|| Error::input(p.display().to_string(), format!("bad as_of {s:?}")))
@@ -112,10 +108,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
         return Err(Error::Usage("--threads must be >= 1".into()));
     }
     if !args.state.is_dir() {
-        return Err(Error::Usage(format!(
-            "state directory {} does not exist",
-            args.state.display()
-        )));
+        return Err(Error::Usage(format!("state directory {} does not exist", args.state.display())));
     }
     let prev = previous_as_of(&args.state)?;
     let as_of = resolve_as_of(args, &job, prev)?;
@@ -131,12 +124,8 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
     // ---- read + validate -------------------------------------------------------------
     progress(&format!("read: state {}", args.state.display()));
     let need = |name: &'static str| -> Result<TableSource> {
-        find_table(&args.state, name)?.ok_or_else(|| {
-            Error::input(
-                args.state.display().to_string(),
-                format!("state table {name} is missing"),
-            )
-        })
+        find_table(&args.state, name)?
+            .ok_or_else(|| Error::input(args.state.display().to_string(), format!("state table {name} is missing")))
     };
     let services_src = need("services")?;
     let wallets_src = need("wallets")?;
@@ -146,15 +135,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
     let deferred_events_src = find_table(&args.state, "deferred_events")?;
     let arg_table = |p: &Option<PathBuf>, name: &'static str| -> Result<Option<TableSource>> {
         p.as_ref()
-            .map(|p| {
-                table_at(
-                    p,
-                    name,
-                    &p.file_name()
-                        .map(|f| f.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                )
-            })
+            .map(|p| table_at(p, name, &p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()))
             .transpose()
     };
     let usage_src = arg_table(&args.usage, "usage")?;
@@ -178,10 +159,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
     let mut usage_ids: HashSet<String> = HashSet::new();
     let mut deferred_usage: Vec<Usage> = Vec::new();
     let mut usage_rated: u64 = 0;
-    for src in [deferred_usage_src.as_ref(), usage_src.as_ref()]
-        .into_iter()
-        .flatten()
-    {
+    for src in [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten() {
         let table = src.table;
         intake.load_each(src, USAGE, parse_usage, |intake, u, o| {
             if !usage_ids.insert(u.usage_id.clone()) {
@@ -223,13 +201,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
                 }
                 None => {
                     let detail = format!("wallet {} is unknown or rejected", c.wallet_id);
-                    intake.reject(
-                        "credits",
-                        o,
-                        c.credit_id.clone(),
-                        Reason::UnknownWallet,
-                        detail,
-                    );
+                    intake.reject("credits", o, c.credit_id.clone(), Reason::UnknownWallet, detail);
                 }
             }
         }
@@ -239,16 +211,8 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
     let mut events: Vec<(Event, usize)> = Vec::new();
     {
         let mut rows = Vec::new();
-        for src in [deferred_events_src.as_ref(), events_src.as_ref()]
-            .into_iter()
-            .flatten()
-        {
-            rows.extend(
-                intake
-                    .load(src, EVENTS, parse_event)?
-                    .into_iter()
-                    .map(|(e, o)| (e, o, src.table)),
-            );
+        for src in [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten() {
+            rows.extend(intake.load(src, EVENTS, parse_event)?.into_iter().map(|(e, o)| (e, o, src.table)));
         }
         let mut seen = HashSet::new();
         for (e, o, table) in rows {
@@ -263,21 +227,10 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
                 );
                 continue;
             }
-            match st
-                .sub_idx
-                .get(&e.subscription_id)
-                .filter(|&&s| st.sub_ok[s])
-            {
+            match st.sub_idx.get(&e.subscription_id).filter(|&&s| st.sub_ok[s]) {
                 None => {
-                    let detail =
-                        format!("subscription {} is unknown or rejected", e.subscription_id);
-                    intake.reject(
-                        table,
-                        o,
-                        e.event_id.clone(),
-                        Reason::UnknownSubscription,
-                        detail,
-                    );
+                    let detail = format!("subscription {} is unknown or rejected", e.subscription_id);
+                    intake.reject(table, o, e.event_id.clone(), Reason::UnknownSubscription, detail);
                 }
                 Some(&s) if st.subs[s].is_internal() || st.subs[s].source != e.source => {
                     let detail = format!(
@@ -310,11 +263,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
         recurrence: job.recurrence,
         prev_cutoff: midnight(prev_cutoff_date),
     };
-    progress(&format!(
-        "rate: {} accounts on {} threads",
-        accounts.len(),
-        threads
-    ));
+    progress(&format!("rate: {} accounts on {} threads", accounts.len(), threads));
     let rated: Vec<AccountOut> = pool
         .install(|| {
             accounts
@@ -339,12 +288,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
         .iter()
         .enumerate()
         .filter(|(_, s)| !s.is_internal())
-        .map(|(i, s)| {
-            (
-                i,
-                apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff),
-            )
-        })
+        .map(|(i, s)| (i, apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff)))
         .collect();
     timings.push(("rate", t1.elapsed().as_secs_f64()));
 
@@ -362,25 +306,14 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
     })?;
     timings.push(("assemble", t2.elapsed().as_secs_f64()));
     drop(rated);
-    Ok(Computed {
-        job,
-        run_id,
-        as_of,
-        products,
-        intake,
-        threads,
-        timings,
-    })
+    Ok(Computed { job, run_id, as_of, products, intake, threads, timings })
 }
 
 /// Run, dry-run or validate, and publish per SPEC §5.
 pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
     let started = Instant::now();
     if args.mode == Mode::Run {
-        let out = args
-            .output
-            .as_ref()
-            .ok_or_else(|| Error::Usage("--output is required".into()))?;
+        let out = args.output.as_ref().ok_or_else(|| Error::Usage("--output is required".into()))?;
         if out.exists() && !args.force {
             return Err(Error::OutputExists(out.clone()));
         }
@@ -388,11 +321,7 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
     let c = compute(args, progress)?;
     let rejected = c.intake.rejects.len() as u64;
     let total = c.intake.rows_read;
-    let ratio = if total == 0 {
-        0.0
-    } else {
-        rejected as f64 / total as f64
-    };
+    let ratio = if total == 0 { 0.0 } else { rejected as f64 / total as f64 };
     let gate_failed = ratio > c.job.max_reject_ratio;
     let summary = output::summary(&c, ratio);
 
@@ -406,11 +335,7 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
                 review_dir: "(not written: validate/dry-run)".into(),
             });
         }
-        return Ok(RunReport {
-            run_id: c.run_id,
-            summary,
-            published: None,
-        });
+        return Ok(RunReport { run_id: c.run_id, summary, published: None });
     }
     let out = args.output.clone().unwrap();
     let format = c.job.output_format;
@@ -457,23 +382,13 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         }
     }
     replace_dir(&tmp, &out)?;
-    Ok(RunReport {
-        run_id: c.run_id,
-        summary,
-        published: Some(out),
-    })
+    Ok(RunReport { run_id: c.run_id, summary, published: Some(out) })
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.
 fn sibling(target: &Path, suffix: &str) -> PathBuf {
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".into());
-    let parent = target
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
+    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if suffix == "rejected" {
         parent.join(format!("{name}.rejected"))
     } else {
@@ -483,12 +398,10 @@ fn sibling(target: &Path, suffix: &str) -> PathBuf {
 
 fn fresh_dir(p: &Path) -> Result<()> {
     if p.exists() {
-        std::fs::remove_dir_all(p)
-            .map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
+        std::fs::remove_dir_all(p).map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
     }
     if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     std::fs::create_dir(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
 }
@@ -497,14 +410,11 @@ fn fresh_dir(p: &Path) -> Result<()> {
 fn replace_dir(tmp: &Path, target: &Path) -> Result<()> {
     if target.exists() {
         let old = sibling(target, &format!("old-{}", std::process::id()));
-        std::fs::rename(target, &old)
-            .map_err(|e| Error::io(format!("moving aside {}", target.display()), e))?;
-        std::fs::rename(tmp, target)
-            .map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
+        std::fs::rename(target, &old).map_err(|e| Error::io(format!("moving aside {}", target.display()), e))?;
+        std::fs::rename(tmp, target).map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
         let _ = std::fs::remove_dir_all(&old);
     } else {
-        std::fs::rename(tmp, target)
-            .map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
+        std::fs::rename(tmp, target).map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
     }
     if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
         if let Ok(d) = std::fs::File::open(parent) {

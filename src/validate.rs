@@ -89,10 +89,7 @@ impl<'a> Row<'a> {
         self.specs[c].name
     }
     fn missing(&self, c: usize) -> Fail {
-        (
-            Reason::MissingRequired,
-            format!("{} is missing", self.name(c)),
-        )
+        (Reason::MissingRequired, format!("{} is missing", self.name(c)))
     }
     fn invalid(&self, c: usize, why: String) -> Fail {
         (Reason::InvalidValue, format!("{}: {why}", self.name(c)))
@@ -107,10 +104,7 @@ impl<'a> Row<'a> {
         self.os(c).ok_or_else(|| self.missing(c))
     }
     fn od(&self, c: usize) -> Result<Option<Decimal>, Fail> {
-        self.b.cols[c]
-            .decimal(self.i)
-            .map(|o| o.map(|d| d.normalize()))
-            .map_err(|e| self.invalid(c, e))
+        self.b.cols[c].decimal(self.i).map_err(|e| self.invalid(c, e))
     }
     fn d(&self, c: usize) -> Result<Decimal, Fail> {
         self.od(c)?.ok_or_else(|| self.missing(c))
@@ -122,35 +116,24 @@ impl<'a> Row<'a> {
         self.odate(c)?.ok_or_else(|| self.missing(c))
     }
     fn ots(&self, c: usize) -> Result<Option<Micros>, Fail> {
-        self.b.cols[c]
-            .timestamp(self.i)
-            .map_err(|e| self.invalid(c, e))
+        self.b.cols[c].timestamp(self.i).map_err(|e| self.invalid(c, e))
     }
     fn ts(&self, c: usize) -> Result<Micros, Fail> {
         self.ots(c)?.ok_or_else(|| self.missing(c))
     }
     fn int(&self, c: usize) -> Result<i64, Fail> {
-        self.b.cols[c]
-            .int(self.i)
-            .map_err(|e| self.invalid(c, e))?
-            .ok_or_else(|| self.missing(c))
+        self.b.cols[c].int(self.i).map_err(|e| self.invalid(c, e))?.ok_or_else(|| self.missing(c))
     }
     fn operiod(&self, c: usize) -> Result<Option<PeriodText>, Fail> {
         match self.os(c) {
             None => Ok(None),
             Some(t) => Period::parse(t)
-                .map(|p| {
-                    Some(PeriodText {
-                        period: p,
-                        text: t.to_string(),
-                    })
-                })
+                .map(|p| Some(PeriodText { period: p, text: t.to_string() }))
                 .ok_or_else(|| self.invalid(c, format!("not a period: {t:?}"))),
         }
     }
     fn currency(&self, c: usize, code: &str) -> Result<u32, Fail> {
-        minor_units(code)
-            .ok_or_else(|| self.invalid(c, format!("unknown ISO 4217 currency {code:?}")))
+        minor_units(code).ok_or_else(|| self.invalid(c, format!("unknown ISO 4217 currency {code:?}")))
     }
     fn domain(&self, c: usize, ok: bool, what: &str) -> Result<(), Fail> {
         if ok {
@@ -232,32 +215,15 @@ pub fn parse_service(r: &Row) -> Result<Service, Fail> {
     }
     let advance_period = r.operiod(5)?;
     let unit_size = r.od(6)?;
-    let billing_method = BillingMethod::parse(method).ok_or_else(|| {
-        r.invalid(
-            1,
-            format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME"),
-        )
-    })?;
+    let billing_method = BillingMethod::parse(method)
+        .ok_or_else(|| r.invalid(1, format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME")))?;
     r.domain(2, price >= Decimal::ZERO, "is negative")?;
     let minor = r.currency(3, &currency)?;
     if billing_method == BillingMethod::PreRate {
-        r.domain(
-            4,
-            rate_period.as_ref().is_some_and(|p| p.period.n >= 1),
-            "is not a period of N >= 1",
-        )?;
+        r.domain(4, rate_period.as_ref().is_some_and(|p| p.period.n >= 1), "is not a period of N >= 1")?;
     }
     r.domain(6, unit_size.is_none_or(|u| u > Decimal::ZERO), "is not > 0")?;
-    Ok(Service {
-        service_id,
-        billing_method,
-        price,
-        currency,
-        minor,
-        rate_period,
-        advance_period,
-        unit_size,
-    })
+    Ok(Service { service_id, billing_method, price, currency, minor, rate_period, advance_period, unit_size })
 }
 
 pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
@@ -267,14 +233,7 @@ pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
     let balance = r.d(3)?;
     let updated_at = r.ots(4)?;
     let minor = r.currency(2, &currency)?;
-    Ok(Wallet {
-        wallet_id,
-        account_id,
-        currency,
-        minor,
-        balance,
-        updated_at,
-    })
+    Ok(Wallet { wallet_id, account_id, currency, minor, balance, updated_at })
 }
 
 pub fn parse_subscription(r: &Row) -> Result<Subscription, Fail> {
@@ -283,19 +242,9 @@ pub fn parse_subscription(r: &Row) -> Result<Subscription, Fail> {
     let source = r.s(2)?.to_string();
     let status = r.s(3)?;
     let expires_at = r.ots(4)?;
-    let status = Status::parse(status).ok_or_else(|| {
-        r.invalid(
-            3,
-            format!("{status:?} is not ACTIVE, DISCONNECTED or TERMINATED"),
-        )
-    })?;
-    Ok(Subscription {
-        subscription_id,
-        account_id,
-        source,
-        status,
-        expires_at,
-    })
+    let status = Status::parse(status)
+        .ok_or_else(|| r.invalid(3, format!("{status:?} is not ACTIVE, DISCONNECTED or TERMINATED")))?;
+    Ok(Subscription { subscription_id, account_id, source, status, expires_at })
 }
 
 pub fn parse_item(r: &Row) -> Result<Item, Fail> {
@@ -308,26 +257,9 @@ pub fn parse_item(r: &Row) -> Result<Item, Fail> {
     let end_date = r.odate(6)?;
     let billed_through = r.odate(7)?;
     r.domain(1, item_no >= 1, "is not >= 1")?;
-    r.domain(
-        3,
-        quantity.is_none_or(|q| q >= Decimal::ZERO),
-        "is negative",
-    )?;
-    r.domain(
-        4,
-        custom_price.is_none_or(|q| q >= Decimal::ZERO),
-        "is negative",
-    )?;
-    Ok(Item {
-        subscription_id,
-        item_no,
-        service_id,
-        quantity,
-        custom_price,
-        start_date,
-        end_date,
-        billed_through,
-    })
+    r.domain(3, quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
+    r.domain(4, custom_price.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
+    Ok(Item { subscription_id, item_no, service_id, quantity, custom_price, start_date, end_date, billed_through })
 }
 
 pub fn parse_usage(r: &Row) -> Result<Usage, Fail> {
@@ -337,13 +269,7 @@ pub fn parse_usage(r: &Row) -> Result<Usage, Fail> {
     let event_time = r.ts(3)?;
     let quantity = r.d(4)?;
     r.domain(4, quantity >= Decimal::ZERO, "is negative")?;
-    Ok(Usage {
-        usage_id,
-        subscription_id,
-        service_id,
-        event_time,
-        quantity,
-    })
+    Ok(Usage { usage_id, subscription_id, service_id, event_time, quantity })
 }
 
 pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
@@ -353,13 +279,7 @@ pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
     let transaction_type = r.s(3)?.to_string();
     let received_at = r.ts(4)?;
     r.domain(2, amount > Decimal::ZERO, "is not > 0")?;
-    Ok(Credit {
-        credit_id,
-        wallet_id,
-        amount,
-        transaction_type,
-        received_at,
-    })
+    Ok(Credit { credit_id, wallet_id, amount, transaction_type, received_at })
 }
 
 pub fn parse_event(r: &Row) -> Result<Event, Fail> {
@@ -371,28 +291,19 @@ pub fn parse_event(r: &Row) -> Result<Event, Fail> {
     let expires_at = r.ots(5)?;
     let parsed_type = EventType::parse(et);
     if parsed_type.is_some_and(|t| t.sets_expiry()) && expires_at.is_none() {
-        return Err((
-            Reason::MissingRequired,
-            format!("expires_at is missing (required for {et})"),
-        ));
+        return Err((Reason::MissingRequired, format!("expires_at is missing (required for {et})")));
     }
     let to_account_id = r.os(6).map(str::to_string);
     if parsed_type == Some(EventType::Transferred) && to_account_id.is_none() {
-        return Err((
-            Reason::MissingRequired,
-            "to_account_id is missing (required for TRANSFERRED)".into(),
-        ));
+        return Err((Reason::MissingRequired, "to_account_id is missing (required for TRANSFERRED)".into()));
     }
     let amount = r.od(7)?;
     let currency = r.os(8).map(str::to_string);
     let payment_status = r.os(9).map(str::to_string);
-    let event_type =
-        parsed_type.ok_or_else(|| r.invalid(3, format!("{et:?} is not a known event type")))?;
+    let event_type = parsed_type.ok_or_else(|| r.invalid(3, format!("{et:?} is not a known event type")))?;
     r.domain(
         9,
-        payment_status
-            .as_deref()
-            .is_none_or(|s| matches!(s, "CAPTURED" | "REJECTED" | "REFUNDED")),
+        payment_status.as_deref().is_none_or(|s| matches!(s, "CAPTURED" | "REJECTED" | "REFUNDED")),
         "is not CAPTURED, REJECTED or REFUNDED",
     )?;
     Ok(Event {
@@ -426,24 +337,9 @@ pub struct Intake {
 }
 
 impl Intake {
-    pub fn reject(
-        &mut self,
-        table: &'static str,
-        o: Origin,
-        key: String,
-        reason: Reason,
-        detail: String,
-    ) {
+    pub fn reject(&mut self, table: &'static str, o: Origin, key: String, reason: Reason, detail: String) {
         let file = self.files[o.file_ord as usize].name.clone();
-        self.rejects.push(Reject {
-            table,
-            file_ord: o.file_ord,
-            file,
-            row: o.row,
-            key,
-            reason,
-            detail,
-        });
+        self.rejects.push(Reject { table, file_ord: o.file_ord, file, row: o.row, key, reason, detail });
     }
 
     /// Read every row of `src`, parse it, and return the rows that parsed (with origin);
@@ -471,19 +367,11 @@ impl Intake {
     ) -> Result<()> {
         for f in &src.files {
             let file_ord = self.files.len() as u32;
-            self.files.push(InputFile {
-                table: src.table,
-                name: f.name.clone(),
-                path: f.path.clone(),
-                rows: 0,
-            });
+            self.files.push(InputFile { table: src.table, name: f.name.clone(), path: f.path.clone(), rows: 0 });
             let rows = read_file(f, specs, |b: &Batch| {
                 for i in 0..b.len {
                     let r = Row { b, i, specs };
-                    let o = Origin {
-                        file_ord,
-                        row: b.first_row + i as u64,
-                    };
+                    let o = Origin { file_ord, row: b.first_row + i as u64 };
                     match parse(&r) {
                         Ok(t) => sink(self, t, o),
                         Err((reason, detail)) => {
@@ -577,11 +465,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let services = load_opt(intake, src.services, SERVICES, parse_service)?;
     let services = intake.dedupe("services", services, |s| s.service_id.clone());
     let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
-    let service_idx: HashMap<String, usize> = services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.service_id.clone(), i))
-        .collect();
+    let service_idx: HashMap<String, usize> =
+        services.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
 
     let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
     let wallets = intake.dedupe("wallets", wallets, |w| w.wallet_id.clone());
@@ -592,30 +477,14 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         if accounts.insert(w.account_id.clone()) {
             kept.push(w);
         } else {
-            let detail = format!(
-                "account {} already has a wallet; the first occurrence wins",
-                w.account_id
-            );
-            intake.reject(
-                "wallets",
-                o,
-                w.wallet_id.clone(),
-                Reason::DuplicateKey,
-                detail,
-            );
+            let detail = format!("account {} already has a wallet; the first occurrence wins", w.account_id);
+            intake.reject("wallets", o, w.wallet_id.clone(), Reason::DuplicateKey, detail);
         }
     }
     let wallets = kept;
-    let wallet_by_id = wallets
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.wallet_id.clone(), i))
-        .collect();
-    let wallet_by_account: HashMap<String, usize> = wallets
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.account_id.clone(), i))
-        .collect();
+    let wallet_by_id = wallets.iter().enumerate().map(|(i, w)| (w.wallet_id.clone(), i)).collect();
+    let wallet_by_account: HashMap<String, usize> =
+        wallets.iter().enumerate().map(|(i, w)| (w.account_id.clone(), i)).collect();
 
     let subs = load_opt(intake, src.subscriptions, SUBSCRIPTIONS, parse_subscription)?;
     let subs = intake.dedupe("subscriptions", subs, |s| s.subscription_id.clone());
@@ -625,23 +494,14 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         let ok = !s.is_internal() || wallet_by_account.contains_key(&s.account_id);
         if !ok {
             let detail = format!("account {} has no wallet", s.account_id);
-            intake.reject(
-                "subscriptions",
-                o,
-                s.subscription_id.clone(),
-                Reason::UnknownWallet,
-                detail,
-            );
+            intake.reject("subscriptions", o, s.subscription_id.clone(), Reason::UnknownWallet, detail);
         }
         sub_ok.push(ok);
         sub_list.push(s);
     }
     let subs = sub_list;
-    let sub_idx: HashMap<String, usize> = subs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.subscription_id.clone(), i))
-        .collect();
+    let sub_idx: HashMap<String, usize> =
+        subs.iter().enumerate().map(|(i, s)| (s.subscription_id.clone(), i)).collect();
 
     let items = load_opt(intake, src.items, ITEMS, parse_item)?;
     let items = intake.dedupe("subscription_items", items, |i| i.key());
@@ -649,21 +509,14 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let mut post_seen = HashSet::new();
     let mut item_list = Vec::with_capacity(items.len());
     for (it, o) in items {
-        let is_post = service_idx
-            .get(&it.service_id)
-            .is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate);
+        let is_post =
+            service_idx.get(&it.service_id).is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate);
         if is_post && !post_seen.insert((it.subscription_id.clone(), it.service_id.clone())) {
             let detail = format!(
                 "subscription {} already has an item for POST_RATE service {}",
                 it.subscription_id, it.service_id
             );
-            intake.reject(
-                "subscription_items",
-                o,
-                it.key(),
-                Reason::DuplicateKey,
-                detail,
-            );
+            intake.reject("subscription_items", o, it.key(), Reason::DuplicateKey, detail);
             continue;
         }
         item_list.push((it, o));
@@ -718,10 +571,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         let idx = items_out.len();
         if let (Some(s), Some(v)) = (si, sv) {
             if services[v].billing_method == BillingMethod::PostRate
-                && matches!(
-                    state,
-                    ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch)
-                )
+                && matches!(state, ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch))
             {
                 post_item.insert((s, it.service_id.clone()), idx);
             }
@@ -763,65 +613,33 @@ pub enum UsageFate {
 /// LATE_USAGE, ITEM_ENDED.
 pub fn classify_usage(st: &State, u: &Usage, cutoff: Micros) -> UsageFate {
     use UsageFate::Reject as R;
-    let Some(&si) = st
-        .sub_idx
-        .get(&u.subscription_id)
-        .filter(|&&s| st.sub_ok[s])
-    else {
-        return R(
-            Reason::UnknownSubscription,
-            format!("subscription {} is unknown or rejected", u.subscription_id),
-        );
+    let Some(&si) = st.sub_idx.get(&u.subscription_id).filter(|&&s| st.sub_ok[s]) else {
+        return R(Reason::UnknownSubscription, format!("subscription {} is unknown or rejected", u.subscription_id));
     };
     let sub = &st.subs[si];
     if !sub.is_internal() {
-        return R(
-            Reason::ExternalUsage,
-            format!(
-                "subscription {} is managed by {}",
-                u.subscription_id, sub.source
-            ),
-        );
+        return R(Reason::ExternalUsage, format!("subscription {} is managed by {}", u.subscription_id, sub.source));
     }
     let Some(&sv) = st.service_idx.get(&u.service_id) else {
-        return R(
-            Reason::UnknownService,
-            format!("service {} is unknown or rejected", u.service_id),
-        );
+        return R(Reason::UnknownService, format!("service {} is unknown or rejected", u.service_id));
     };
     if st.services[sv].billing_method != BillingMethod::PostRate {
         return R(
             Reason::NotPostRate,
-            format!(
-                "service {} is {}",
-                u.service_id,
-                st.services[sv].billing_method.as_str()
-            ),
+            format!("service {} is {}", u.service_id, st.services[sv].billing_method.as_str()),
         );
     }
     let Some(&ii) = st.post_item.get(&(si, u.service_id.clone())) else {
         return R(
             Reason::UnknownItem,
-            format!(
-                "subscription {} has no item for service {}",
-                u.subscription_id, u.service_id
-            ),
+            format!("subscription {} has no item for service {}", u.subscription_id, u.service_id),
         );
     };
     if st.item_state[ii] == ItemState::Carried(Reason::CurrencyMismatch) {
-        return R(
-            Reason::CurrencyMismatch,
-            format!(
-                "item {} is rejected for a currency mismatch",
-                st.items[ii].key()
-            ),
-        );
+        return R(Reason::CurrencyMismatch, format!("item {} is rejected for a currency mismatch", st.items[ii].key()));
     }
     if sub.status == Status::Terminated {
-        return R(
-            Reason::TerminatedSubscription,
-            format!("subscription {} is TERMINATED", u.subscription_id),
-        );
+        return R(Reason::TerminatedSubscription, format!("subscription {} is TERMINATED", u.subscription_id));
     }
     let item = &st.items[ii];
     let ends_after = |t: Micros| item.end_date.is_none_or(|e| t < midnight(e));
@@ -832,10 +650,7 @@ pub fn classify_usage(st: &State, u: &Usage, cutoff: Micros) -> UsageFate {
     if u.event_time < midnight(from) {
         return R(
             Reason::LateUsage,
-            format!(
-                "event_time {} is before the item's window start {from}",
-                format_ts(u.event_time)
-            ),
+            format!("event_time {} is before the item's window start {from}", format_ts(u.event_time)),
         );
     }
     if !ends_after(u.event_time) {

@@ -57,49 +57,26 @@ pub struct OutTable {
 
 impl OutTable {
     pub fn new(name: &'static str) -> Self {
-        OutTable {
-            name,
-            cols: Vec::new(),
-        }
+        OutTable { name, cols: Vec::new() }
     }
     pub fn str(mut self, name: &'static str, nullable: bool, v: Vec<Option<String>>) -> Self {
-        self.cols.push(OutCol {
-            name,
-            nullable,
-            data: ColData::Str(v),
-        });
+        self.cols.push(OutCol { name, nullable, data: ColData::Str(v) });
         self
     }
     pub fn dec(mut self, name: &'static str, nullable: bool, v: Vec<Option<Decimal>>) -> Self {
-        self.cols.push(OutCol {
-            name,
-            nullable,
-            data: ColData::Dec(v),
-        });
+        self.cols.push(OutCol { name, nullable, data: ColData::Dec(v) });
         self
     }
     pub fn date(mut self, name: &'static str, nullable: bool, v: Vec<Option<NaiveDate>>) -> Self {
-        self.cols.push(OutCol {
-            name,
-            nullable,
-            data: ColData::Date(v),
-        });
+        self.cols.push(OutCol { name, nullable, data: ColData::Date(v) });
         self
     }
     pub fn ts(mut self, name: &'static str, nullable: bool, v: Vec<Option<Micros>>) -> Self {
-        self.cols.push(OutCol {
-            name,
-            nullable,
-            data: ColData::Ts(v),
-        });
+        self.cols.push(OutCol { name, nullable, data: ColData::Ts(v) });
         self
     }
     pub fn int(mut self, name: &'static str, nullable: bool, v: Vec<Option<i64>>) -> Self {
-        self.cols.push(OutCol {
-            name,
-            nullable,
-            data: ColData::Int(v),
-        });
+        self.cols.push(OutCol { name, nullable, data: ColData::Int(v) });
         self
     }
     pub fn rows(&self) -> usize {
@@ -115,9 +92,7 @@ impl OutTable {
                         ColData::Str(_) => DataType::Utf8,
                         ColData::Dec(_) => DataType::Decimal128(OUT_PRECISION, OUT_SCALE as i8),
                         ColData::Date(_) => DataType::Date32,
-                        ColData::Ts(_) => {
-                            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-                        }
+                        ColData::Ts(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                         ColData::Int(_) => DataType::Int64,
                     };
                     Field::new(c.name, dt, c.nullable)
@@ -226,15 +201,11 @@ impl TableWriter {
             }
             OutputFormat::Csv => {
                 let mut w = csv::WriterBuilder::new().from_writer(buf);
-                w.write_record(schema.fields().iter().map(|f| f.name()))
-                    .map_err(|e| csv_err(ctx(), e))?;
+                w.write_record(schema.fields().iter().map(|f| f.name())).map_err(|e| csv_err(ctx(), e))?;
                 Sink::Csv(w)
             }
         };
-        Ok(TableWriter {
-            path: path.to_path_buf(),
-            sink,
-        })
+        Ok(TableWriter { path: path.to_path_buf(), sink })
     }
 
     pub fn append(&mut self, t: &OutTable) -> Result<()> {
@@ -262,13 +233,9 @@ impl TableWriter {
         let ctx = || format!("writing {}", self.path.display());
         let buf = match self.sink {
             Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
-            Sink::Csv(w) => w
-                .into_inner()
-                .map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?,
+            Sink::Csv(w) => w.into_inner().map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?,
         };
-        let file = buf
-            .into_inner()
-            .map_err(|e| Error::io(ctx(), e.into_error()))?;
+        let file = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(ctx(), e))
     }
 }
@@ -282,12 +249,10 @@ fn csv_err(ctx: String, e: csv::Error) -> Error {
 
 fn parquet_io(ctx: String, e: parquet::errors::ParquetError) -> Error {
     match e {
-        parquet::errors::ParquetError::External(inner) => {
-            match inner.downcast::<std::io::Error>() {
-                Ok(io) => Error::io(ctx, *io),
-                Err(other) => Error::Internal(format!("{ctx}: {other}")),
-            }
-        }
+        parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
+            Ok(io) => Error::io(ctx, *io),
+            Err(other) => Error::Internal(format!("{ctx}: {other}")),
+        },
         other => Error::Internal(format!("{ctx}: {other}")),
     }
 }
@@ -297,9 +262,7 @@ pub fn cell_text(c: &ColData, i: usize) -> String {
     match c {
         ColData::Str(v) => v[i].clone().unwrap_or_default(),
         ColData::Dec(v) => v[i].map(|d| d.to_string()).unwrap_or_default(),
-        ColData::Date(v) => v[i]
-            .map(|d| d.format("%Y-%m-%d").to_string())
-            .unwrap_or_default(),
+        ColData::Date(v) => v[i].map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
         ColData::Ts(v) => v[i].map(format_ts).unwrap_or_default(),
         ColData::Int(v) => v[i].map(|d| d.to_string()).unwrap_or_default(),
     }

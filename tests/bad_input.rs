@@ -1,0 +1,223 @@
+//! Bad input and the exit codes of SPEC §6: unreadable files stop the run (exit 2) with a
+//! message naming file and column; bad rows are rejected; the reject gate (exit 3) and an
+//! existing output (exit 4) publish nothing.
+
+mod util;
+use arrow_array::{ArrayRef, Decimal128Array, Float64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use std::path::Path;
+use std::sync::Arc;
+use util::*;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn zx_copy(s: &Scratch) -> std::path::PathBuf {
+    let d = s.path("zx");
+    copy_dir(&repo().join("sample-data/company-zx"), &d);
+    d
+}
+
+fn write_parquet(path: &Path, cols: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(cols).unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn job() -> std::path::PathBuf {
+    repo().join("jobs/company-zx-daily.toml")
+}
+
+#[test]
+fn csv_with_a_missing_required_column_is_exit_2() {
+    let s = Scratch::new();
+    let d = zx_copy(&s);
+    std::fs::write(d.join("state/wallets.csv"), "wallet_id,account_id,currency\nW1,A1,EUR\n").unwrap();
+    let out = s.path("out");
+    let r = billrun(run_args(&job(), &d, &out, Some("2026-11-22"))).code_is(2);
+    assert!(r.stderr().contains("wallets.csv") && r.stderr().contains("balance"), "{}", r.stderr());
+    assert!(!out.exists());
+}
+
+#[test]
+fn truncated_parquet_is_exit_2_naming_the_file() {
+    let s = Scratch::new();
+    let d = zx_copy(&s);
+    let out1 = s.path("out1");
+    // Produce a real Parquet wallets table, then cut it in half.
+    billrun(run_args(&job(), &d, &out1, Some("2026-11-22"))).ok();
+    let bytes = std::fs::read(out1.join("wallets.parquet")).unwrap();
+    std::fs::remove_file(d.join("state/wallets.csv")).unwrap();
+    std::fs::write(d.join("state/wallets.parquet"), &bytes[..bytes.len() / 2]).unwrap();
+    let out = s.path("out");
+    let r = billrun(run_args(&job(), &d, &out, Some("2026-11-22"))).code_is(2);
+    assert!(r.stderr().contains("wallets.parquet"), "{}", r.stderr());
+    assert!(!out.exists());
+}
+
+#[test]
+fn floating_point_money_in_parquet_is_exit_2() {
+    let s = Scratch::new();
+    let d = zx_copy(&s);
+    std::fs::remove_file(d.join("state/wallets.csv")).unwrap();
+    write_parquet(
+        &d.join("state/wallets.parquet"),
+        vec![
+            ("wallet_id", Arc::new(StringArray::from(vec!["W-NEW"])) as ArrayRef),
+            ("account_id", Arc::new(StringArray::from(vec!["A-NEW"]))),
+            ("currency", Arc::new(StringArray::from(vec!["EUR"]))),
+            ("balance", Arc::new(Float64Array::from(vec![50.0]))),
+        ],
+    );
+    let r = billrun(run_args(&job(), &d, &s.path("out"), Some("2026-11-22"))).code_is(2);
+    assert!(r.stderr().contains("balance") && r.stderr().contains("floating point"), "{}", r.stderr());
+}
+
+#[test]
+fn parquet_physical_types_are_normalized() {
+    // Decimal128 at another scale, timestamps in ns with a zone, decimals as strings.
+    let s = Scratch::new();
+    let d = zx_copy(&s);
+    std::fs::remove_file(d.join("state/wallets.csv")).unwrap();
+    let ids = ["W-NEW", "W-PAID", "W-SHORT", "W-EMPTY", "W-BACK", "W-PPV", "W-TOPUP"];
+    let accts: Vec<String> = ids.iter().map(|w| w.replace("W-", "A-")).collect();
+    let bal = Decimal128Array::from(vec![50_0000i128, 5_0000, 5000, 0, 20_0000, 10_0000, 0])
+        .with_precision_and_scale(12, 4)
+        .unwrap();
+    write_parquet(
+        &d.join("state/wallets.parquet"),
+        vec![
+            ("wallet_id", Arc::new(StringArray::from(ids.to_vec())) as ArrayRef),
+            ("account_id", Arc::new(StringArray::from(accts))),
+            ("currency", Arc::new(StringArray::from(vec!["EUR"; 7]))),
+            ("balance", Arc::new(bal)),
+            (
+                "updated_at",
+                Arc::new(
+                    TimestampNanosecondArray::from(vec![
+                        Some(1_763_700_000_000_000_000i64),
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    ])
+                    .with_timezone("+01:00"),
+                ),
+            ),
+        ],
+    );
+    let job_csv = s.job(&job(), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job_csv, &d, &out, Some("2026-11-22"))).ok();
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-NEW", "balance"), ["33.00"]);
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-PPV", "balance"), ["-4.97"]);
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-NEW", "updated_at"), ["2025-11-21T04:40:00Z"]);
+}
+
+#[test]
+fn bad_values_are_rejected_not_fatal() {
+    let s = Scratch::new();
+    let d = zx_copy(&s);
+    std::fs::write(
+        d.join("credits.csv"),
+        "credit_id,wallet_id,amount,transaction_type,received_at\n\
+         C-1,W-TOPUP,30.00,TOP_UP,2026-11-21T12:00:00Z\n\
+         C-2,W-TOPUP,thirty,TOP_UP,2026-11-21T12:00:00Z\n\
+         C-3,W-TOPUP,123456789012345678901234567890.5,TOP_UP,2026-11-21T12:00:00Z\n\
+         C-4,W-TOPUP,0.0000000000000000001,TOP_UP,2026-11-21T12:00:00Z\n",
+    )
+    .unwrap();
+    let job = s.job(&job(), "csv");
+    let text = std::fs::read_to_string(&job).unwrap().replace("max_reject_ratio = 0.01", "max_reject_ratio = 0.5");
+    std::fs::write(&job, text).unwrap();
+    let out = s.path("out");
+    billrun(run_args(&job, &d, &out, Some("2026-11-22"))).ok();
+    let rej = out.join("rejects.csv");
+    assert_eq!(csv_lookup(&rej, "key", "C-2", "reason"), ["INVALID_VALUE"]);
+    assert_eq!(csv_lookup(&rej, "key", "C-3", "reason"), ["INVALID_VALUE"]);
+    assert!(csv_lookup(&rej, "key", "C-3", "detail")[0].contains("out of range"));
+    assert_eq!(csv_lookup(&rej, "key", "C-4", "reason"), ["INVALID_VALUE"]);
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-TOPUP", "balance"), ["23.00"]);
+}
+
+#[test]
+fn reject_gate_is_exit_3_and_publishes_nothing() {
+    let s = Scratch::new();
+    let fx = repo().join("tests/fixtures/rejects");
+    let job = s.path("strict.toml");
+    std::fs::write(
+        &job,
+        std::fs::read_to_string(fx.join("job.toml"))
+            .unwrap()
+            .replace("max_reject_ratio = 1.0", "max_reject_ratio = 0.01"),
+    )
+    .unwrap();
+    let out = s.path("out");
+    let r = billrun(run_args(&job, &fx, &out, Some("2026-11-22"))).code_is(3);
+    assert!(r.stderr().contains("rejected"), "{}", r.stderr());
+    assert!(!out.exists());
+    let review = s.path("out.rejected");
+    assert!(review.join("rejects.csv").exists() && review.join("run_manifest.json").exists());
+    // validate reports the same and writes nothing.
+    let mut a = run_args(&job, &fx, &s.path("v"), Some("2026-11-22"));
+    a[0] = "validate".into();
+    let v = billrun(a).code_is(3);
+    assert!(v.stderr().contains("rejected"));
+    assert!(!s.path("v").exists());
+}
+
+#[test]
+fn existing_output_is_exit_4_unless_forced() {
+    let s = Scratch::new();
+    let out = s.path("out");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("marker"), "x").unwrap();
+    let zx = repo().join("sample-data/company-zx");
+    billrun(run_args(&job(), &zx, &out, Some("2026-11-22"))).code_is(4);
+    assert!(out.join("marker").exists());
+    let mut a = run_args(&job(), &zx, &out, Some("2026-11-22"));
+    a.push("--force".into());
+    billrun(a).ok();
+    assert!(!out.join("marker").exists() && out.join("run_manifest.json").exists());
+}
+
+#[test]
+fn dry_run_and_validate_write_nothing() {
+    let s = Scratch::new();
+    let zx = repo().join("sample-data/company-zx");
+    let out = s.path("out");
+    let mut a = run_args(&job(), &zx, &out, Some("2026-11-22"));
+    a.push("--dry-run".into());
+    let r = billrun(a).ok();
+    assert!(r.stdout().contains("debits 46.97"), "{}", r.stdout());
+    assert!(!out.exists());
+    let mut a = run_args(&job(), &zx, &out, Some("2026-11-22"));
+    a[0] = "validate".into();
+    billrun(a).ok();
+    assert!(!out.exists());
+}
+
+#[test]
+fn bad_job_and_missing_as_of_are_exit_2() {
+    let s = Scratch::new();
+    let zx = repo().join("sample-data/company-zx");
+    let bad = s.path("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\nrecurrence = \"1 fortnight\"\n").unwrap();
+    let r = billrun(run_args(&bad, &zx, &s.path("o1"), Some("2026-11-22"))).code_is(2);
+    assert!(r.stderr().contains("bad.toml") && r.stderr().contains("recurrence"), "{}", r.stderr());
+    let r = billrun(run_args(&job(), &zx, &s.path("o2"), None)).code_is(2);
+    assert!(r.stderr().contains("--as-of"), "{}", r.stderr());
+    billrun(["run", "--job"]).code_is(2);
+}

@@ -1,0 +1,117 @@
+//! Golden-file tests of whole runs on the SPEC §7 worked examples and the reject fixture.
+//! Expected outputs are committed under tests/golden/ as text; `BLESS=1` re-blesses.
+
+mod util;
+use util::*;
+
+#[test]
+fn company_zx_daily_prepaid() {
+    let s = Scratch::new();
+    let job = s.job(&repo().join("jobs/company-zx-daily.toml"), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job, &repo().join("sample-data/company-zx"), &out, Some("2026-11-22"))).ok();
+    let text = render_csv_run(&out);
+    assert_golden("company-zx-2026-11-22", &text);
+
+    let tx = out.join("wallet_transactions.csv");
+    let amounts = |w: &str| csv_lookup(&tx, "wallet_id", w, "amount");
+    let closing = |w: &str| csv_lookup(&out.join("wallets.csv"), "wallet_id", w, "balance")[0].clone();
+    // New subscriber: STARTUP 10.00 and GOLD 7.00 (2026-11-22..2026-11-29), closing 33.00.
+    assert_eq!(amounts("W-NEW"), ["10.00", "7.00"]);
+    assert_eq!(csv_lookup(&tx, "wallet_id", "W-NEW", "period_end")[1], "2026-11-29");
+    assert_eq!(closing("W-NEW"), "33.00");
+    // Paid to 2026-11-28, balance 5: one day, 1.00; closing 4.00.
+    assert_eq!(amounts("W-PAID"), ["1.00"]);
+    assert_eq!(closing("W-PAID"), "4.00");
+    // Balance 0.50: nothing debited, NOT_COVERED, but paid to 2026-11-28: stays ACTIVE.
+    assert!(amounts("W-SHORT").is_empty());
+    assert_eq!(csv_lookup(&out.join("subscriptions.csv"), "subscription_id", "S-SHORT", "status"), ["ACTIVE"]);
+    // Balance 0.00: disconnected.
+    let disc = out.join("disconnections.csv");
+    assert_eq!(csv_lookup(&disc, "subscription_id", "S-EMPTY", "reason"), ["BALANCE_AT_OR_BELOW_THRESHOLD"]);
+    // DISCONNECTED, balance 20: 7.00, reconnected, closing 13.00.
+    assert_eq!(amounts("W-BACK"), ["7.00"]);
+    assert_eq!(closing("W-BACK"), "13.00");
+    assert_eq!(
+        csv_lookup(&out.join("reconnections.csv"), "subscription_id", "S-BACK", "reason"),
+        ["BALANCE_ABOVE_THRESHOLD"]
+    );
+    // Three PPV usages, balance 10: 14.97, closing -4.97, disconnected.
+    assert_eq!(amounts("W-PPV"), ["14.97"]);
+    assert_eq!(closing("W-PPV"), "-4.97");
+    assert_eq!(csv_lookup(&disc, "subscription_id", "S-PPV", "reason"), ["BALANCE_AT_OR_BELOW_THRESHOLD"]);
+    // The fourth usage is after the cutoff: deferred.
+    assert_eq!(csv_lookup(&out.join("deferred_usage.csv"), "usage_id", "U-4", "subscription_id"), ["S-PPV"]);
+}
+
+#[test]
+fn company_zx_one_day_in_december_costs_30_over_31() {
+    let s = Scratch::new();
+    let job = s.job(&repo().join("jobs/company-zx-daily.toml"), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job, &repo().join("tests/fixtures/zx-nov25"), &out, Some("2026-11-25"))).ok();
+    assert_golden("company-zx-2026-11-25", &render_csv_run(&out));
+    let tx = out.join("wallet_transactions.csv");
+    assert_eq!(csv_lookup(&tx, "wallet_id", "W-DEC", "amount"), ["0.97"]);
+    assert_eq!(csv_lookup(&tx, "wallet_id", "W-DEC", "period_start"), ["2026-12-01"]);
+    assert_eq!(csv_lookup(&tx, "wallet_id", "W-DEC", "period_end"), ["2026-12-02"]);
+}
+
+#[test]
+fn livesplash_usage_at_custom_price() {
+    let s = Scratch::new();
+    let job = s.job(&repo().join("jobs/livesplash-monthly.toml"), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job, &repo().join("sample-data/livesplash"), &out, Some("2026-07-15"))).ok();
+    let text = render_csv_run(&out);
+    assert_golden("livesplash-2026-07-15", &text);
+    let tx = out.join("wallet_transactions.csv");
+    assert_eq!(csv_lookup(&tx, "kind", "POST_RATE", "amount"), ["7820.00"]);
+    assert_eq!(csv_lookup(&tx, "kind", "POST_RATE", "period_start"), ["2026-06-15"]);
+    assert_eq!(csv_lookup(&tx, "kind", "POST_RATE", "period_end"), ["2026-07-15"]);
+    assert_eq!(csv_lookup(&tx, "kind", "PRE_RATE", "amount"), ["50.00"]);
+    assert_eq!(csv_lookup(&tx, "kind", "PRE_RATE", "period_end"), ["2026-08-15"]);
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-LS", "balance"), ["2130.00"]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["totals"]["USD"]["debits"]["total"], "7870.00");
+    assert_eq!(m["totals"]["USD"]["closing"], "2130.00");
+}
+
+#[test]
+fn every_reject_reason() {
+    let s = Scratch::new();
+    let fx = repo().join("tests/fixtures/rejects");
+    let out = s.path("out");
+    billrun(run_args(&fx.join("job.toml"), &fx, &out, Some("2026-11-22"))).ok();
+    assert_golden("rejects-2026-11-22", &render_csv_run(&out));
+    let (_, rows) = csv_table(&out.join("rejects.csv"));
+    let mut reasons: Vec<&str> = rows.iter().map(|r| r[4].as_str()).collect();
+    reasons.sort();
+    reasons.dedup();
+    assert_eq!(
+        reasons,
+        [
+            "CURRENCY_MISMATCH",
+            "DUPLICATE_KEY",
+            "EXTERNAL_USAGE",
+            "INVALID_VALUE",
+            "ITEM_ENDED",
+            "LATE_USAGE",
+            "MISSING_REQUIRED",
+            "NOT_POST_RATE",
+            "SOURCE_MISMATCH",
+            "TERMINATED_SUBSCRIPTION",
+            "UNKNOWN_ITEM",
+            "UNKNOWN_SERVICE",
+            "UNKNOWN_SUBSCRIPTION",
+            "UNKNOWN_WALLET",
+        ]
+    );
+    // Rows that parse but cannot be billed are carried through to the next state.
+    assert_eq!(csv_lookup(&out.join("subscriptions.csv"), "subscription_id", "S2", "status"), ["ACTIVE"]);
+    assert_eq!(csv_lookup(&out.join("subscription_items.csv"), "subscription_id", "S9", "service_id"), ["GOLD"]);
+    // Quarantined rows are nowhere else.
+    assert!(csv_lookup(&out.join("subscriptions.csv"), "subscription_id", "S5", "status").is_empty());
+    assert!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W2", "balance").is_empty());
+}

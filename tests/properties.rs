@@ -1,0 +1,198 @@
+//! Property tests of the run's invariants on generated datasets:
+//! money is conserved per wallet and per currency, outputs do not depend on the thread
+//! count, re-runs give identical bytes, and store-managed subscriptions never touch a wallet.
+
+mod util;
+use billrun::generate::generate_to;
+use billrun::job::OutputFormat;
+use billrun::run::{execute, Mode, RunArgs};
+use chrono::NaiveDate;
+use proptest::prelude::*;
+use rust_decimal::Decimal;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use util::*;
+
+fn as_of() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 22).unwrap()
+}
+
+fn dataset(dir: &Path, accounts: u64, seed: u64, format: OutputFormat) {
+    generate_to(dir, accounts, seed, as_of(), format).unwrap();
+}
+
+fn args(data: &Path, out: &Path, threads: usize) -> RunArgs {
+    let ext = if data.join("usage.csv").exists() { "csv" } else { "parquet" };
+    RunArgs {
+        job: data.join("job.toml"),
+        state: data.join("state"),
+        output: Some(out.to_path_buf()),
+        usage: Some(data.join(format!("usage.{ext}"))),
+        credits: Some(data.join(format!("credits.{ext}"))),
+        events: Some(data.join(format!("events.{ext}"))),
+        as_of: Some(as_of()),
+        threads: Some(threads),
+        force: true,
+        mode: Mode::Run,
+    }
+}
+
+fn run(data: &Path, out: &Path, threads: usize) {
+    execute(&args(data, out, threads), &|_: &str| {}).unwrap();
+}
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn table(dir: &Path, name: &str) -> billrun::dump::TextTable {
+    let p = ["parquet", "csv"].iter().map(|e| dir.join(format!("{name}.{e}"))).find(|p| p.exists()).unwrap();
+    billrun::dump::read_text_table(&p).unwrap()
+}
+
+/// Per wallet: opening + credits − debits = closing, and the balance_after chain holds.
+/// Per currency: the manifest's totals equal the sums of the files.
+fn check_conservation(data: &Path, out: &Path) {
+    let opening = table(&data.join("state"), "wallets");
+    let closing = table(out, "wallets");
+    let tx = table(out, "wallet_transactions");
+    let (ow, ob) = (opening.col("wallet_id").unwrap(), opening.col("balance").unwrap());
+    let mut bal: BTreeMap<String, Decimal> = opening.rows.iter().map(|r| (r[ow].clone(), dec(&r[ob]))).collect();
+    let (tw, ta, td, tb, tc) = (
+        tx.col("wallet_id").unwrap(),
+        tx.col("amount").unwrap(),
+        tx.col("direction").unwrap(),
+        tx.col("balance_after").unwrap(),
+        tx.col("currency").unwrap(),
+    );
+    let mut per_cur_debits: BTreeMap<String, Decimal> = BTreeMap::new();
+    for r in &tx.rows {
+        let a = dec(&r[ta]);
+        assert!(a > Decimal::ZERO, "amount must be > 0: {r:?}");
+        let b = bal.get_mut(&r[tw]).expect("transaction for a known wallet");
+        if r[td] == "CREDIT" {
+            *b += a;
+        } else {
+            *b -= a;
+            *per_cur_debits.entry(r[tc].clone()).or_default() += a;
+        }
+        assert_eq!(*b, dec(&r[tb]), "balance_after chain breaks at {r:?}");
+    }
+    let (cw, cb) = (closing.col("wallet_id").unwrap(), closing.col("balance").unwrap());
+    for r in &closing.rows {
+        if let Some(b) = bal.get(&r[cw]) {
+            assert_eq!(*b, dec(&r[cb]), "closing balance of {}", r[cw]);
+        }
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_manifest.json")).unwrap()).unwrap();
+    for (cur, t) in m["totals"].as_object().unwrap() {
+        let g = |k: &str| dec(t[k].as_str().unwrap());
+        assert_eq!(g("opening") + g("credits") - dec(t["debits"]["total"].as_str().unwrap()), g("closing"), "{cur}");
+        assert_eq!(
+            dec(t["debits"]["total"].as_str().unwrap()),
+            per_cur_debits.get(cur).copied().unwrap_or_default(),
+            "{cur}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn money_is_conserved(seed in 0u64..1_000_000, accounts in 1u64..400) {
+        let s = Scratch::new();
+        let data = s.path("data");
+        dataset(&data, accounts, seed, OutputFormat::Parquet);
+        let out = s.path("out");
+        run(&data, &out, 2);
+        check_conservation(&data, &out);
+    }
+
+    #[test]
+    fn output_does_not_depend_on_thread_count(seed in 0u64..1_000_000) {
+        let s = Scratch::new();
+        let data = s.path("data");
+        dataset(&data, 600, seed, OutputFormat::Parquet);
+        let mut first: Option<Vec<(String, Vec<u8>)>> = None;
+        for threads in [1, 2, 3, 32] {
+            let out = s.path(&format!("out-{threads}"));
+            run(&data, &out, threads);
+            let bytes = dir_bytes(&out);
+            match &first {
+                None => first = Some(bytes),
+                Some(f) => prop_assert!(f == &bytes, "output differs with {threads} threads"),
+            }
+        }
+    }
+
+    #[test]
+    fn rerun_gives_identical_bytes(seed in 0u64..1_000_000) {
+        let s = Scratch::new();
+        let data = s.path("data");
+        dataset(&data, 300, seed, OutputFormat::Csv);
+        let out = s.path("out");
+        run(&data, &out, 2);
+        let a = dir_bytes(&out);
+        // Again over the published output (--force), and into a fresh directory.
+        run(&data, &out, 2);
+        let b = dir_bytes(&out);
+        let out2 = s.path("again");
+        run(&data, &out2, 1);
+        prop_assert!(a == b);
+        prop_assert!(a == dir_bytes(&out2));
+        check_conservation(&data, &out);
+    }
+
+    #[test]
+    fn external_subscriptions_never_touch_a_wallet(
+        seed in 0u64..1_000_000,
+        subs in proptest::collection::vec((0u64..150, 0usize..6, 0usize..3, -5i64..30), 0..20),
+        events in proptest::collection::vec((0usize..20, 0usize..7, -3i64..2, 0i64..60, any::<bool>()), 0..40),
+    ) {
+        let s = Scratch::new();
+        let data = s.path("data");
+        dataset(&data, 150, seed, OutputFormat::Csv);
+        let base = s.path("base");
+        run(&data, &base, 2);
+
+        // Add store-managed subscriptions (on existing and new accounts) and their events.
+        const STORES: [&str; 6] = ["APPLE", "GOOGLE", "ROKU", "SAMSUNG", "AMAZON", "CARRIER"];
+        const STATUS: [&str; 3] = ["ACTIVE", "DISCONNECTED", "TERMINATED"];
+        const TYPES: [&str; 7] = ["PURCHASED", "RENEWED", "REVIVED", "CANCELLED", "EXPIRED", "REVOKED", "TRANSFERRED"];
+        let mut sub_rows = String::new();
+        for (i, (acct, store, status, exp)) in subs.iter().enumerate() {
+            let exp = as_of() + chrono::TimeDelta::days(*exp);
+            sub_rows.push_str(&format!("XS{i},A{acct:09},{},{},{exp}T00:00:00Z\n", STORES[*store], STATUS[*status]));
+        }
+        let mut ev_rows = String::new();
+        for (i, (sub, ty, day, hour, paid)) in events.iter().enumerate() {
+            if subs.is_empty() { break; }
+            let sub = sub % subs.len();
+            let store = STORES[subs[sub].1];
+            let t = (as_of() + chrono::TimeDelta::days(*day)).and_hms_opt((*hour % 24) as u32, 0, 0).unwrap();
+            let exp = if *ty < 3 { format!("{}", (t + chrono::TimeDelta::days(30)).format("%Y-%m-%dT%H:%M:%SZ")) } else { String::new() };
+            let to = if *ty == 6 { format!("A{:09}", hour) } else { String::new() };
+            let pay = if *paid { "4.99,USD,CAPTURED" } else { ",," };
+            ev_rows.push_str(&format!("XE{i},XS{sub},{store},{},{},{exp},{to},{pay}\n", TYPES[*ty], t.format("%Y-%m-%dT%H:%M:%SZ")));
+        }
+        let append = |p: PathBuf, rows: &str| {
+            let mut text = std::fs::read_to_string(&p).unwrap();
+            text.push_str(rows);
+            std::fs::write(&p, text).unwrap();
+        };
+        append(data.join("state/subscriptions.csv"), &sub_rows);
+        append(data.join("events.csv"), &ev_rows);
+        // The added rows may push the reject ratio; allow them all.
+        let job = std::fs::read_to_string(data.join("job.toml")).unwrap().replace("max_reject_ratio = 0.05", "max_reject_ratio = 1.0");
+        std::fs::write(data.join("job.toml"), job).unwrap();
+        let with = s.path("with");
+        run(&data, &with, 2);
+        prop_assert_eq!(
+            std::fs::read(base.join("wallet_transactions.csv")).unwrap(),
+            std::fs::read(with.join("wallet_transactions.csv")).unwrap()
+        );
+        prop_assert_eq!(std::fs::read(base.join("wallets.csv")).unwrap(), std::fs::read(with.join("wallets.csv")).unwrap());
+    }
+}
