@@ -115,3 +115,45 @@ fn every_reject_reason() {
     assert!(csv_lookup(&out.join("subscriptions.csv"), "subscription_id", "S5", "status").is_empty());
     assert!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W2", "balance").is_empty());
 }
+
+#[test]
+fn multi_channel_store_managed_subscriptions() {
+    let s = Scratch::new();
+    let job = s.job(&repo().join("jobs/multi-channel-daily.toml"), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job, &repo().join("sample-data/multi-channel"), &out, Some("2026-11-22"))).ok();
+    assert_golden("multi-channel-2026-11-22", &render_csv_run(&out));
+    let reason = |list: &str, sub: &str| csv_lookup(&out.join(format!("{list}.csv")), "subscription_id", sub, "reason");
+    let subs = out.join("subscriptions.csv");
+    // Renewal before expiry: stays ACTIVE with the new expiry, payment reported.
+    assert_eq!(csv_lookup(&subs, "subscription_id", "M-APPLE", "expires_at"), ["2026-12-21T09:00:00Z"]);
+    // Cancelled: entitlement runs to expires_at.
+    assert_eq!(csv_lookup(&subs, "subscription_id", "M-GOOGLE", "status"), ["ACTIVE"]);
+    // Expiry passed with no renewal; revoked with a refund; expired by event.
+    assert_eq!(reason("disconnections", "M-ROKU"), ["EXTERNAL_EXPIRED"]);
+    assert_eq!(reason("disconnections", "M-AMAZON"), ["EXTERNAL_REVOKED"]);
+    assert_eq!(reason("disconnections", "M-GOOGLE2"), ["EXTERNAL_EXPIRED"]);
+    // Revival and purchase of disconnected subscriptions are reconnections.
+    assert_eq!(reason("reconnections", "M-SAMSUNG"), ["EXTERNAL_REVIVED"]);
+    assert_eq!(reason("reconnections", "M-APPLE2"), ["EXTERNAL_PURCHASED"]);
+    // The later EXPIRED event waits for the next run.
+    assert_eq!(csv_lookup(&out.join("deferred_events.csv"), "event_id", "EV-007", "subscription_id"), ["M-APPLE2"]);
+    // Transfer moves the subscription to an account without a wallet.
+    assert_eq!(csv_lookup(&subs, "subscription_id", "M-CARRIER", "account_id"), ["A-NEW-OWNER"]);
+    // TERMINATED: unchanged, its payment still reported.
+    assert_eq!(csv_lookup(&subs, "subscription_id", "M-TERM", "status"), ["TERMINATED"]);
+    let pay = out.join("external_payments.csv");
+    assert_eq!(csv_lookup(&pay, "event_id", "EV-010", "payment_status"), ["CAPTURED"]);
+    assert_eq!(csv_lookup(&pay, "event_id", "EV-004", "payment_status"), ["REFUNDED"]);
+    // Store payments never reach a wallet: the only transaction is the INTERNAL GOLD day.
+    let (_, tx) = csv_table(&out.join("wallet_transactions.csv"));
+    assert_eq!(tx.len(), 1);
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-MIX", "balance"), ["19.00"]);
+    let rej = out.join("rejects.csv");
+    assert_eq!(csv_lookup(&rej, "key", "MU-1", "reason"), ["EXTERNAL_USAGE"]);
+    assert_eq!(csv_lookup(&rej, "key", "EV-011", "reason"), ["SOURCE_MISMATCH"]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["external_payments"]["APPLE"]["USD"]["CAPTURED"]["amount"], "19.98");
+    assert_eq!(m["external_payments"]["APPLE"]["USD"]["CAPTURED"]["count"], 2);
+}
