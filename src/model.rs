@@ -138,6 +138,9 @@ pub fn minor_units(code: &str) -> Option<u32> {
 /// Present a money amount with at least the currency's minor-unit decimals ("2130.00").
 pub fn with_minor_scale(d: Decimal, minor: u32) -> Decimal {
     let mut d = d.normalize();
+    if d.is_zero() {
+        d.set_sign_positive(true);
+    }
     if d.scale() < minor {
         d.rescale(minor);
     }

@@ -3,12 +3,13 @@
 
 use crate::error::{Error, Result};
 use crate::external::ExtOut;
-use crate::job::{Estimation, Job};
+use crate::job::Estimation;
+use crate::job::OutputFormat;
 use crate::model::*;
 use crate::rate::{AccountIn, AccountOut, TxnKind};
-use crate::run::Computed;
+use crate::run::RunMeta;
 use crate::validate::{Intake, State};
-use crate::write::OutTable;
+use crate::write::{OutTable, TableWriter};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
@@ -37,19 +38,9 @@ pub struct PaymentTotal {
     pub amount: Decimal,
 }
 
+/// Run-level figures: what the manifest and the summary report.
+#[derive(Default)]
 pub struct Products {
-    pub services: OutTable,
-    pub wallets: OutTable,
-    pub subscriptions: OutTable,
-    pub subscription_items: OutTable,
-    pub deferred_usage: OutTable,
-    pub deferred_events: OutTable,
-    pub wallet_transactions: OutTable,
-    pub disconnections: OutTable,
-    pub reconnections: OutTable,
-    pub wallet_estimates: OutTable,
-    pub external_payments: OutTable,
-    pub rejects: OutTable,
     pub totals: BTreeMap<String, Totals>,
     /// source -> currency -> payment_status -> total
     pub payments: BTreeMap<String, BTreeMap<String, BTreeMap<String, PaymentTotal>>>,
@@ -57,30 +48,11 @@ pub struct Products {
     pub n_transactions: u64,
     pub n_disconnections: u64,
     pub n_reconnections: u64,
-}
-
-impl Products {
-    /// Every published table, in a fixed order.
-    pub fn tables(&self) -> [&OutTable; 12] {
-        [
-            &self.services,
-            &self.wallets,
-            &self.subscriptions,
-            &self.subscription_items,
-            &self.deferred_usage,
-            &self.deferred_events,
-            &self.wallet_transactions,
-            &self.disconnections,
-            &self.reconnections,
-            &self.wallet_estimates,
-            &self.external_payments,
-            &self.rejects,
-        ]
-    }
+    pub n_estimates: u64,
+    pub n_payments: u64,
 }
 
 pub struct BuildInput<'a> {
-    pub job: &'a Job,
     pub run_id: &'a str,
     pub as_of: NaiveDate,
     pub state: &'a State,
@@ -95,26 +67,24 @@ fn s(x: &str) -> Option<String> {
     Some(x.to_string())
 }
 
-struct ListRow {
-    subscription_id: String,
-    account_id: String,
-    wallet_id: Option<String>,
-    source: String,
+struct ListRow<'a> {
+    subscription_id: &'a str,
+    account_id: &'a str,
+    wallet_id: Option<&'a str>,
+    source: &'a str,
     reason: &'static str,
     balance: Option<Decimal>,
 }
 
-fn list_table(name: &'static str, mut rows: Vec<ListRow>, as_of: NaiveDate) -> OutTable {
-    rows.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
-    let n = rows.len();
+fn list_table(name: &'static str, rows: &[ListRow], as_of: NaiveDate) -> OutTable {
     OutTable::new(name)
-        .str("subscription_id", false, rows.iter().map(|r| s(&r.subscription_id)).collect())
-        .str("account_id", false, rows.iter().map(|r| s(&r.account_id)).collect())
-        .str("wallet_id", true, rows.iter().map(|r| r.wallet_id.clone()).collect())
-        .str("source", false, rows.iter().map(|r| s(&r.source)).collect())
+        .str("subscription_id", false, rows.iter().map(|r| s(r.subscription_id)).collect())
+        .str("account_id", false, rows.iter().map(|r| s(r.account_id)).collect())
+        .str("wallet_id", true, rows.iter().map(|r| r.wallet_id.map(str::to_string)).collect())
+        .str("source", false, rows.iter().map(|r| s(r.source)).collect())
         .str("reason", false, rows.iter().map(|r| s(r.reason)).collect())
         .dec("balance", true, rows.iter().map(|r| r.balance).collect())
-        .date("as_of", false, vec![Some(as_of); n])
+        .date("as_of", false, vec![Some(as_of); rows.len()])
 }
 
 /// Check the per-wallet invariants: `opening + credits − debits = closing` and the
@@ -141,27 +111,59 @@ fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()> {
     Ok(())
 }
 
-pub fn build(b: &BuildInput) -> Result<Products> {
-    let st = b.state;
-    let as_of = b.as_of;
+/// Everything the output tables are made of, in output order, borrowing the run's data.
+/// Tables are built from it a chunk at a time, so memory stays bounded by the compact
+/// per-row vectors here rather than by the text of every output row.
+pub struct Assembled<'a> {
+    b: BuildInput<'a>,
+    status: Vec<Status>,
+    expires: Vec<Option<Micros>>,
+    account: Vec<&'a str>,
+    billed: Vec<Option<NaiveDate>>,
+    closing: Vec<Decimal>,
+    disc: Vec<ListRow<'a>>,
+    reco: Vec<ListRow<'a>>,
+    /// (account index, estimate)
+    estimates: Vec<(usize, &'a crate::rate::Estimate)>,
+    payments: Vec<(&'a Event, &'a str)>,
+    deferred_events: Vec<&'a Event>,
+    service_order: Vec<usize>,
+    wallet_order: Vec<usize>,
+    sub_order: Vec<usize>,
+    item_order: Vec<usize>,
+    usage_order: Vec<usize>,
+    reject_order: Vec<usize>,
+    /// Start index of each account's transactions in the global transaction order.
+    tx_start: Vec<usize>,
+    pub products: Products,
+}
 
-    // Next-state statuses and billing dates.
+fn sorted_by<T>(v: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<usize> {
+    let mut o: Vec<usize> = (0..v.len()).collect();
+    o.sort_by(|&a, &b| key(&v[a]).cmp(key(&v[b])));
+    o
+}
+
+/// Apply the rating results, check the invariants and compute the totals.
+pub fn assemble(b: BuildInput<'_>) -> Result<Assembled<'_>> {
+    let st = b.state;
     let mut status: Vec<Status> = st.subs.iter().map(|s| s.status).collect();
     let mut expires: Vec<Option<Micros>> = st.subs.iter().map(|s| s.expires_at).collect();
     let mut account: Vec<&str> = st.subs.iter().map(|s| s.account_id.as_str()).collect();
     let mut billed: Vec<Option<NaiveDate>> = st.items.iter().map(|i| i.billed_through).collect();
+    let mut closing: Vec<Decimal> = st.wallets.iter().map(|w| w.balance).collect();
     let mut disc = Vec::new();
     let mut reco = Vec::new();
-    let mut totals: BTreeMap<String, Totals> = BTreeMap::new();
-
-    // Transactions, in wallet_id then n order (accounts are in wallet_id order).
-    let n_tx: usize = b.rated.iter().map(|r| r.txns.len()).sum();
-    let mut tx = TxCols::with_capacity(n_tx);
-    let mut est = EstCols::default();
-    for (a, r) in b.accounts.iter().zip(b.rated) {
+    let mut estimates = Vec::new();
+    let mut p = Products::default();
+    let mut tx_start = Vec::with_capacity(b.accounts.len() + 1);
+    let mut n_tx = 0usize;
+    for (ai, (a, r)) in b.accounts.iter().zip(b.rated).enumerate() {
         check_invariants(a, r)?;
         let w = a.wallet;
-        let t = totals.entry(w.currency.clone()).or_default();
+        tx_start.push(n_tx);
+        n_tx += r.txns.len();
+        let t = p.totals.entry(w.currency.clone()).or_default();
         t.opening += w.balance;
         t.credits += r.credits;
         for (k, kind) in TxnKind::DEBITS.iter().enumerate() {
@@ -169,6 +171,7 @@ pub fn build(b: &BuildInput) -> Result<Products> {
         }
         t.closing += r.closing;
         t.residual += r.residual;
+        closing[st.wallet_by_id[&w.wallet_id]] = r.closing;
         for (i, st_) in &r.status {
             status[*i] = *st_;
         }
@@ -179,35 +182,22 @@ pub fn build(b: &BuildInput) -> Result<Products> {
             for e in entries {
                 let sub = &st.subs[e.sub_idx];
                 list.push(ListRow {
-                    subscription_id: sub.subscription_id.clone(),
-                    account_id: sub.account_id.clone(),
-                    wallet_id: Some(w.wallet_id.clone()),
-                    source: sub.source.clone(),
+                    subscription_id: &sub.subscription_id,
+                    account_id: &sub.account_id,
+                    wallet_id: Some(&w.wallet_id),
+                    source: &sub.source,
                     reason: e.reason,
                     balance: Some(with_minor_scale(e.balance, w.minor)),
                 });
             }
         }
-        for t in &r.txns {
-            tx.push(b.run_id, as_of, w, t);
-        }
         if let Some(e) = &r.estimate {
-            est.wallet_id.push(s(&w.wallet_id));
-            est.account_id.push(s(&w.account_id));
-            est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
-            est.daily.push(Some(e.daily));
-            est.days.push(e.days_remaining);
-            est.depletion.push(e.depletion_date);
-            est.class.push(s(e.class));
+            estimates.push((ai, e));
         }
     }
-    // Wallets with no account entry cannot exist: every valid wallet is an account.
-    let closing: std::collections::HashMap<&str, Decimal> =
-        b.accounts.iter().zip(b.rated).map(|(a, r)| (a.wallet.wallet_id.as_str(), r.closing)).collect();
+    tx_start.push(n_tx);
 
-    // External subscriptions.
-    let mut pay = PayCols::default();
-    let mut payments: BTreeMap<String, BTreeMap<String, BTreeMap<String, PaymentTotal>>> = BTreeMap::new();
+    let mut payments = Vec::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
     for (i, o) in b.ext {
         let sub = &st.subs[*i];
@@ -216,10 +206,10 @@ pub fn build(b: &BuildInput) -> Result<Products> {
         account[*i] = o.account_id;
         if let Some((is_reco, reason)) = o.change {
             let row = ListRow {
-                subscription_id: sub.subscription_id.clone(),
-                account_id: o.account_id.to_string(),
+                subscription_id: &sub.subscription_id,
+                account_id: o.account_id,
                 wallet_id: None,
-                source: sub.source.clone(),
+                source: &sub.source,
                 reason,
                 balance: None,
             };
@@ -229,9 +219,10 @@ pub fn build(b: &BuildInput) -> Result<Products> {
                 disc.push(row)
             }
         }
-        for (e, acc) in &o.payments {
-            pay.push(e, acc, as_of);
-            let t = payments
+        for &(e, acc) in &o.payments {
+            payments.push((e, acc));
+            let t = p
+                .payments
                 .entry(e.source.clone())
                 .or_default()
                 .entry(e.currency.clone().unwrap_or_default())
@@ -244,119 +235,218 @@ pub fn build(b: &BuildInput) -> Result<Products> {
         deferred_events.extend(o.deferred.iter().copied());
     }
     deferred_events.sort_by(|a, b| a.event_id.as_bytes().cmp(b.event_id.as_bytes()));
+    disc.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
+    reco.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
 
-    let n_disc = disc.len() as u64;
-    let n_reco = reco.len() as u64;
-
-    // ---- next state ----
-    let mut sv: Vec<&Service> = st.services.iter().collect();
-    sv.sort_by(|a, b| a.service_id.as_bytes().cmp(b.service_id.as_bytes()));
-    let services = OutTable::new("services")
-        .str("service_id", false, sv.iter().map(|x| s(&x.service_id)).collect())
-        .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())).collect())
-        .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
-        .str("currency", false, sv.iter().map(|x| s(&x.currency)).collect())
-        .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.clone())).collect())
-        .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.clone())).collect())
-        .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect());
-
-    let mut wv: Vec<&Wallet> = st.wallets.iter().collect();
-    wv.sort_by(|a, b| a.wallet_id.as_bytes().cmp(b.wallet_id.as_bytes()));
-    let wallets = OutTable::new("wallets")
-        .str("wallet_id", false, wv.iter().map(|x| s(&x.wallet_id)).collect())
-        .str("account_id", false, wv.iter().map(|x| s(&x.account_id)).collect())
-        .str("currency", false, wv.iter().map(|x| s(&x.currency)).collect())
-        .dec(
-            "balance",
-            false,
-            wv.iter().map(|x| Some(with_minor_scale(closing[x.wallet_id.as_str()], x.minor))).collect(),
-        )
-        .ts("updated_at", true, wv.iter().map(|x| x.updated_at).collect());
-
-    let mut so: Vec<usize> = (0..st.subs.len()).collect();
-    so.sort_by(|&a, &b| st.subs[a].subscription_id.as_bytes().cmp(st.subs[b].subscription_id.as_bytes()));
-    let subscriptions = OutTable::new("subscriptions")
-        .str("subscription_id", false, so.iter().map(|&i| s(&st.subs[i].subscription_id)).collect())
-        .str("account_id", false, so.iter().map(|&i| s(account[i])).collect())
-        .str("source", false, so.iter().map(|&i| s(&st.subs[i].source)).collect())
-        .str("status", false, so.iter().map(|&i| s(status[i].as_str())).collect())
-        .ts("expires_at", true, so.iter().map(|&i| expires[i]).collect());
-
-    let mut io: Vec<usize> = (0..st.items.len()).collect();
-    io.sort_by(|&a, &b| {
-        let (x, y) = (&st.items[a], &st.items[b]);
-        (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
-    });
-    let it = |i: usize| &st.items[i];
-    let subscription_items = OutTable::new("subscription_items")
-        .str("subscription_id", false, io.iter().map(|&i| s(&it(i).subscription_id)).collect())
-        .int("item_no", false, io.iter().map(|&i| Some(it(i).item_no)).collect())
-        .str("service_id", false, io.iter().map(|&i| s(&it(i).service_id)).collect())
-        .dec("quantity", true, io.iter().map(|&i| it(i).quantity).collect())
-        .dec("custom_price", true, io.iter().map(|&i| it(i).custom_price).collect())
-        .date("start_date", false, io.iter().map(|&i| Some(it(i).start_date)).collect())
-        .date("end_date", true, io.iter().map(|&i| it(i).end_date).collect())
-        .date("billed_through", true, io.iter().map(|&i| billed[i]).collect());
-
-    let mut du: Vec<&Usage> = b.deferred_usage.iter().collect();
-    du.sort_by(|a, b| a.usage_id.as_bytes().cmp(b.usage_id.as_bytes()));
-    let deferred_usage = OutTable::new("deferred_usage")
-        .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)).collect())
-        .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)).collect())
-        .str("service_id", false, du.iter().map(|u| s(&u.service_id)).collect())
-        .ts("event_time", false, du.iter().map(|u| Some(u.event_time)).collect())
-        .dec("quantity", false, du.iter().map(|u| Some(u.quantity)).collect());
-
-    let de = &deferred_events;
-    let deferred_events = events_table("deferred_events", de);
-
-    let wallet_transactions = tx.finish();
-    let disconnections = list_table("disconnections", disc, as_of);
-    let reconnections = list_table("reconnections", reco, as_of);
-    let wallet_estimates = est.finish();
-    let external_payments = pay.finish();
-
-    let mut rejects: Vec<&crate::validate::Reject> = b.intake.rejects.iter().collect();
-    rejects.sort_by_key(|r| (r.file_ord, r.row));
-    let mut rejects_by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
-    for r in &rejects {
-        *rejects_by_reason.entry(r.reason.as_str()).or_default() += 1;
+    for r in &b.intake.rejects {
+        *p.rejects_by_reason.entry(r.reason.as_str()).or_default() += 1;
     }
-    let rejects = OutTable::new("rejects")
-        .str("table", false, rejects.iter().map(|r| s(r.table)).collect())
-        .int("row", false, rejects.iter().map(|r| Some(r.row as i64)).collect())
-        .str("file", false, rejects.iter().map(|r| s(&r.file)).collect())
-        .str("key", false, rejects.iter().map(|r| s(&r.key)).collect())
-        .str("reason", false, rejects.iter().map(|r| s(r.reason.as_str())).collect())
-        .str("detail", false, rejects.iter().map(|r| s(&r.detail)).collect());
+    let mut reject_order: Vec<usize> = (0..b.intake.rejects.len()).collect();
+    reject_order.sort_by_key(|&i| (b.intake.rejects[i].file_ord, b.intake.rejects[i].row));
 
     // Per-currency conservation.
-    for (cur, t) in &totals {
+    for (cur, t) in &p.totals {
         if t.opening + t.credits - t.debit_total() != t.closing {
             return Err(Error::Invariant(format!("{cur}: opening + credits - debits != closing")));
         }
     }
-    let _ = Estimation::Off;
-    Ok(Products {
-        services,
-        wallets,
-        subscriptions,
-        subscription_items,
-        deferred_usage,
-        deferred_events,
-        wallet_transactions,
-        disconnections,
-        reconnections,
-        wallet_estimates,
-        external_payments,
-        rejects,
-        totals,
+    p.n_transactions = n_tx as u64;
+    p.n_disconnections = disc.len() as u64;
+    p.n_reconnections = reco.len() as u64;
+    p.n_estimates = estimates.len() as u64;
+    p.n_payments = payments.len() as u64;
+
+    let mut item_order: Vec<usize> = (0..st.items.len()).collect();
+    item_order.sort_by(|&a, &b| {
+        let (x, y) = (&st.items[a], &st.items[b]);
+        (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
+    });
+    Ok(Assembled {
+        service_order: sorted_by(&st.services, |x| x.service_id.as_bytes()),
+        wallet_order: sorted_by(&st.wallets, |x| x.wallet_id.as_bytes()),
+        sub_order: sorted_by(&st.subs, |x| x.subscription_id.as_bytes()),
+        usage_order: sorted_by(b.deferred_usage, |x| x.usage_id.as_bytes()),
+        item_order,
+        reject_order,
+        b,
+        status,
+        expires,
+        account,
+        billed,
+        closing,
+        disc,
+        reco,
+        estimates,
         payments,
-        rejects_by_reason,
-        n_transactions: n_tx as u64,
-        n_disconnections: n_disc,
-        n_reconnections: n_reco,
+        deferred_events,
+        tx_start,
+        products: p,
     })
+}
+
+/// Rows per written chunk.
+const CHUNK: usize = 100_000;
+
+fn write_chunked(
+    dir: &Path,
+    format: OutputFormat,
+    n: usize,
+    chunk: usize,
+    f: impl Fn(std::ops::Range<usize>) -> OutTable,
+) -> Result<(String, usize)> {
+    let empty = f(0..0);
+    let fname = format!("{}.{}", empty.name, format.ext());
+    let mut w = TableWriter::create(&dir.join(&fname), &empty.schema(), format)?;
+    let mut rows = 0;
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let t = f(start..end);
+        rows += t.rows();
+        w.append(&t)?;
+        start = end;
+    }
+    w.finish()?;
+    Ok((fname, rows))
+}
+
+impl<'a> Assembled<'a> {
+    /// Write every published table; returns (file name, rows) in a fixed order.
+    pub fn write_tables(&self, dir: &Path, format: OutputFormat) -> Result<Vec<(String, usize)>> {
+        let st = self.b.state;
+        let as_of = self.b.as_of;
+        let mut files = Vec::new();
+
+        files.push(write_chunked(dir, format, self.service_order.len(), CHUNK, |r| {
+            let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i]).collect();
+            OutTable::new("services")
+                .str("service_id", false, sv.iter().map(|x| s(&x.service_id)).collect())
+                .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())).collect())
+                .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
+                .str("currency", false, sv.iter().map(|x| s(&x.currency)).collect())
+                .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.clone())).collect())
+                .str(
+                    "advance_period",
+                    true,
+                    sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.clone())).collect(),
+                )
+                .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect())
+        })?);
+
+        files.push(write_chunked(dir, format, self.wallet_order.len(), CHUNK, |r| {
+            let idx = &self.wallet_order[r];
+            let w = |i: usize| &st.wallets[i];
+            OutTable::new("wallets")
+                .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)).collect())
+                .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)).collect())
+                .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)).collect())
+                .dec(
+                    "balance",
+                    false,
+                    idx.iter().map(|&i| Some(with_minor_scale(self.closing[i], w(i).minor))).collect(),
+                )
+                .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at).collect())
+        })?);
+
+        files.push(write_chunked(dir, format, self.sub_order.len(), CHUNK, |r| {
+            let idx = &self.sub_order[r];
+            OutTable::new("subscriptions")
+                .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)).collect())
+                .str("account_id", false, idx.iter().map(|&i| s(self.account[i])).collect())
+                .str("source", false, idx.iter().map(|&i| s(&st.subs[i].source)).collect())
+                .str("status", false, idx.iter().map(|&i| s(self.status[i].as_str())).collect())
+                .ts("expires_at", true, idx.iter().map(|&i| self.expires[i]).collect())
+        })?);
+
+        files.push(write_chunked(dir, format, self.item_order.len(), CHUNK, |r| {
+            let idx = &self.item_order[r];
+            let it = |i: usize| &st.items[i];
+            OutTable::new("subscription_items")
+                .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)).collect())
+                .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)).collect())
+                .str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id)).collect())
+                .dec("quantity", true, idx.iter().map(|&i| it(i).quantity).collect())
+                .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price).collect())
+                .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)).collect())
+                .date("end_date", true, idx.iter().map(|&i| it(i).end_date).collect())
+                .date("billed_through", true, idx.iter().map(|&i| self.billed[i]).collect())
+        })?);
+
+        files.push(write_chunked(dir, format, self.usage_order.len(), CHUNK, |r| {
+            let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i]).collect();
+            OutTable::new("deferred_usage")
+                .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)).collect())
+                .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)).collect())
+                .str("service_id", false, du.iter().map(|u| s(&u.service_id)).collect())
+                .ts("event_time", false, du.iter().map(|u| Some(u.event_time)).collect())
+                .dec("quantity", false, du.iter().map(|u| Some(u.quantity)).collect())
+        })?);
+
+        files.push(write_chunked(dir, format, self.deferred_events.len(), CHUNK, |r| {
+            events_table("deferred_events", &self.deferred_events[r])
+        })?);
+
+        // Transactions: chunks of whole accounts, in wallet_id then n order.
+        let accounts_per_chunk = 50_000;
+        files.push(write_chunked(dir, format, self.b.accounts.len(), accounts_per_chunk, |r| {
+            let n = self.tx_start[r.end] - self.tx_start[r.start];
+            let mut tx = TxCols::with_capacity(n);
+            for ai in r {
+                let w = self.b.accounts[ai].wallet;
+                for t in &self.b.rated[ai].txns {
+                    tx.push(self.b.run_id, as_of, w, t);
+                }
+            }
+            tx.finish()
+        })?);
+
+        files.push(write_chunked(dir, format, self.disc.len(), CHUNK, |r| {
+            list_table("disconnections", &self.disc[r], as_of)
+        })?);
+        files.push(write_chunked(dir, format, self.reco.len(), CHUNK, |r| {
+            list_table("reconnections", &self.reco[r], as_of)
+        })?);
+
+        files.push(write_chunked(dir, format, self.estimates.len(), CHUNK, |r| {
+            let mut est = EstCols::default();
+            for &(ai, e) in &self.estimates[r] {
+                let w = self.b.accounts[ai].wallet;
+                est.wallet_id.push(s(&w.wallet_id));
+                est.account_id.push(s(&w.account_id));
+                est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
+                est.daily.push(Some(e.daily));
+                est.days.push(e.days_remaining);
+                est.depletion.push(e.depletion_date);
+                est.class.push(s(e.class));
+            }
+            est.finish()
+        })?);
+
+        files.push(write_chunked(dir, format, self.payments.len(), CHUNK, |r| {
+            let mut pay = PayCols::default();
+            for &(e, acc) in &self.payments[r] {
+                pay.push(e, acc, as_of);
+            }
+            pay.finish()
+        })?);
+
+        files.push(self.write_rejects(dir, format)?);
+        Ok(files)
+    }
+
+    pub fn write_rejects(&self, dir: &Path, format: OutputFormat) -> Result<(String, usize)> {
+        let rj = &self.b.intake.rejects;
+        write_chunked(dir, format, self.reject_order.len(), CHUNK, |r| {
+            let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i]).collect();
+            OutTable::new("rejects")
+                .str("table", false, v.iter().map(|r| s(r.table)).collect())
+                .int("row", false, v.iter().map(|r| Some(r.row as i64)).collect())
+                .str("file", false, v.iter().map(|r| s(&r.file)).collect())
+                .str("key", false, v.iter().map(|r| s(&r.key)).collect())
+                .str("reason", false, v.iter().map(|r| s(r.reason.as_str())).collect())
+                .str("detail", false, v.iter().map(|r| s(&r.detail)).collect())
+        })
+    }
 }
 
 fn events_table(name: &'static str, ev: &[&Event]) -> OutTable {
@@ -543,8 +633,7 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
 }
 
 /// `run_manifest.json`: deterministic (no clock, host or thread count).
-pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> {
-    let p = &c.products;
+pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[(String, usize)]) -> Result<()> {
     let mut inputs = Vec::new();
     for f in &c.intake.files {
         inputs.push(json!({
@@ -555,12 +644,10 @@ pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> 
         }));
     }
     let mut outputs = Vec::new();
-    let by_name: BTreeMap<String, usize> = p.tables().iter().map(|t| (t.name.to_string(), t.rows())).collect();
-    for f in files {
-        let stem = f.rsplit_once('.').map_or(f.as_str(), |x| x.0);
+    for (f, rows) in files {
         outputs.push(json!({
             "file": f,
-            "rows": by_name.get(stem).copied().unwrap_or(0),
+            "rows": rows,
             "sha256": crate::read::sha256_file(&dir.join(f))?,
         }));
     }
@@ -615,7 +702,7 @@ pub fn write_manifest(c: &Computed, dir: &Path, files: &[String]) -> Result<()> 
 }
 
 /// `run_stats.json`: the one output allowed to differ between identical runs.
-pub fn write_stats(c: &Computed, dir: &Path, timings: &[(&'static str, f64)]) -> Result<()> {
+pub fn write_stats(c: &RunMeta, dir: &Path, timings: &[(&'static str, f64)]) -> Result<()> {
     let total = timings.iter().find(|t| t.0 == "total").map_or(0.0, |t| t.1);
     let rows = c.intake.rows_read;
     let stats = json!({
@@ -640,8 +727,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// The human summary printed to stdout.
-pub fn summary(c: &Computed, ratio: f64) -> String {
-    let p = &c.products;
+pub fn summary(c: &RunMeta, p: &Products, ratio: f64) -> String {
     let mut out = String::new();
     use std::fmt::Write;
     let _ = writeln!(out, "run {}  as_of {}", c.run_id, c.as_of);
@@ -656,11 +742,7 @@ pub fn summary(c: &Computed, ratio: f64) -> String {
     let _ = writeln!(
         out,
         "transactions {}  disconnections {}  reconnections {}  estimates {}  external payments {}",
-        p.n_transactions,
-        p.n_disconnections,
-        p.n_reconnections,
-        p.wallet_estimates.rows(),
-        p.external_payments.rows()
+        p.n_transactions, p.n_disconnections, p.n_reconnections, p.n_estimates, p.n_payments
     );
     for (cur, t) in &p.totals {
         let m = minor_units(cur).unwrap_or(0);

@@ -2,9 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::external::{apply_external, ExtOut};
-use crate::job::{Job, OutputFormat};
+use crate::job::Job;
 use crate::model::*;
-use crate::output::{self, Products};
+use crate::output;
 use crate::partition;
 use crate::rate::{rate_account, AccountOut, RateCtx};
 use crate::read::{find_table, table_at, TableSource};
@@ -88,18 +88,24 @@ fn sub_period(p: Period, d: NaiveDate) -> NaiveDate {
     r.unwrap_or(NaiveDate::MIN)
 }
 
-/// Everything a run computed, ready to be written.
-pub struct Computed {
-    pub job: Job,
-    pub run_id: String,
+/// What the manifest, stats and summary say about the run besides its products.
+pub struct RunMeta<'a> {
+    pub job: &'a Job,
+    pub run_id: &'a str,
     pub as_of: NaiveDate,
-    pub products: Products,
-    pub intake: Intake,
     pub threads: usize,
-    pub timings: Vec<(&'static str, f64)>,
+    pub intake: &'a Intake,
 }
 
-pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
+/// Run, dry-run or validate, and publish per SPEC §5.
+pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
+    let started = Instant::now();
+    if args.mode == Mode::Run {
+        let out = args.output.as_ref().ok_or_else(|| Error::Usage("--output is required".into()))?;
+        if out.exists() && !args.force {
+            return Err(Error::OutputExists(out.clone()));
+        }
+    }
     let t0 = Instant::now();
     let mut timings = Vec::new();
     let job = Job::load(&args.job)?;
@@ -293,8 +299,7 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
     timings.push(("rate", t1.elapsed().as_secs_f64()));
 
     let t2 = Instant::now();
-    let products = output::build(&output::BuildInput {
-        job: &job,
+    let asm = output::assemble(output::BuildInput {
         run_id: &run_id,
         as_of,
         state: &st,
@@ -305,54 +310,32 @@ pub fn compute(args: &RunArgs, progress: Progress) -> Result<Computed> {
         intake: &intake,
     })?;
     timings.push(("assemble", t2.elapsed().as_secs_f64()));
-    drop(rated);
-    Ok(Computed { job, run_id, as_of, products, intake, threads, timings })
-}
+    let meta = RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake };
 
-/// Run, dry-run or validate, and publish per SPEC §5.
-pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
-    let started = Instant::now();
-    if args.mode == Mode::Run {
-        let out = args.output.as_ref().ok_or_else(|| Error::Usage("--output is required".into()))?;
-        if out.exists() && !args.force {
-            return Err(Error::OutputExists(out.clone()));
-        }
-    }
-    let c = compute(args, progress)?;
-    let rejected = c.intake.rejects.len() as u64;
-    let total = c.intake.rows_read;
+    let rejected = intake.rejects.len() as u64;
+    let total = intake.rows_read;
     let ratio = if total == 0 { 0.0 } else { rejected as f64 / total as f64 };
-    let gate_failed = ratio > c.job.max_reject_ratio;
-    let summary = output::summary(&c, ratio);
+    let gate_failed = ratio > job.max_reject_ratio;
+    let summary = output::summary(&meta, &asm.products, ratio);
+    let too_many =
+        |review_dir: String| Error::TooManyRejects { rejected, total, ratio, max: job.max_reject_ratio, review_dir };
 
     if args.mode != Mode::Run {
         if gate_failed {
-            return Err(Error::TooManyRejects {
-                rejected,
-                total,
-                ratio,
-                max: c.job.max_reject_ratio,
-                review_dir: "(not written: validate/dry-run)".into(),
-            });
+            return Err(too_many("(not written: validate/dry-run)".into()));
         }
-        return Ok(RunReport { run_id: c.run_id, summary, published: None });
+        return Ok(RunReport { run_id, summary, published: None });
     }
     let out = args.output.clone().unwrap();
-    let format = c.job.output_format;
+    let format = job.output_format;
     if gate_failed {
         let review = sibling(&out, "rejected");
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
-        let files = vec![c.products.rejects.write(&tmp, format)?];
-        output::write_manifest(&c, &tmp, &files)?;
+        let files = vec![asm.write_rejects(&tmp, format)?];
+        output::write_manifest(&meta, &asm.products, &tmp, &files)?;
         replace_dir(&tmp, &review)?;
-        return Err(Error::TooManyRejects {
-            rejected,
-            total,
-            ratio,
-            max: c.job.max_reject_ratio,
-            review_dir: review.display().to_string(),
-        });
+        return Err(too_many(review.display().to_string()));
     }
 
     let t_write = Instant::now();
@@ -360,29 +343,24 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
     let tmp = sibling(&out, &format!("tmp-{}", std::process::id()));
     fresh_dir(&tmp)?;
     let result = (|| -> Result<()> {
-        let mut files = Vec::new();
-        for t in c.products.tables() {
-            files.push(t.write(&tmp, format)?);
-        }
-        output::write_manifest(&c, &tmp, &files)?;
-        let mut timings = c.timings.clone();
+        let files = asm.write_tables(&tmp, format)?;
+        output::write_manifest(&meta, &asm.products, &tmp, &files)?;
         timings.push(("write", t_write.elapsed().as_secs_f64()));
         timings.push(("total", started.elapsed().as_secs_f64()));
-        output::write_stats(&c, &tmp, &timings)?;
+        output::write_stats(&meta, &tmp, &timings)?;
         Ok(())
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if out.exists() {
-        if !args.force {
-            let _ = std::fs::remove_dir_all(&tmp);
-            return Err(Error::OutputExists(out));
-        }
+    if out.exists() && !args.force {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(Error::OutputExists(out));
     }
     replace_dir(&tmp, &out)?;
-    Ok(RunReport { run_id: c.run_id, summary, published: Some(out) })
+    progress(&format!("done in {:.2}s", started.elapsed().as_secs_f64()));
+    Ok(RunReport { run_id, summary, published: Some(out) })
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.
@@ -422,8 +400,4 @@ fn replace_dir(tmp: &Path, target: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-pub fn output_format_name(f: OutputFormat) -> &'static str {
-    f.ext()
 }
