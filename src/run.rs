@@ -11,8 +11,8 @@ use crate::read::{find_table, table_at, TableSource};
 use crate::validate::*;
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use rust_decimal::Decimal;
-use std::collections::{BTreeMap, HashSet};
+use rustc_hash::FxHashSet as HashSet;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -159,40 +159,13 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         },
     )?;
 
-    // Usage: stream, dedupe on usage_id across deferred_usage then the new files, classify,
-    // and aggregate into per-item sums. Nothing but the sums and the deferred rows is kept.
-    let mut usage_qty = vec![Decimal::ZERO; st.items.len()];
-    let mut usage_ids: HashSet<String> = HashSet::new();
-    let mut deferred_usage: Vec<Usage> = Vec::new();
-    let mut usage_rated: u64 = 0;
-    for src in [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten() {
-        let table = src.table;
-        intake.load_each(src, USAGE, parse_usage, |intake, u, o| {
-            if !usage_ids.insert(u.usage_id.clone()) {
-                let k = u.usage_id.clone();
-                intake.reject(
-                    table,
-                    o,
-                    k.clone(),
-                    Reason::DuplicateKey,
-                    format!("duplicate usage_id {k}; the first occurrence wins"),
-                );
-                return;
-            }
-            match classify_usage(&st, &u, cutoff) {
-                UsageFate::Rate(ii) => {
-                    usage_qty[ii] += u.quantity;
-                    usage_rated += 1;
-                }
-                UsageFate::Defer => deferred_usage.push(u),
-                UsageFate::Reject(reason, detail) => {
-                    let k = u.usage_id.clone();
-                    intake.reject(table, o, k, reason, detail)
-                }
-            }
-        })?;
-    }
-    drop(usage_ids);
+    // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
+    // per-item sums. Nothing but the sums and the deferred rows is kept.
+    let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
+    let usage = pool.install(|| ingest_usage(&mut intake, &sources, &st, cutoff))?;
+    let usage_rated = usage.rated_rows;
+    let usage_qty = usage.qty;
+    let deferred_usage = usage.deferred;
 
     // Credits.
     let mut credits: Vec<Credit> = Vec::new();
@@ -220,7 +193,7 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         for src in [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten() {
             rows.extend(intake.load(src, EVENTS, parse_event)?.into_iter().map(|(e, o)| (e, o, src.table)));
         }
-        let mut seen = HashSet::new();
+        let mut seen = HashSet::default();
         for (e, o, table) in rows {
             if !seen.insert(e.event_id.clone()) {
                 let k = e.event_id.clone();

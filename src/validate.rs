@@ -5,7 +5,7 @@ use crate::error::Result;
 use crate::model::*;
 use crate::read::{opt, read_file, req, Batch, ColSpec, Kind, TableSource};
 use rust_decimal::Decimal;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reason {
@@ -262,14 +262,35 @@ pub fn parse_item(r: &Row) -> Result<Item, Fail> {
     Ok(Item { subscription_id, item_no, service_id, quantity, custom_price, start_date, end_date, billed_through })
 }
 
-pub fn parse_usage(r: &Row) -> Result<Usage, Fail> {
-    let usage_id = r.s(0)?.to_string();
-    let subscription_id = r.s(1)?.to_string();
-    let service_id = r.s(2)?.to_string();
+/// A usage row borrowed from its batch (the hot path allocates nothing per row).
+pub struct UsageRef<'a> {
+    pub usage_id: &'a str,
+    pub subscription_id: &'a str,
+    pub service_id: &'a str,
+    pub event_time: Micros,
+    pub quantity: Decimal,
+}
+
+impl UsageRef<'_> {
+    pub fn to_owned(&self) -> Usage {
+        Usage {
+            usage_id: self.usage_id.to_string(),
+            subscription_id: self.subscription_id.to_string(),
+            service_id: self.service_id.to_string(),
+            event_time: self.event_time,
+            quantity: self.quantity,
+        }
+    }
+}
+
+pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
+    let usage_id = r.s(0)?;
+    let subscription_id = r.s(1)?;
+    let service_id = r.s(2)?;
     let event_time = r.ts(3)?;
     let quantity = r.d(4)?;
     r.domain(4, quantity >= Decimal::ZERO, "is negative")?;
-    Ok(Usage { usage_id, subscription_id, service_id, event_time, quantity })
+    Ok(UsageRef { usage_id, subscription_id, service_id, event_time, quantity })
 }
 
 pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
@@ -388,6 +409,23 @@ impl Intake {
         Ok(())
     }
 
+    /// Raw batches of every file of `src`, in read order, with the file's index.
+    pub fn load_batches(
+        &mut self,
+        src: &TableSource,
+        specs: &[ColSpec],
+        mut f: impl FnMut(&mut Intake, &Batch, u32) -> Result<()>,
+    ) -> Result<()> {
+        for file in &src.files {
+            let file_ord = self.files.len() as u32;
+            self.files.push(InputFile { table: src.table, name: file.name.clone(), path: file.path.clone(), rows: 0 });
+            let rows = read_file(file, specs, |b: &Batch| f(self, b, file_ord))?;
+            self.files[file_ord as usize].rows = rows;
+            self.rows_read += rows;
+        }
+        Ok(())
+    }
+
     /// Keep the first row of each key; later ones are DUPLICATE_KEY.
     pub fn dedupe<T>(
         &mut self,
@@ -395,7 +433,8 @@ impl Intake {
         rows: Vec<(T, Origin)>,
         key: impl Fn(&T) -> String,
     ) -> Vec<(T, Origin)> {
-        let mut seen = HashSet::with_capacity(rows.len());
+        let mut seen = HashSet::default();
+        seen.reserve(rows.len());
         let mut out = Vec::with_capacity(rows.len());
         for (t, o) in rows {
             let k = key(&t);
@@ -438,8 +477,9 @@ pub struct State {
     pub item_state: Vec<ItemState>,
     pub item_sub: Vec<Option<usize>>,
     pub item_service: Vec<Option<usize>>,
-    /// (subscription index, service id) -> POST_RATE item index (billable or CURRENCY_MISMATCH).
-    pub post_item: HashMap<(usize, String), usize>,
+    /// Per subscription: its POST_RATE items (billable or CURRENCY_MISMATCH), at most one per
+    /// service.
+    pub post_items: Vec<Vec<usize>>,
 }
 
 pub struct StateSources<'a> {
@@ -471,7 +511,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
     let wallets = intake.dedupe("wallets", wallets, |w| w.wallet_id.clone());
     // A second wallet for an account is a duplicate too.
-    let mut accounts = HashSet::new();
+    let mut accounts = HashSet::default();
     let mut kept = Vec::with_capacity(wallets.len());
     for (w, o) in wallets {
         if accounts.insert(w.account_id.clone()) {
@@ -506,7 +546,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let items = load_opt(intake, src.items, ITEMS, parse_item)?;
     let items = intake.dedupe("subscription_items", items, |i| i.key());
     // A second item for the same POST_RATE service of a subscription is a duplicate.
-    let mut post_seen = HashSet::new();
+    let mut post_seen = HashSet::default();
     let mut item_list = Vec::with_capacity(items.len());
     for (it, o) in items {
         let is_post =
@@ -524,7 +564,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let mut item_state = Vec::with_capacity(item_list.len());
     let mut item_sub = Vec::with_capacity(item_list.len());
     let mut item_service = Vec::with_capacity(item_list.len());
-    let mut post_item = HashMap::new();
+    let mut post_items: Vec<Vec<usize>> = vec![Vec::new(); subs.len()];
     let mut items_out = Vec::with_capacity(item_list.len());
     for (it, o) in item_list {
         let si = sub_idx.get(&it.subscription_id).copied();
@@ -573,7 +613,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
             if services[v].billing_method == BillingMethod::PostRate
                 && matches!(state, ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch))
             {
-                post_item.insert((s, it.service_id.clone()), idx);
+                post_items[s].push(idx);
             }
         }
         item_state.push(state);
@@ -594,7 +634,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         item_state,
         item_sub,
         item_service,
-        post_item,
+        post_items,
     })
 }
 
@@ -611,16 +651,16 @@ pub enum UsageFate {
 /// SPEC §4 usage checks, in order: UNKNOWN_SUBSCRIPTION, EXTERNAL_USAGE, UNKNOWN_SERVICE,
 /// NOT_POST_RATE, UNKNOWN_ITEM, CURRENCY_MISMATCH, TERMINATED_SUBSCRIPTION, deferral,
 /// LATE_USAGE, ITEM_ENDED.
-pub fn classify_usage(st: &State, u: &Usage, cutoff: Micros) -> UsageFate {
+pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros) -> UsageFate {
     use UsageFate::Reject as R;
-    let Some(&si) = st.sub_idx.get(&u.subscription_id).filter(|&&s| st.sub_ok[s]) else {
+    let Some(&si) = st.sub_idx.get(u.subscription_id).filter(|&&s| st.sub_ok[s]) else {
         return R(Reason::UnknownSubscription, format!("subscription {} is unknown or rejected", u.subscription_id));
     };
     let sub = &st.subs[si];
     if !sub.is_internal() {
         return R(Reason::ExternalUsage, format!("subscription {} is managed by {}", u.subscription_id, sub.source));
     }
-    let Some(&sv) = st.service_idx.get(&u.service_id) else {
+    let Some(&sv) = st.service_idx.get(u.service_id) else {
         return R(Reason::UnknownService, format!("service {} is unknown or rejected", u.service_id));
     };
     if st.services[sv].billing_method != BillingMethod::PostRate {
@@ -629,7 +669,7 @@ pub fn classify_usage(st: &State, u: &Usage, cutoff: Micros) -> UsageFate {
             format!("service {} is {}", u.service_id, st.services[sv].billing_method.as_str()),
         );
     }
-    let Some(&ii) = st.post_item.get(&(si, u.service_id.clone())) else {
+    let Some(&ii) = st.post_items[si].iter().find(|&&i| st.items[i].service_id == u.service_id) else {
         return R(
             Reason::UnknownItem,
             format!("subscription {} has no item for service {}", u.subscription_id, u.service_id),
@@ -664,4 +704,97 @@ pub fn classify_usage(st: &State, u: &Usage, cutoff: Micros) -> UsageFate {
         );
     }
     UsageFate::Rate(ii)
+}
+
+/// The usage of a run, aggregated: per-item sums and the deferred rows.
+pub struct UsageIntake {
+    /// Summed quantity per item (index into `State::items`).
+    pub qty: Vec<Decimal>,
+    pub deferred: Vec<Usage>,
+    pub rated_rows: u64,
+}
+
+/// What one usage row comes to, before the (sequential) duplicate check.
+enum RowOutcome {
+    Bad(Reason, String),
+    Good { fp: u128, fate: UsageFate },
+}
+
+/// Stream `deferred_usage` then the new usage files: parse and classify every row of a batch
+/// in parallel, then dedupe (first occurrence in read order wins) and aggregate in order.
+/// Memory: the per-item sums, the deferred rows and a 128-bit fingerprint per usage_id.
+pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, cutoff: Micros) -> Result<UsageIntake> {
+    use rayon::prelude::*;
+    let mut out = UsageIntake { qty: vec![Decimal::ZERO; st.items.len()], deferred: Vec::new(), rated_rows: 0 };
+    let mut seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<Fp128Hasher>> = Default::default();
+    for src in sources {
+        let table = src.table;
+        intake.load_batches(src, USAGE, |intake, b, file_ord| {
+            let outcomes: Vec<RowOutcome> = (0..b.len)
+                .into_par_iter()
+                .with_min_len(4096)
+                .map(|i| {
+                    let r = Row { b, i, specs: USAGE };
+                    match parse_usage(&r) {
+                        Err((reason, detail)) => RowOutcome::Bad(reason, detail),
+                        Ok(u) => RowOutcome::Good {
+                            fp: xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes()),
+                            fate: classify_usage(st, &u, cutoff),
+                        },
+                    }
+                })
+                .collect();
+            for (i, oc) in outcomes.into_iter().enumerate() {
+                let o = Origin { file_ord, row: b.first_row + i as u64 };
+                let key = || b.cols[0].raw(i);
+                match oc {
+                    RowOutcome::Bad(reason, detail) => intake.reject(table, o, key(), reason, detail),
+                    RowOutcome::Good { fp, fate } => {
+                        if !seen.insert(fp) {
+                            let k = key();
+                            let detail = format!("duplicate usage_id {k}; the first occurrence wins");
+                            intake.reject(table, o, k, Reason::DuplicateKey, detail);
+                            continue;
+                        }
+                        match fate {
+                            UsageFate::Rate(ii) => {
+                                let q = b.cols[4].decimal(i).ok().flatten().unwrap_or_default();
+                                out.qty[ii] += q;
+                                out.rated_rows += 1;
+                            }
+                            UsageFate::Defer => {
+                                let r = Row { b, i, specs: USAGE };
+                                if let Ok(u) = parse_usage(&r) {
+                                    out.deferred.push(u.to_owned());
+                                }
+                            }
+                            UsageFate::Reject(reason, detail) => intake.reject(table, o, key(), reason, detail),
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })?;
+    }
+    Ok(out)
+}
+
+/// The values hashed are already 128-bit fingerprints: fold them, do not hash again.
+#[derive(Default)]
+pub struct Fp128Hasher(u64);
+
+impl std::hash::Hasher for Fp128Hasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.0 ^= u64::from_le_bytes(b);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = (v as u64) ^ ((v >> 64) as u64);
+    }
 }
