@@ -315,123 +315,148 @@ impl<'a> Assembled<'a> {
     pub fn write_tables(&self, dir: &Path, format: OutputFormat) -> Result<Vec<(String, usize)>> {
         let st = self.b.state;
         let as_of = self.b.as_of;
-        let mut files = Vec::new();
+        type Job<'j> = Box<dyn Fn() -> Result<(String, usize)> + Send + Sync + 'j>;
+        let mut jobs: Vec<Job> = Vec::new();
 
-        files.push(write_chunked(dir, format, self.service_order.len(), CHUNK, |r| {
-            let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i]).collect();
-            OutTable::new("services")
-                .str("service_id", false, sv.iter().map(|x| s(&x.service_id)).collect())
-                .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())).collect())
-                .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
-                .str("currency", false, sv.iter().map(|x| s(&x.currency)).collect())
-                .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.clone())).collect())
-                .str(
-                    "advance_period",
-                    true,
-                    sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.clone())).collect(),
-                )
-                .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect())
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.service_order.len(), CHUNK, |r| {
+                let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i]).collect();
+                OutTable::new("services")
+                    .str("service_id", false, sv.iter().map(|x| s(&x.service_id)).collect())
+                    .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())).collect())
+                    .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
+                    .str("currency", false, sv.iter().map(|x| s(&x.currency)).collect())
+                    .str(
+                        "rate_period",
+                        true,
+                        sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.clone())).collect(),
+                    )
+                    .str(
+                        "advance_period",
+                        true,
+                        sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.clone())).collect(),
+                    )
+                    .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect())
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.wallet_order.len(), CHUNK, |r| {
-            let idx = &self.wallet_order[r];
-            let w = |i: usize| &st.wallets[i];
-            OutTable::new("wallets")
-                .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)).collect())
-                .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)).collect())
-                .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)).collect())
-                .dec(
-                    "balance",
-                    false,
-                    idx.iter().map(|&i| Some(with_minor_scale(self.closing[i], w(i).minor))).collect(),
-                )
-                .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at).collect())
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.wallet_order.len(), CHUNK, |r| {
+                let idx = &self.wallet_order[r];
+                let w = |i: usize| &st.wallets[i];
+                OutTable::new("wallets")
+                    .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)).collect())
+                    .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)).collect())
+                    .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)).collect())
+                    .dec(
+                        "balance",
+                        false,
+                        idx.iter().map(|&i| Some(with_minor_scale(self.closing[i], w(i).minor))).collect(),
+                    )
+                    .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at).collect())
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.sub_order.len(), CHUNK, |r| {
-            let idx = &self.sub_order[r];
-            OutTable::new("subscriptions")
-                .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)).collect())
-                .str("account_id", false, idx.iter().map(|&i| s(self.account[i])).collect())
-                .str("source", false, idx.iter().map(|&i| s(&st.subs[i].source)).collect())
-                .str("status", false, idx.iter().map(|&i| s(self.status[i].as_str())).collect())
-                .ts("expires_at", true, idx.iter().map(|&i| self.expires[i]).collect())
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.sub_order.len(), CHUNK, |r| {
+                let idx = &self.sub_order[r];
+                OutTable::new("subscriptions")
+                    .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)).collect())
+                    .str("account_id", false, idx.iter().map(|&i| s(self.account[i])).collect())
+                    .str("source", false, idx.iter().map(|&i| s(&st.subs[i].source)).collect())
+                    .str("status", false, idx.iter().map(|&i| s(self.status[i].as_str())).collect())
+                    .ts("expires_at", true, idx.iter().map(|&i| self.expires[i]).collect())
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.item_order.len(), CHUNK, |r| {
-            let idx = &self.item_order[r];
-            let it = |i: usize| &st.items[i];
-            OutTable::new("subscription_items")
-                .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)).collect())
-                .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)).collect())
-                .str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id)).collect())
-                .dec("quantity", true, idx.iter().map(|&i| it(i).quantity).collect())
-                .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price).collect())
-                .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)).collect())
-                .date("end_date", true, idx.iter().map(|&i| it(i).end_date).collect())
-                .date("billed_through", true, idx.iter().map(|&i| self.billed[i]).collect())
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.item_order.len(), CHUNK, |r| {
+                let idx = &self.item_order[r];
+                let it = |i: usize| &st.items[i];
+                OutTable::new("subscription_items")
+                    .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)).collect())
+                    .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)).collect())
+                    .str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id)).collect())
+                    .dec("quantity", true, idx.iter().map(|&i| it(i).quantity).collect())
+                    .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price).collect())
+                    .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)).collect())
+                    .date("end_date", true, idx.iter().map(|&i| it(i).end_date).collect())
+                    .date("billed_through", true, idx.iter().map(|&i| self.billed[i]).collect())
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.usage_order.len(), CHUNK, |r| {
-            let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i]).collect();
-            OutTable::new("deferred_usage")
-                .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)).collect())
-                .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)).collect())
-                .str("service_id", false, du.iter().map(|u| s(&u.service_id)).collect())
-                .ts("event_time", false, du.iter().map(|u| Some(u.event_time)).collect())
-                .dec("quantity", false, du.iter().map(|u| Some(u.quantity)).collect())
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.usage_order.len(), CHUNK, |r| {
+                let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i]).collect();
+                OutTable::new("deferred_usage")
+                    .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)).collect())
+                    .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)).collect())
+                    .str("service_id", false, du.iter().map(|u| s(&u.service_id)).collect())
+                    .ts("event_time", false, du.iter().map(|u| Some(u.event_time)).collect())
+                    .dec("quantity", false, du.iter().map(|u| Some(u.quantity)).collect())
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.deferred_events.len(), CHUNK, |r| {
-            events_table("deferred_events", &self.deferred_events[r])
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.deferred_events.len(), CHUNK, |r| {
+                events_table("deferred_events", &self.deferred_events[r])
+            })
+        }));
 
         // Transactions: chunks of whole accounts, in wallet_id then n order.
         let accounts_per_chunk = 50_000;
-        files.push(write_chunked(dir, format, self.b.accounts.len(), accounts_per_chunk, |r| {
-            let n = self.tx_start[r.end] - self.tx_start[r.start];
-            let mut tx = TxCols::with_capacity(n);
-            for ai in r {
-                let w = self.b.accounts[ai].wallet;
-                for t in &self.b.rated[ai].txns {
-                    tx.push(self.b.run_id, as_of, w, t);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.b.accounts.len(), accounts_per_chunk, |r| {
+                let n = self.tx_start[r.end] - self.tx_start[r.start];
+                let mut tx = TxCols::with_capacity(n);
+                for ai in r {
+                    let w = self.b.accounts[ai].wallet;
+                    for t in &self.b.rated[ai].txns {
+                        tx.push(self.b.run_id, as_of, w, t);
+                    }
                 }
-            }
-            tx.finish()
-        })?);
+                tx.finish()
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.disc.len(), CHUNK, |r| {
-            list_table("disconnections", &self.disc[r], as_of)
-        })?);
-        files.push(write_chunked(dir, format, self.reco.len(), CHUNK, |r| {
-            list_table("reconnections", &self.reco[r], as_of)
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.disc.len(), CHUNK, |r| list_table("disconnections", &self.disc[r], as_of))
+        }));
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.reco.len(), CHUNK, |r| list_table("reconnections", &self.reco[r], as_of))
+        }));
 
-        files.push(write_chunked(dir, format, self.estimates.len(), CHUNK, |r| {
-            let mut est = EstCols::default();
-            for &(ai, e) in &self.estimates[r] {
-                let w = self.b.accounts[ai].wallet;
-                est.wallet_id.push(s(&w.wallet_id));
-                est.account_id.push(s(&w.account_id));
-                est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
-                est.daily.push(Some(e.daily));
-                est.days.push(e.days_remaining);
-                est.depletion.push(e.depletion_date);
-                est.class.push(s(e.class));
-            }
-            est.finish()
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.estimates.len(), CHUNK, |r| {
+                let mut est = EstCols::default();
+                for &(ai, e) in &self.estimates[r] {
+                    let w = self.b.accounts[ai].wallet;
+                    est.wallet_id.push(s(&w.wallet_id));
+                    est.account_id.push(s(&w.account_id));
+                    est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
+                    est.daily.push(Some(e.daily));
+                    est.days.push(e.days_remaining);
+                    est.depletion.push(e.depletion_date);
+                    est.class.push(s(e.class));
+                }
+                est.finish()
+            })
+        }));
 
-        files.push(write_chunked(dir, format, self.payments.len(), CHUNK, |r| {
-            let mut pay = PayCols::default();
-            for &(e, acc) in &self.payments[r] {
-                pay.push(e, acc, as_of);
-            }
-            pay.finish()
-        })?);
+        jobs.push(Box::new(move || {
+            write_chunked(dir, format, self.payments.len(), CHUNK, |r| {
+                let mut pay = PayCols::default();
+                for &(e, acc) in &self.payments[r] {
+                    pay.push(e, acc, as_of);
+                }
+                pay.finish()
+            })
+        }));
 
-        files.push(self.write_rejects(dir, format)?);
-        Ok(files)
+        jobs.push(Box::new(move || self.write_rejects(dir, format)));
+        // Tables are independent files: write them in parallel, report them in a fixed order.
+        use rayon::prelude::*;
+        jobs.par_iter().map(|j| j()).collect()
     }
 
     pub fn write_rejects(&self, dir: &Path, format: OutputFormat) -> Result<(String, usize)> {
@@ -634,23 +659,30 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
 
 /// `run_manifest.json`: deterministic (no clock, host or thread count).
 pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[(String, usize)]) -> Result<()> {
-    let mut inputs = Vec::new();
-    for f in &c.intake.files {
-        inputs.push(json!({
-            "table": f.table,
-            "file": f.name,
-            "rows": f.rows,
-            "sha256": crate::read::sha256_file(&f.path)?,
-        }));
-    }
-    let mut outputs = Vec::new();
-    for (f, rows) in files {
-        outputs.push(json!({
-            "file": f,
-            "rows": rows,
-            "sha256": crate::read::sha256_file(&dir.join(f))?,
-        }));
-    }
+    use rayon::prelude::*;
+    let inputs: Vec<Value> = c
+        .intake
+        .files
+        .par_iter()
+        .map(|f| -> Result<Value> {
+            Ok(json!({
+                "table": f.table,
+                "file": f.name,
+                "rows": f.rows,
+                "sha256": crate::read::sha256_file(&f.path)?,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    let outputs: Vec<Value> = files
+        .par_iter()
+        .map(|(f, rows)| -> Result<Value> {
+            Ok(json!({
+                "file": f,
+                "rows": rows,
+                "sha256": crate::read::sha256_file(&dir.join(f))?,
+            }))
+        })
+        .collect::<Result<_>>()?;
     let mut payments = Map::new();
     for (src, by_cur) in &p.payments {
         let mut cm = Map::new();

@@ -588,7 +588,46 @@ fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
 /// A missing required column or an undecodable file is an error naming file and column.
 pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(&Batch) -> Result<()>) -> Result<u64> {
     match file.format {
-        Format::Parquet => read_parquet(file, specs, &mut f),
+        Format::Parquet => read_parquet(file, specs, None, &mut f),
+        Format::Csv => read_csv(file, specs, &mut f),
+    }
+}
+
+/// The independently decodable units of a file: `(first row, rows)` of each Parquet row
+/// group; a CSV file is one unit of unknown length.
+pub fn units(file: &SourceFile) -> Result<Vec<(u64, Option<u64>)>> {
+    match file.format {
+        Format::Csv => Ok(vec![(1, None)]),
+        Format::Parquet => {
+            let fh = std::fs::File::open(&file.path)
+                .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
+            let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
+                .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
+            let mut first = 1u64;
+            let mut out = Vec::new();
+            for rg in builder.metadata().row_groups() {
+                let n = rg.num_rows().max(0) as u64;
+                out.push((first, Some(n)));
+                first += n;
+            }
+            if out.is_empty() {
+                out.push((1, Some(0)));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Decode one unit (see [`units`]) of a file.
+pub fn read_unit(
+    file: &SourceFile,
+    specs: &[ColSpec],
+    unit: usize,
+    first_row: u64,
+    mut f: impl FnMut(&Batch) -> Result<()>,
+) -> Result<u64> {
+    match file.format {
+        Format::Parquet => read_parquet(file, specs, Some((unit, first_row)), &mut f),
         Format::Csv => read_csv(file, specs, &mut f),
     }
 }
@@ -597,7 +636,12 @@ fn missing_column(file: &SourceFile, name: &str) -> Error {
     unreadable(file, name, "required column is missing")
 }
 
-fn read_parquet(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> Result<()>) -> Result<u64> {
+fn read_parquet(
+    file: &SourceFile,
+    specs: &[ColSpec],
+    unit: Option<(usize, u64)>,
+    f: &mut dyn FnMut(&Batch) -> Result<()>,
+) -> Result<u64> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
@@ -619,12 +663,18 @@ fn read_parquet(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) 
     roots.sort_unstable();
     roots.dedup();
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
-    let reader = builder
-        .with_projection(mask)
-        .with_batch_size(BATCH_ROWS)
-        .build()
-        .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
+    let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
     let mut row: u64 = 1;
+    if let Some((rg, first)) = unit {
+        if rg >= builder.metadata().num_row_groups() {
+            return Ok(0);
+        }
+        builder = builder.with_row_groups(vec![rg]);
+        row = first;
+    }
+    let start = row;
+    let reader =
+        builder.build().map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
     for rb in reader {
         let rb: RecordBatch = rb.map_err(|e| Error::Input {
             file: file.name.clone(),
@@ -646,7 +696,7 @@ fn read_parquet(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) 
         f(&Batch { cols, len, first_row: row })?;
         row += len as u64;
     }
-    Ok(row - 1)
+    Ok(row - start)
 }
 
 fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> Result<()>) -> Result<u64> {

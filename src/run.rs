@@ -97,22 +97,31 @@ pub struct RunMeta<'a> {
     pub intake: &'a Intake,
 }
 
-/// Run, dry-run or validate, and publish per SPEC §5.
+/// Run, dry-run or validate, and publish per SPEC §5. Everything runs on a rayon pool of
+/// exactly `threads` workers (the job's, or `--threads`).
 pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
-    let started = Instant::now();
     if args.mode == Mode::Run {
         let out = args.output.as_ref().ok_or_else(|| Error::Usage("--output is required".into()))?;
         if out.exists() && !args.force {
             return Err(Error::OutputExists(out.clone()));
         }
     }
-    let t0 = Instant::now();
-    let mut timings = Vec::new();
     let job = Job::load(&args.job)?;
     let threads = args.threads.unwrap_or(job.threads);
     if threads == 0 {
         return Err(Error::Usage("--threads must be >= 1".into()));
     }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
+    pool.install(|| execute_in_pool(args, job, threads, progress))
+}
+
+fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress) -> Result<RunReport> {
+    let started = Instant::now();
+    let t0 = Instant::now();
+    let mut timings = Vec::new();
     if !args.state.is_dir() {
         return Err(Error::Usage(format!("state directory {} does not exist", args.state.display())));
     }
@@ -121,11 +130,6 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
     let prev_cutoff_date = prev.unwrap_or_else(|| sub_period(job.recurrence, as_of));
     let cutoff = midnight(as_of);
     let run_id = format!("{}-{}", job.name, as_of);
-
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
 
     // ---- read + validate -------------------------------------------------------------
     progress(&format!("read: state {}", args.state.display()));
@@ -159,20 +163,33 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         },
     )?;
 
+    progress(&format!(
+        "read: state {} services, {} wallets, {} subscriptions, {} items ({:.2}s)",
+        st.services.len(),
+        st.wallets.len(),
+        st.subs.len(),
+        st.items.len(),
+        t0.elapsed().as_secs_f64()
+    ));
     // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
     // per-item sums. Nothing but the sums and the deferred rows is kept.
     let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
-    let usage = pool.install(|| ingest_usage(&mut intake, &sources, &st, cutoff))?;
+    let usage = ingest_usage(&mut intake, &sources, &st, cutoff)?;
     let usage_rated = usage.rated_rows;
     let usage_qty = usage.qty;
     let deferred_usage = usage.deferred;
+    progress(&format!(
+        "read: usage {usage_rated} rows rated, {} deferred ({:.2}s)",
+        deferred_usage.len(),
+        t0.elapsed().as_secs_f64()
+    ));
 
     // Credits.
     let mut credits: Vec<Credit> = Vec::new();
     let mut credit_wallet: Vec<usize> = Vec::new();
     if let Some(src) = &credits_src {
         let rows = intake.load(src, CREDITS, parse_credit)?;
-        for (c, o) in intake.dedupe("credits", rows, |c| c.credit_id.clone()) {
+        for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)) {
             match st.wallet_by_id.get(&c.wallet_id) {
                 Some(&w) => {
                     credit_wallet.push(w);
@@ -243,14 +260,11 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         prev_cutoff: midnight(prev_cutoff_date),
     };
     progress(&format!("rate: {} accounts on {} threads", accounts.len(), threads));
-    let rated: Vec<AccountOut> = pool
-        .install(|| {
-            accounts
-                .par_iter()
-                .with_min_len(256)
-                .map(|a| rate_account(&ctx, a))
-                .collect::<std::result::Result<Vec<_>, _>>()
-        })
+    let rated: Vec<AccountOut> = accounts
+        .par_iter()
+        .with_min_len(256)
+        .map(|a| rate_account(&ctx, a))
+        .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Invariant(e.to_string()))?;
 
     // External subscriptions, each with its events in (event_time, event_id) order.

@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::model::*;
-use crate::read::{opt, read_file, req, Batch, ColSpec, Kind, TableSource};
+use crate::read::{opt, req, Batch, ColSpec, Kind, TableSource};
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -363,84 +363,112 @@ impl Intake {
         self.rejects.push(Reject { table, file_ord: o.file_ord, file, row: o.row, key, reason, detail });
     }
 
-    /// Read every row of `src`, parse it, and return the rows that parsed (with origin);
-    /// parse and domain failures become rejects.
-    pub fn load<T>(
+    /// Read every row of `src`, parse it (in parallel), and return the rows that parsed with
+    /// their origin, in read order; parse and domain failures become rejects.
+    pub fn load<T: Send>(
         &mut self,
         src: &TableSource,
         specs: &[ColSpec],
-        parse: impl Fn(&Row) -> Result<T, Fail>,
+        parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
     ) -> Result<Vec<(T, Origin)>> {
         let mut out = Vec::new();
-        self.load_each(src, specs, parse, |_, t, o| {
-            out.push((t, o));
-        })?;
+        let table = src.table;
+        self.load_rows(
+            src,
+            specs,
+            |r| parse(r).map_err(|(reason, detail)| (key_of(table, r), reason, detail)),
+            |intake, p, o| {
+                match p {
+                    Ok(t) => out.push((t, o)),
+                    Err((key, reason, detail)) => intake.reject(table, o, key, reason, detail),
+                }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
-    /// Streaming form of [`Intake::load`]: `sink` gets each parsed row in read order.
-    pub fn load_each<T>(
+    /// The parallel reading loop shared by every table: decode the units of each file
+    /// (Parquet row groups) in waves as wide as the rayon pool, compute `per_row` for every
+    /// row in parallel, and hand the results to `merge` in read order. A file of one unit
+    /// (CSV) is streamed batch by batch.
+    pub fn load_rows<O: Send>(
         &mut self,
         src: &TableSource,
         specs: &[ColSpec],
-        parse: impl Fn(&Row) -> Result<T, Fail>,
-        mut sink: impl FnMut(&mut Intake, T, Origin),
+        per_row: impl Fn(&Row) -> O + Sync,
+        mut merge: impl FnMut(&mut Intake, O, Origin) -> Result<()>,
     ) -> Result<()> {
-        for f in &src.files {
-            let file_ord = self.files.len() as u32;
-            self.files.push(InputFile { table: src.table, name: f.name.clone(), path: f.path.clone(), rows: 0 });
-            let rows = read_file(f, specs, |b: &Batch| {
-                for i in 0..b.len {
-                    let r = Row { b, i, specs };
-                    let o = Origin { file_ord, row: b.first_row + i as u64 };
-                    match parse(&r) {
-                        Ok(t) => sink(self, t, o),
-                        Err((reason, detail)) => {
-                            let key = key_of(src.table, &r);
-                            self.reject(src.table, o, key, reason, detail);
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-            self.files[file_ord as usize].rows = rows;
-            self.rows_read += rows;
-        }
-        Ok(())
-    }
-
-    /// Raw batches of every file of `src`, in read order, with the file's index.
-    pub fn load_batches(
-        &mut self,
-        src: &TableSource,
-        specs: &[ColSpec],
-        mut f: impl FnMut(&mut Intake, &Batch, u32) -> Result<()>,
-    ) -> Result<()> {
+        use rayon::prelude::*;
+        let rows_of = |b: &Batch| -> Vec<O> {
+            (0..b.len).into_par_iter().with_min_len(2048).map(|i| per_row(&Row { b, i, specs })).collect()
+        };
         for file in &src.files {
             let file_ord = self.files.len() as u32;
             self.files.push(InputFile { table: src.table, name: file.name.clone(), path: file.path.clone(), rows: 0 });
-            let rows = read_file(file, specs, |b: &Batch| f(self, b, file_ord))?;
-            self.files[file_ord as usize].rows = rows;
-            self.rows_read += rows;
+            let units = crate::read::units(file)?;
+            let mut total = 0u64;
+            if units.len() == 1 {
+                total = crate::read::read_unit(file, specs, 0, units[0].0, |b| {
+                    for (i, o) in rows_of(b).into_iter().enumerate() {
+                        merge(self, o, Origin { file_ord, row: b.first_row + i as u64 })?;
+                    }
+                    Ok(())
+                })?;
+            } else {
+                let width = rayon::current_num_threads().max(1);
+                let indexed: Vec<(usize, u64)> = units.iter().enumerate().map(|(i, u)| (i, u.0)).collect();
+                for wave in indexed.chunks(width) {
+                    let results: Vec<Result<(Vec<(O, u64)>, u64)>> = wave
+                        .par_iter()
+                        .map(|&(unit, first)| {
+                            let mut v = Vec::new();
+                            let n = crate::read::read_unit(file, specs, unit, first, |b| {
+                                let first = b.first_row;
+                                v.extend(rows_of(b).into_iter().enumerate().map(|(i, o)| (o, first + i as u64)));
+                                Ok(())
+                            })?;
+                            Ok((v, n))
+                        })
+                        .collect();
+                    for r in results {
+                        let (v, n) = r?;
+                        total += n;
+                        for (o, row) in v {
+                            merge(self, o, Origin { file_ord, row })?;
+                        }
+                    }
+                }
+            }
+            self.files[file_ord as usize].rows = total;
+            self.rows_read += total;
         }
         Ok(())
     }
 
-    /// Keep the first row of each key; later ones are DUPLICATE_KEY.
+    /// Keep the first row of each key; later ones are DUPLICATE_KEY. Keys are borrowed
+    /// from the rows (a string and a number: `item_no` for items, 0 elsewhere).
     pub fn dedupe<T>(
         &mut self,
         table: &'static str,
         rows: Vec<(T, Origin)>,
-        key: impl Fn(&T) -> String,
+        key: impl for<'x> Fn(&'x T) -> (&'x str, i64),
     ) -> Vec<(T, Origin)> {
-        let mut seen = HashSet::default();
-        seen.reserve(rows.len());
+        let keep: Vec<bool> = {
+            let mut seen = HashSet::default();
+            seen.reserve(rows.len());
+            rows.iter().map(|(t, _)| seen.insert(key(t))).collect()
+        };
+        if keep.iter().all(|&k| k) {
+            return rows;
+        }
         let mut out = Vec::with_capacity(rows.len());
-        for (t, o) in rows {
-            let k = key(&t);
-            if seen.insert(k.clone()) {
+        for ((t, o), k) in rows.into_iter().zip(keep) {
+            if k {
                 out.push((t, o));
             } else {
+                let (a, n) = key(&t);
+                let k = if table == "subscription_items" { format!("{a}/{n}") } else { a.to_string() };
                 self.reject(
                     table,
                     o,
@@ -489,11 +517,11 @@ pub struct StateSources<'a> {
     pub items: Option<&'a TableSource>,
 }
 
-fn load_opt<T>(
+fn load_opt<T: Send>(
     intake: &mut Intake,
     src: Option<&TableSource>,
     specs: &[ColSpec],
-    parse: impl Fn(&Row) -> Result<T, Fail>,
+    parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
 ) -> Result<Vec<(T, Origin)>> {
     match src {
         Some(s) => intake.load(s, specs, parse),
@@ -503,13 +531,13 @@ fn load_opt<T>(
 
 pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> {
     let services = load_opt(intake, src.services, SERVICES, parse_service)?;
-    let services = intake.dedupe("services", services, |s| s.service_id.clone());
+    let services = intake.dedupe("services", services, |s| (&s.service_id, 0));
     let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
     let service_idx: HashMap<String, usize> =
         services.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
 
     let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
-    let wallets = intake.dedupe("wallets", wallets, |w| w.wallet_id.clone());
+    let wallets = intake.dedupe("wallets", wallets, |w| (&w.wallet_id, 0));
     // A second wallet for an account is a duplicate too.
     let mut accounts = HashSet::default();
     let mut kept = Vec::with_capacity(wallets.len());
@@ -527,7 +555,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         wallets.iter().enumerate().map(|(i, w)| (w.account_id.clone(), i)).collect();
 
     let subs = load_opt(intake, src.subscriptions, SUBSCRIPTIONS, parse_subscription)?;
-    let subs = intake.dedupe("subscriptions", subs, |s| s.subscription_id.clone());
+    let subs = intake.dedupe("subscriptions", subs, |s| (&s.subscription_id, 0));
     let mut sub_ok = Vec::with_capacity(subs.len());
     let mut sub_list = Vec::with_capacity(subs.len());
     for (s, o) in subs {
@@ -544,7 +572,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         subs.iter().enumerate().map(|(i, s)| (s.subscription_id.clone(), i)).collect();
 
     let items = load_opt(intake, src.items, ITEMS, parse_item)?;
-    let items = intake.dedupe("subscription_items", items, |i| i.key());
+    let items = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
     // A second item for the same POST_RATE service of a subscription is a duplicate.
     let mut post_seen = HashSet::default();
     let mut item_list = Vec::with_capacity(items.len());
@@ -716,65 +744,64 @@ pub struct UsageIntake {
 
 /// What one usage row comes to, before the (sequential) duplicate check.
 enum RowOutcome {
-    Bad(Reason, String),
-    Good { fp: u128, fate: UsageFate },
+    Bad { key: String, reason: Reason, detail: String },
+    Good { fp: u128, id: Box<str>, fate: Fate },
 }
 
-/// Stream `deferred_usage` then the new usage files: parse and classify every row of a batch
-/// in parallel, then dedupe (first occurrence in read order wins) and aggregate in order.
+enum Fate {
+    Rate(usize, Decimal),
+    Defer(Usage),
+    Reject(Reason, String),
+}
+
+/// Stream `deferred_usage` then the new usage files: parse and classify every row in
+/// parallel, then dedupe (first occurrence in read order wins) and aggregate in order.
 /// Memory: the per-item sums, the deferred rows and a 128-bit fingerprint per usage_id.
 pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, cutoff: Micros) -> Result<UsageIntake> {
-    use rayon::prelude::*;
     let mut out = UsageIntake { qty: vec![Decimal::ZERO; st.items.len()], deferred: Vec::new(), rated_rows: 0 };
     let mut seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<Fp128Hasher>> = Default::default();
     for src in sources {
         let table = src.table;
-        intake.load_batches(src, USAGE, |intake, b, file_ord| {
-            let outcomes: Vec<RowOutcome> = (0..b.len)
-                .into_par_iter()
-                .with_min_len(4096)
-                .map(|i| {
-                    let r = Row { b, i, specs: USAGE };
-                    match parse_usage(&r) {
-                        Err((reason, detail)) => RowOutcome::Bad(reason, detail),
-                        Ok(u) => RowOutcome::Good {
-                            fp: xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes()),
-                            fate: classify_usage(st, &u, cutoff),
-                        },
-                    }
-                })
-                .collect();
-            for (i, oc) in outcomes.into_iter().enumerate() {
-                let o = Origin { file_ord, row: b.first_row + i as u64 };
-                let key = || b.cols[0].raw(i);
+        intake.load_rows(
+            src,
+            USAGE,
+            |r| match parse_usage(r) {
+                Err((reason, detail)) => RowOutcome::Bad { key: r.raw(0), reason, detail },
+                Ok(u) => RowOutcome::Good {
+                    fp: xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes()),
+                    id: u.usage_id.into(),
+                    fate: match classify_usage(st, &u, cutoff) {
+                        UsageFate::Rate(ii) => Fate::Rate(ii, u.quantity),
+                        UsageFate::Defer => Fate::Defer(u.to_owned()),
+                        UsageFate::Reject(reason, detail) => Fate::Reject(reason, detail),
+                    },
+                },
+            },
+            |intake, oc, o| {
                 match oc {
-                    RowOutcome::Bad(reason, detail) => intake.reject(table, o, key(), reason, detail),
-                    RowOutcome::Good { fp, fate } => {
+                    RowOutcome::Bad { key, reason, detail } => intake.reject(table, o, key, reason, detail),
+                    RowOutcome::Good { fp, id, fate } => {
                         if !seen.insert(fp) {
-                            let k = key();
-                            let detail = format!("duplicate usage_id {k}; the first occurrence wins");
-                            intake.reject(table, o, k, Reason::DuplicateKey, detail);
-                            continue;
+                            let detail = format!("duplicate usage_id {id}; the first occurrence wins");
+                            intake.reject(table, o, id.into(), Reason::DuplicateKey, detail);
+                            return Ok(());
                         }
                         match fate {
-                            UsageFate::Rate(ii) => {
-                                let q = b.cols[4].decimal(i).ok().flatten().unwrap_or_default();
+                            Fate::Rate(ii, q) => {
                                 out.qty[ii] += q;
                                 out.rated_rows += 1;
                             }
-                            UsageFate::Defer => {
-                                let r = Row { b, i, specs: USAGE };
-                                if let Ok(u) = parse_usage(&r) {
-                                    out.deferred.push(u.to_owned());
-                                }
-                            }
-                            UsageFate::Reject(reason, detail) => intake.reject(table, o, key(), reason, detail),
+                            Fate::Defer(u) => out.deferred.push(u),
+                            Fate::Reject(reason, detail) => intake.reject(table, o, id.into(), reason, detail),
                         }
                     }
                 }
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
+    }
+    for q in &mut out.qty {
+        *q = q.normalize();
     }
     Ok(out)
 }
