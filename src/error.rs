@@ -25,6 +25,10 @@ pub enum Error {
     #[error("output {0} exists (use --force to replace it)")]
     OutputExists(PathBuf),
 
+    /// Another run holds the output's lock (exit 4).
+    #[error("another billrun is writing {0}; refused")]
+    Busy(PathBuf),
+
     /// A run-level invariant broke: a bug (exit 1).
     #[error("invariant broken: {0}")]
     Invariant(String),
@@ -41,7 +45,7 @@ impl Error {
         match self {
             Error::Usage(_) | Error::Job { .. } | Error::Input { .. } => 2,
             Error::TooManyRejects { .. } => 3,
-            Error::OutputExists(_) => 4,
+            Error::OutputExists(_) | Error::Busy(_) => 4,
             Error::Invariant(_) | Error::Io { .. } | Error::Internal(_) => 1,
         }
     }

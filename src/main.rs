@@ -90,12 +90,24 @@ fn main() -> ExitCode {
             }
         }
     };
-    let result = match cli.cmd {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.cmd, &progress)))
+        .unwrap_or_else(|_| Err(billrun::Error::Internal("panicked (a bug); nothing was published".into())));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("billrun: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}
+
+fn dispatch(cmd: Cmd, progress: &(dyn Fn(&str) + Sync)) -> billrun::Result<()> {
+    match cmd {
         Cmd::Run(o) => {
             let mode = if o.dry_run { Mode::DryRun } else { Mode::Run };
-            run(o, mode, &progress)
+            run(o, mode, progress)
         }
-        Cmd::Validate(o) => run(o, Mode::Validate, &progress),
+        Cmd::Validate(o) => run(o, Mode::Validate, progress),
         Cmd::Generate(g) => billrun::generate::generate(&g).map(|s| print!("{s}")),
         Cmd::Verify { dir } => billrun::verify::verify(&dir).map(|s| print!("{s}")),
         Cmd::IoFloor(a) => billrun::iofloor::io_floor(&a).map(|s| print!("{s}")),
@@ -105,13 +117,6 @@ fn main() -> ExitCode {
             } else {
                 billrun::dump::read_text_table(&path).map(|t| print!("{}", t.to_csv()))
             }
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("billrun: error: {e}");
-            ExitCode::from(e.exit_code() as u8)
         }
     }
 }

@@ -588,8 +588,24 @@ fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
 /// A missing required column or an undecodable file is an error naming file and column.
 pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(&Batch) -> Result<()>) -> Result<u64> {
     match file.format {
-        Format::Parquet => read_parquet(file, specs, None, &mut f),
+        Format::Parquet => guarded(file, || read_parquet(file, specs, None, &mut f)),
         Format::Csv => read_csv(file, specs, &mut f),
+    }
+}
+
+/// A corrupt Parquet file can make the decoder panic; that is an unreadable input (exit 2),
+/// not a crash.
+fn guarded<T>(file: &SourceFile, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| p.downcast_ref::<&str>().copied())
+                .unwrap_or("decoder panicked");
+            Err(Error::input(file.name.clone(), format!("corrupt Parquet file: {msg}")))
+        }
     }
 }
 
@@ -598,7 +614,7 @@ pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(&Batch)
 pub fn units(file: &SourceFile) -> Result<Vec<(u64, Option<u64>)>> {
     match file.format {
         Format::Csv => Ok(vec![(1, None)]),
-        Format::Parquet => {
+        Format::Parquet => guarded(file, || {
             let fh = std::fs::File::open(&file.path)
                 .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
@@ -614,7 +630,7 @@ pub fn units(file: &SourceFile) -> Result<Vec<(u64, Option<u64>)>> {
                 out.push((1, Some(0)));
             }
             Ok(out)
-        }
+        }),
     }
 }
 
@@ -627,7 +643,7 @@ pub fn read_unit(
     mut f: impl FnMut(&Batch) -> Result<()>,
 ) -> Result<u64> {
     match file.format {
-        Format::Parquet => read_parquet(file, specs, Some((unit, first_row)), &mut f),
+        Format::Parquet => guarded(file, || read_parquet(file, specs, Some((unit, first_row)), &mut f)),
         Format::Csv => read_csv(file, specs, &mut f),
     }
 }

@@ -100,12 +100,19 @@ pub struct RunMeta<'a> {
 /// Run, dry-run or validate, and publish per SPEC §5. Everything runs on a rayon pool of
 /// exactly `threads` workers (the job's, or `--threads`).
 pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
-    if args.mode == Mode::Run {
-        let out = args.output.as_ref().ok_or_else(|| Error::Usage("--output is required".into()))?;
-        if out.exists() && !args.force {
-            return Err(Error::OutputExists(out.clone()));
+    // One run per output at a time: the lock is held until the output is published.
+    let _lock = match (&args.mode, &args.output) {
+        (Mode::Run, None) => return Err(Error::Usage("--output is required".into())),
+        (Mode::Run, Some(out)) => {
+            let lock = lock_output(out)?;
+            if out.exists() && !args.force {
+                return Err(Error::OutputExists(out.clone()));
+            }
+            clean_stale(out);
+            Some(lock)
         }
-    }
+        _ => None,
+    };
     let job = Job::load(&args.job)?;
     let threads = args.threads.unwrap_or(job.threads);
     if threads == 0 {
@@ -358,6 +365,40 @@ fn sibling(target: &Path, suffix: &str) -> PathBuf {
         parent.join(format!("{name}.rejected"))
     } else {
         parent.join(format!(".{name}.{suffix}"))
+    }
+}
+
+/// Take `.<name>.lock` beside the output; a second run of the same output is refused
+/// (exit 4) instead of racing the first.
+fn lock_output(out: &Path) -> Result<std::fs::File> {
+    let path = sibling(out, "lock");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(out.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
+    }
+}
+
+/// Remove what a killed run of this output left behind (under the lock, so never a live
+/// run's files).
+fn clean_stale(out: &Path) {
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let Ok(rd) = std::fs::read_dir(parent) else { return };
+    for e in rd.flatten() {
+        let f = e.file_name().to_string_lossy().into_owned();
+        if f.starts_with(&format!(".{name}.tmp-")) || f.starts_with(&format!(".{name}.old-")) {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
