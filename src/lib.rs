@@ -15,6 +15,7 @@ pub mod output;
 pub mod partition;
 pub mod rate;
 pub mod read;
+pub mod report;
 pub mod run;
 pub mod validate;
 pub mod verify;

@@ -29,6 +29,8 @@ enum Cmd {
     Validate(RunOpts),
     /// Generate a deterministic synthetic dataset for a run.
     Generate(billrun::generate::GenArgs),
+    /// A finance summary of a published run's output directory.
+    Report { dir: PathBuf },
     /// Re-check a published run from its files alone.
     Verify { dir: PathBuf },
     /// Time to merely decode a run's inputs and encode its outputs (benchmark floor).
@@ -110,6 +112,7 @@ fn dispatch(cmd: Cmd, progress: &(dyn Fn(&str) + Sync)) -> billrun::Result<()> {
         Cmd::Validate(o) => run(o, Mode::Validate, progress),
         Cmd::Generate(g) => billrun::generate::generate(&g).map(|s| print!("{s}")),
         Cmd::Verify { dir } => billrun::verify::verify(&dir).map(|s| print!("{s}")),
+        Cmd::Report { dir } => billrun::report::report(&dir).map(|s| print!("{s}")),
         Cmd::IoFloor(a) => billrun::iofloor::io_floor(&a).map(|s| print!("{s}")),
         Cmd::Cat { path } => {
             if path.is_dir() {
