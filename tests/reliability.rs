@@ -264,3 +264,32 @@ fn hostile_values_are_rejected_or_handled() {
     // Year 9999: billed through the end of the calendar without overflow.
     assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-9999", "balance"), ["5.00"]);
 }
+
+/// A full disk: the output directory on a 16 KiB tmpfs. Needs root and mount(2); skipped
+/// (with a note) where the sandbox does not allow it.
+#[test]
+fn disk_full_is_a_clear_error_and_leaves_nothing() {
+    let s = Scratch::new();
+    let mnt = s.path("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs", mnt.to_str().unwrap()])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here");
+        return;
+    }
+    let out = mnt.join("out");
+    let zx = repo().join("sample-data/company-zx");
+    let r = billrun(run_args(&repo().join("jobs/company-zx-daily.toml"), &zx, &out, Some("2026-11-22")));
+    let leftovers: Vec<String> = std::fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(r.code(), 1, "{}", r.stderr());
+    assert!(r.stderr().contains("No space left on device"), "{}", r.stderr());
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
