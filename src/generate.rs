@@ -379,13 +379,13 @@ pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, forma
     std::fs::create_dir_all(&state).map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
     let ext = format.ext();
     let services = OutTable::new("services")
-        .str("service_id", false, SERVICES.iter().map(|s| Some(s.0.to_string())).collect())
-        .str("billing_method", false, SERVICES.iter().map(|s| Some(s.1.to_string())).collect())
-        .dec("price", false, SERVICES.iter().map(|s| Some(dec(s.2))).collect())
-        .str("currency", false, SERVICES.iter().map(|s| Some(s.3.to_string())).collect())
-        .str("rate_period", true, SERVICES.iter().map(|s| s.4.map(str::to_string)).collect())
-        .str("advance_period", true, SERVICES.iter().map(|s| s.5.map(str::to_string)).collect())
-        .dec("unit_size", true, SERVICES.iter().map(|s| s.6.map(dec)).collect());
+        .str("service_id", false, SERVICES.iter().map(|s| Some(s.0.to_string())))
+        .str("billing_method", false, SERVICES.iter().map(|s| Some(s.1.to_string())))
+        .dec("price", false, SERVICES.iter().map(|s| Some(dec(s.2))))
+        .str("currency", false, SERVICES.iter().map(|s| Some(s.3.to_string())))
+        .str("rate_period", true, SERVICES.iter().map(|s| s.4.map(str::to_string)))
+        .str("advance_period", true, SERVICES.iter().map(|s| s.5.map(str::to_string)))
+        .dec("unit_size", true, SERVICES.iter().map(|s| s.6.map(dec)));
     services.write(&state, format)?;
 
     let mut rng = Rng::new(seed);

@@ -63,8 +63,8 @@ pub struct BuildInput<'a> {
     pub intake: &'a Intake,
 }
 
-fn s(x: &str) -> Option<String> {
-    Some(x.to_string())
+fn s(x: &str) -> Option<&str> {
+    Some(x)
 }
 
 struct ListRow<'a> {
@@ -78,12 +78,12 @@ struct ListRow<'a> {
 
 fn list_table(name: &'static str, rows: &[ListRow], as_of: NaiveDate) -> OutTable {
     OutTable::new(name)
-        .str("subscription_id", false, rows.iter().map(|r| s(r.subscription_id)).collect())
-        .str("account_id", false, rows.iter().map(|r| s(r.account_id)).collect())
-        .str("wallet_id", true, rows.iter().map(|r| r.wallet_id.map(str::to_string)).collect())
-        .str("source", false, rows.iter().map(|r| s(r.source)).collect())
-        .str("reason", false, rows.iter().map(|r| s(r.reason)).collect())
-        .dec("balance", true, rows.iter().map(|r| r.balance).collect())
+        .str("subscription_id", false, rows.iter().map(|r| s(r.subscription_id)))
+        .str("account_id", false, rows.iter().map(|r| s(r.account_id)))
+        .str("wallet_id", true, rows.iter().map(|r| r.wallet_id.map(str::to_string)))
+        .str("source", false, rows.iter().map(|r| s(r.source)))
+        .str("reason", false, rows.iter().map(|r| s(r.reason)))
+        .dec("balance", true, rows.iter().map(|r| r.balance))
         .date("as_of", false, vec![Some(as_of); rows.len()])
 }
 
@@ -322,21 +322,13 @@ impl<'a> Assembled<'a> {
             write_chunked(dir, format, self.service_order.len(), CHUNK, |r| {
                 let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i]).collect();
                 OutTable::new("services")
-                    .str("service_id", false, sv.iter().map(|x| s(&x.service_id)).collect())
-                    .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())).collect())
-                    .dec("price", false, sv.iter().map(|x| Some(x.price)).collect())
-                    .str("currency", false, sv.iter().map(|x| s(&x.currency)).collect())
-                    .str(
-                        "rate_period",
-                        true,
-                        sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.clone())).collect(),
-                    )
-                    .str(
-                        "advance_period",
-                        true,
-                        sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.clone())).collect(),
-                    )
-                    .dec("unit_size", true, sv.iter().map(|x| x.unit_size).collect())
+                    .str("service_id", false, sv.iter().map(|x| s(&x.service_id)))
+                    .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())))
+                    .dec("price", false, sv.iter().map(|x| Some(x.price)))
+                    .str("currency", false, sv.iter().map(|x| s(&x.currency)))
+                    .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.as_str())))
+                    .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.as_str())))
+                    .dec("unit_size", true, sv.iter().map(|x| x.unit_size))
             })
         }));
 
@@ -345,15 +337,11 @@ impl<'a> Assembled<'a> {
                 let idx = &self.wallet_order[r];
                 let w = |i: usize| &st.wallets[i];
                 OutTable::new("wallets")
-                    .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)).collect())
-                    .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)).collect())
-                    .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)).collect())
-                    .dec(
-                        "balance",
-                        false,
-                        idx.iter().map(|&i| Some(with_minor_scale(self.closing[i], w(i).minor))).collect(),
-                    )
-                    .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at).collect())
+                    .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)))
+                    .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)))
+                    .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)))
+                    .dec("balance", false, idx.iter().map(|&i| Some(with_minor_scale(self.closing[i], w(i).minor))))
+                    .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at))
             })
         }));
 
@@ -361,11 +349,11 @@ impl<'a> Assembled<'a> {
             write_chunked(dir, format, self.sub_order.len(), CHUNK, |r| {
                 let idx = &self.sub_order[r];
                 OutTable::new("subscriptions")
-                    .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)).collect())
-                    .str("account_id", false, idx.iter().map(|&i| s(self.account[i])).collect())
-                    .str("source", false, idx.iter().map(|&i| s(&st.subs[i].source)).collect())
-                    .str("status", false, idx.iter().map(|&i| s(self.status[i].as_str())).collect())
-                    .ts("expires_at", true, idx.iter().map(|&i| self.expires[i]).collect())
+                    .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)))
+                    .str("account_id", false, idx.iter().map(|&i| s(self.account[i])))
+                    .str("source", false, idx.iter().map(|&i| s(&st.subs[i].source)))
+                    .str("status", false, idx.iter().map(|&i| s(self.status[i].as_str())))
+                    .ts("expires_at", true, idx.iter().map(|&i| self.expires[i]))
             })
         }));
 
@@ -374,14 +362,14 @@ impl<'a> Assembled<'a> {
                 let idx = &self.item_order[r];
                 let it = |i: usize| &st.items[i];
                 OutTable::new("subscription_items")
-                    .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)).collect())
-                    .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)).collect())
-                    .str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id)).collect())
-                    .dec("quantity", true, idx.iter().map(|&i| it(i).quantity).collect())
-                    .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price).collect())
-                    .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)).collect())
-                    .date("end_date", true, idx.iter().map(|&i| it(i).end_date).collect())
-                    .date("billed_through", true, idx.iter().map(|&i| self.billed[i]).collect())
+                    .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)))
+                    .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)))
+                    .str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id)))
+                    .dec("quantity", true, idx.iter().map(|&i| it(i).quantity))
+                    .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price))
+                    .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)))
+                    .date("end_date", true, idx.iter().map(|&i| it(i).end_date))
+                    .date("billed_through", true, idx.iter().map(|&i| self.billed[i]))
             })
         }));
 
@@ -389,11 +377,11 @@ impl<'a> Assembled<'a> {
             write_chunked(dir, format, self.usage_order.len(), CHUNK, |r| {
                 let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i]).collect();
                 OutTable::new("deferred_usage")
-                    .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)).collect())
-                    .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)).collect())
-                    .str("service_id", false, du.iter().map(|u| s(&u.service_id)).collect())
-                    .ts("event_time", false, du.iter().map(|u| Some(u.event_time)).collect())
-                    .dec("quantity", false, du.iter().map(|u| Some(u.quantity)).collect())
+                    .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)))
+                    .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)))
+                    .str("service_id", false, du.iter().map(|u| s(&u.service_id)))
+                    .ts("event_time", false, du.iter().map(|u| Some(u.event_time)))
+                    .dec("quantity", false, du.iter().map(|u| Some(u.quantity)))
             })
         }));
 
@@ -464,45 +452,45 @@ impl<'a> Assembled<'a> {
         write_chunked(dir, format, self.reject_order.len(), CHUNK, |r| {
             let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i]).collect();
             OutTable::new("rejects")
-                .str("table", false, v.iter().map(|r| s(r.table)).collect())
-                .int("row", false, v.iter().map(|r| Some(r.row as i64)).collect())
-                .str("file", false, v.iter().map(|r| s(&r.file)).collect())
-                .str("key", false, v.iter().map(|r| s(&r.key)).collect())
-                .str("reason", false, v.iter().map(|r| s(r.reason.as_str())).collect())
-                .str("detail", false, v.iter().map(|r| s(&r.detail)).collect())
+                .str("table", false, v.iter().map(|r| s(r.table)))
+                .int("row", false, v.iter().map(|r| Some(r.row as i64)))
+                .str("file", false, v.iter().map(|r| s(&r.file)))
+                .str("key", false, v.iter().map(|r| s(&r.key)))
+                .str("reason", false, v.iter().map(|r| s(r.reason.as_str())))
+                .str("detail", false, v.iter().map(|r| s(&r.detail)))
         })
     }
 }
 
 fn events_table(name: &'static str, ev: &[&Event]) -> OutTable {
     OutTable::new(name)
-        .str("event_id", false, ev.iter().map(|e| s(&e.event_id)).collect())
-        .str("subscription_id", false, ev.iter().map(|e| s(&e.subscription_id)).collect())
-        .str("source", false, ev.iter().map(|e| s(&e.source)).collect())
-        .str("event_type", false, ev.iter().map(|e| s(e.event_type.as_str())).collect())
-        .ts("event_time", false, ev.iter().map(|e| Some(e.event_time)).collect())
-        .ts("expires_at", true, ev.iter().map(|e| e.expires_at).collect())
-        .str("to_account_id", true, ev.iter().map(|e| e.to_account_id.clone()).collect())
-        .dec("amount", true, ev.iter().map(|e| e.amount).collect())
-        .str("currency", true, ev.iter().map(|e| e.currency.clone()).collect())
-        .str("payment_status", true, ev.iter().map(|e| e.payment_status.clone()).collect())
+        .str("event_id", false, ev.iter().map(|e| s(&e.event_id)))
+        .str("subscription_id", false, ev.iter().map(|e| s(&e.subscription_id)))
+        .str("source", false, ev.iter().map(|e| s(&e.source)))
+        .str("event_type", false, ev.iter().map(|e| s(e.event_type.as_str())))
+        .ts("event_time", false, ev.iter().map(|e| Some(e.event_time)))
+        .ts("expires_at", true, ev.iter().map(|e| e.expires_at))
+        .str("to_account_id", true, ev.iter().map(|e| e.to_account_id.clone()))
+        .dec("amount", true, ev.iter().map(|e| e.amount))
+        .str("currency", true, ev.iter().map(|e| e.currency.clone()))
+        .str("payment_status", true, ev.iter().map(|e| e.payment_status.clone()))
 }
 
 #[derive(Default)]
-struct TxCols {
+struct TxCols<'a> {
     id: Vec<Option<String>>,
-    run_id: Vec<Option<String>>,
+    run_id: Vec<Option<&'a str>>,
     as_of: Vec<Option<NaiveDate>>,
-    wallet_id: Vec<Option<String>>,
-    account_id: Vec<Option<String>>,
-    subscription_id: Vec<Option<String>>,
+    wallet_id: Vec<Option<&'a str>>,
+    account_id: Vec<Option<&'a str>>,
+    subscription_id: Vec<Option<&'a str>>,
     item_no: Vec<Option<i64>>,
-    service_id: Vec<Option<String>>,
-    kind: Vec<Option<String>>,
-    ttype: Vec<Option<String>>,
-    direction: Vec<Option<String>>,
+    service_id: Vec<Option<&'a str>>,
+    kind: Vec<Option<&'a str>>,
+    ttype: Vec<Option<&'a str>>,
+    direction: Vec<Option<&'a str>>,
     amount: Vec<Option<Decimal>>,
-    currency: Vec<Option<String>>,
+    currency: Vec<Option<&'a str>>,
     quantity: Vec<Option<Decimal>>,
     unit_price: Vec<Option<Decimal>>,
     period_start: Vec<Option<NaiveDate>>,
@@ -510,21 +498,21 @@ struct TxCols {
     balance_after: Vec<Option<Decimal>>,
 }
 
-impl TxCols {
+impl<'a> TxCols<'a> {
     fn with_capacity(n: usize) -> Self {
         let mut t = TxCols::default();
         t.id.reserve(n);
         t
     }
-    fn push(&mut self, run_id: &str, as_of: NaiveDate, w: &Wallet, t: &crate::rate::Txn) {
+    fn push(&mut self, run_id: &'a str, as_of: NaiveDate, w: &'a Wallet, t: &crate::rate::Txn<'a>) {
         self.id.push(Some(format!("{run_id}/{}/{}", w.wallet_id, t.n)));
         self.run_id.push(s(run_id));
         self.as_of.push(Some(as_of));
         self.wallet_id.push(s(&w.wallet_id));
         self.account_id.push(s(&w.account_id));
-        self.subscription_id.push(t.subscription_id.map(str::to_string));
+        self.subscription_id.push(t.subscription_id);
         self.item_no.push(t.item_no);
-        self.service_id.push(t.service_id.map(str::to_string));
+        self.service_id.push(t.service_id);
         self.kind.push(s(t.kind.as_str()));
         self.ttype.push(s(t.transaction_type));
         self.direction.push(s(if t.kind == TxnKind::Credit { "CREDIT" } else { "DEBIT" }));
@@ -560,17 +548,17 @@ impl TxCols {
 }
 
 #[derive(Default)]
-struct EstCols {
-    wallet_id: Vec<Option<String>>,
-    account_id: Vec<Option<String>>,
+struct EstCols<'a> {
+    wallet_id: Vec<Option<&'a str>>,
+    account_id: Vec<Option<&'a str>>,
     balance: Vec<Option<Decimal>>,
     daily: Vec<Option<Decimal>>,
     days: Vec<Option<i64>>,
     depletion: Vec<Option<NaiveDate>>,
-    class: Vec<Option<String>>,
+    class: Vec<Option<&'a str>>,
 }
 
-impl EstCols {
+impl EstCols<'_> {
     fn finish(self) -> OutTable {
         OutTable::new("wallet_estimates")
             .str("wallet_id", false, self.wallet_id)
@@ -584,21 +572,21 @@ impl EstCols {
 }
 
 #[derive(Default)]
-struct PayCols {
-    event_id: Vec<Option<String>>,
-    subscription_id: Vec<Option<String>>,
-    account_id: Vec<Option<String>>,
-    source: Vec<Option<String>>,
-    event_type: Vec<Option<String>>,
+struct PayCols<'a> {
+    event_id: Vec<Option<&'a str>>,
+    subscription_id: Vec<Option<&'a str>>,
+    account_id: Vec<Option<&'a str>>,
+    source: Vec<Option<&'a str>>,
+    event_type: Vec<Option<&'a str>>,
     event_time: Vec<Option<Micros>>,
     amount: Vec<Option<Decimal>>,
-    currency: Vec<Option<String>>,
-    payment_status: Vec<Option<String>>,
+    currency: Vec<Option<&'a str>>,
+    payment_status: Vec<Option<&'a str>>,
     as_of: Vec<Option<NaiveDate>>,
 }
 
-impl PayCols {
-    fn push(&mut self, e: &Event, account: &str, as_of: NaiveDate) {
+impl<'a> PayCols<'a> {
+    fn push(&mut self, e: &'a Event, account: &'a str, as_of: NaiveDate) {
         self.event_id.push(s(&e.event_id));
         self.subscription_id.push(s(&e.subscription_id));
         self.account_id.push(s(account));
@@ -606,8 +594,8 @@ impl PayCols {
         self.event_type.push(s(e.event_type.as_str()));
         self.event_time.push(Some(e.event_time));
         self.amount.push(e.amount);
-        self.currency.push(e.currency.clone());
-        self.payment_status.push(e.payment_status.clone());
+        self.currency.push(e.currency.as_deref());
+        self.payment_status.push(e.payment_status.as_deref());
         self.as_of.push(Some(as_of));
     }
     fn finish(self) -> OutTable {

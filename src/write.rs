@@ -4,10 +4,8 @@
 use crate::error::{Error, Result};
 use crate::job::OutputFormat;
 use crate::model::{format_ts, Micros};
-use arrow_array::builder::{
-    Date32Builder, Decimal128Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-};
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::builder::{Date32Builder, Decimal128Builder, Int64Builder, TimestampMicrosecondBuilder};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
@@ -24,7 +22,7 @@ pub const OUT_PRECISION: u8 = 38;
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 
 pub enum ColData {
-    Str(Vec<Option<String>>),
+    Str(arrow_array::StringArray),
     Dec(Vec<Option<Decimal>>),
     Date(Vec<Option<NaiveDate>>),
     Ts(Vec<Option<Micros>>),
@@ -59,24 +57,30 @@ impl OutTable {
     pub fn new(name: &'static str) -> Self {
         OutTable { name, cols: Vec::new() }
     }
-    pub fn str(mut self, name: &'static str, nullable: bool, v: Vec<Option<String>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Str(v) });
+    /// A string column, built straight into an Arrow array (no per-cell `String`).
+    pub fn str<S: AsRef<str>>(
+        mut self,
+        name: &'static str,
+        nullable: bool,
+        v: impl IntoIterator<Item = Option<S>>,
+    ) -> Self {
+        self.cols.push(OutCol { name, nullable, data: ColData::Str(v.into_iter().collect()) });
         self
     }
-    pub fn dec(mut self, name: &'static str, nullable: bool, v: Vec<Option<Decimal>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Dec(v) });
+    pub fn dec(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Decimal>>) -> Self {
+        self.cols.push(OutCol { name, nullable, data: ColData::Dec(v.into_iter().collect()) });
         self
     }
-    pub fn date(mut self, name: &'static str, nullable: bool, v: Vec<Option<NaiveDate>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Date(v) });
+    pub fn date(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<NaiveDate>>) -> Self {
+        self.cols.push(OutCol { name, nullable, data: ColData::Date(v.into_iter().collect()) });
         self
     }
-    pub fn ts(mut self, name: &'static str, nullable: bool, v: Vec<Option<Micros>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Ts(v) });
+    pub fn ts(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Micros>>) -> Self {
+        self.cols.push(OutCol { name, nullable, data: ColData::Ts(v.into_iter().collect()) });
         self
     }
-    pub fn int(mut self, name: &'static str, nullable: bool, v: Vec<Option<i64>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Int(v) });
+    pub fn int(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<i64>>) -> Self {
+        self.cols.push(OutCol { name, nullable, data: ColData::Int(v.into_iter().collect()) });
         self
     }
     pub fn rows(&self) -> usize {
@@ -107,13 +111,7 @@ impl OutTable {
             .iter()
             .map(|c| -> Result<ArrayRef> {
                 Ok(match &c.data {
-                    ColData::Str(v) => {
-                        let mut b = StringBuilder::with_capacity(v.len(), v.len() * 8);
-                        for x in v {
-                            b.append_option(x.as_deref());
-                        }
-                        Arc::new(b.finish())
-                    }
+                    ColData::Str(v) => Arc::new(v.clone()),
                     ColData::Dec(v) => {
                         let mut b = Decimal128Builder::with_capacity(v.len());
                         for x in v {
@@ -266,7 +264,13 @@ fn parquet_io(ctx: String, e: parquet::errors::ParquetError) -> Error {
 /// The text form of a cell, as written to CSV and shown in golden files.
 pub fn cell_text(c: &ColData, i: usize) -> String {
     match c {
-        ColData::Str(v) => v[i].clone().unwrap_or_default(),
+        ColData::Str(v) => {
+            if v.is_valid(i) {
+                v.value(i).to_string()
+            } else {
+                String::new()
+            }
+        }
         ColData::Dec(v) => v[i].map(|d| d.to_string()).unwrap_or_default(),
         ColData::Date(v) => v[i].map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_default(),
         ColData::Ts(v) => v[i].map(format_ts).unwrap_or_default(),
