@@ -15,7 +15,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Rows per decoded batch.
 pub const BATCH_ROWS: usize = 65_536;
@@ -738,9 +737,10 @@ fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> R
     }
     let mut row: u64 = 1;
     let mut rec = csv::ByteRecord::new();
-    let mut builders: Vec<Vec<Option<String>>> = specs.iter().map(|_| Vec::with_capacity(BATCH_ROWS)).collect();
+    let new_builder = || arrow_array::builder::StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 12);
+    let mut builders: Vec<arrow_array::builder::StringBuilder> = specs.iter().map(|_| new_builder()).collect();
     let mut n = 0usize;
-    let flush = |builders: &mut Vec<Vec<Option<String>>>,
+    let flush = |builders: &mut Vec<arrow_array::builder::StringBuilder>,
                  n: &mut usize,
                  row: &mut u64,
                  f: &mut dyn FnMut(&Batch) -> Result<()>|
@@ -752,10 +752,10 @@ fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> R
             .iter_mut()
             .zip(&positions)
             .map(|(b, p)| {
+                let arr = b.finish();
                 if p.is_some() {
-                    Col::Str(StringArray::from(std::mem::take(b)))
+                    Col::Str(arr)
                 } else {
-                    b.clear();
                     Col::Missing
                 }
             })
@@ -779,9 +779,14 @@ fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> R
             }
         }
         for (b, p) in builders.iter_mut().zip(&positions) {
-            let v =
-                p.and_then(|i| rec.get(i)).filter(|v| !v.is_empty()).map(|v| String::from_utf8_lossy(v).into_owned());
-            b.push(v);
+            // An empty field is null; invalid UTF-8 is replaced (and then fails its grammar).
+            match p.and_then(|i| rec.get(i)).filter(|v| !v.is_empty()) {
+                None => b.append_null(),
+                Some(v) => match std::str::from_utf8(v) {
+                    Ok(s) => b.append_value(s),
+                    Err(_) => b.append_value(String::from_utf8_lossy(v)),
+                },
+            }
         }
         n += 1;
         if n == BATCH_ROWS {
@@ -808,9 +813,6 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     }
     Ok(format!("{:x}", h.finalize()))
 }
-
-#[allow(dead_code)]
-fn _assert_send(_: Arc<dyn Array>) {}
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use billrun::job::OutputFormat;
 use chrono::NaiveDate;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use util::*;
 
 fn as_of() -> NaiveDate {
@@ -158,7 +158,6 @@ fn killed_runs_leave_nothing_or_everything() {
         .filter(|n| n.contains(".tmp-") || n.contains(".old-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    let _ = Duration::ZERO;
 }
 
 #[test]
