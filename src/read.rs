@@ -380,7 +380,7 @@ pub fn parse_int_strict(s: &str) -> Option<i64> {
 /// `YYYY-MM-DD`, a real calendar day.
 pub fn parse_date_strict(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
-    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+    if !s.is_ascii() || b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
     if !b.iter().enumerate().all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit()) {
@@ -395,7 +395,8 @@ pub fn parse_date_strict(s: &str) -> Option<NaiveDate> {
 /// `YYYY-MM-DD[T| ]HH:MM:SS[.fraction][Z|±HH:MM]`; an offset is converted to UTC, none means UTC.
 pub fn parse_timestamp_strict(s: &str) -> Option<Micros> {
     let b = s.as_bytes();
-    if b.len() < 19 {
+    // Byte offsets below are only char boundaries in ASCII text.
+    if b.len() < 19 || !s.is_ascii() {
         return None;
     }
     let date = parse_date_strict(&s[0..10])?;
@@ -837,7 +838,14 @@ mod tests {
         assert_eq!(parse_timestamp_strict("2026-11-22 00:00:00").unwrap(), z);
         assert_eq!(parse_timestamp_strict("2026-11-22T01:30:00+01:30").unwrap(), z);
         assert_eq!(parse_timestamp_strict("2026-11-22T00:00:00.5Z").unwrap(), z + 500_000);
-        for bad in ["2026-11-22", "2026-11-22T24:00:00", "2026-11-22T00:00:00+1:00", "2026-11-22T00:00:00.Z"] {
+        for bad in [
+            "2026-11-22",
+            "2026-11-22T24:00:00",
+            "2026-11-22T00:00:00+1:00",
+            "2026-11-22T00:00:00.Z",
+            "2026-11-2\u{fffd}T00:00:00Z",
+            "\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}\u{fffd}",
+        ] {
             assert!(parse_timestamp_strict(bad).is_none(), "{bad:?}");
         }
     }

@@ -11,7 +11,6 @@ use crate::read::{find_table, table_at, TableSource};
 use crate::validate::*;
 use chrono::NaiveDate;
 use rayon::prelude::*;
-use rustc_hash::FxHashSet as HashSet;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -191,61 +190,10 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         t0.elapsed().as_secs_f64()
     ));
 
-    // Credits.
-    let mut credits: Vec<Credit> = Vec::new();
-    let mut credit_wallet: Vec<usize> = Vec::new();
-    if let Some(src) = &credits_src {
-        let rows = intake.load(src, CREDITS, parse_credit)?;
-        for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)) {
-            match st.wallet_by_id.get(&c.wallet_id) {
-                Some(&w) => {
-                    credit_wallet.push(w);
-                    credits.push(c);
-                }
-                None => {
-                    let detail = format!("wallet {} is unknown or rejected", c.wallet_id);
-                    intake.reject("credits", o, c.credit_id.clone(), Reason::UnknownWallet, detail);
-                }
-            }
-        }
-    }
-
-    // External events.
-    let mut events: Vec<(Event, usize)> = Vec::new();
-    {
-        let mut rows = Vec::new();
-        for src in [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten() {
-            rows.extend(intake.load(src, EVENTS, parse_event)?.into_iter().map(|(e, o)| (e, o, src.table)));
-        }
-        let mut seen = HashSet::default();
-        for (e, o, table) in rows {
-            if !seen.insert(e.event_id.clone()) {
-                let k = e.event_id.clone();
-                intake.reject(
-                    table,
-                    o,
-                    k.clone(),
-                    Reason::DuplicateKey,
-                    format!("duplicate event_id {k}; the first occurrence wins"),
-                );
-                continue;
-            }
-            match st.sub_idx.get(&e.subscription_id).filter(|&&s| st.sub_ok[s]) {
-                None => {
-                    let detail = format!("subscription {} is unknown or rejected", e.subscription_id);
-                    intake.reject(table, o, e.event_id.clone(), Reason::UnknownSubscription, detail);
-                }
-                Some(&s) if st.subs[s].is_internal() || st.subs[s].source != e.source => {
-                    let detail = format!(
-                        "event source {} but subscription {} is {}",
-                        e.source, e.subscription_id, st.subs[s].source
-                    );
-                    intake.reject(table, o, e.event_id.clone(), Reason::SourceMismatch, detail);
-                }
-                Some(&s) => events.push((e, s)),
-            }
-        }
-    }
+    let (credits, credit_wallet) = validate_credits(&mut intake, credits_src.as_ref(), &st)?;
+    let event_sources: Vec<&TableSource> =
+        [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten().collect();
+    let events = validate_events(&mut intake, &event_sources, &st)?;
     timings.push(("read_validate", t0.elapsed().as_secs_f64()));
     progress(&format!(
         "read: {} rows from {} files, {} usage rows rated, {} rejects",

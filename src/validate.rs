@@ -666,6 +666,68 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     })
 }
 
+/// Credits: parsed, deduplicated on `credit_id`, and matched to their wallet
+/// (`UNKNOWN_WALLET` otherwise). Returns the credits and their wallet indices.
+pub fn validate_credits(
+    intake: &mut Intake,
+    src: Option<&TableSource>,
+    st: &State,
+) -> Result<(Vec<Credit>, Vec<usize>)> {
+    let mut credits = Vec::new();
+    let mut wallet = Vec::new();
+    let Some(src) = src else { return Ok((credits, wallet)) };
+    let rows = intake.load(src, CREDITS, parse_credit)?;
+    for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)) {
+        match st.wallet_by_id.get(&c.wallet_id) {
+            Some(&w) => {
+                wallet.push(w);
+                credits.push(c);
+            }
+            None => {
+                let detail = format!("wallet {} is unknown or rejected", c.wallet_id);
+                intake.reject("credits", o, c.credit_id.clone(), Reason::UnknownWallet, detail);
+            }
+        }
+    }
+    Ok((credits, wallet))
+}
+
+/// Store events from `deferred_events` then the new files: parsed, deduplicated on
+/// `event_id` across both, and matched to an externally managed subscription of the same
+/// source (`UNKNOWN_SUBSCRIPTION`, `SOURCE_MISMATCH` otherwise). Returns each event with its
+/// subscription index.
+pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State) -> Result<Vec<(Event, usize)>> {
+    let mut rows = Vec::new();
+    for src in sources {
+        rows.extend(intake.load(src, EVENTS, parse_event)?.into_iter().map(|(e, o)| (e, o, src.table)));
+    }
+    let mut events = Vec::with_capacity(rows.len());
+    let mut seen = HashSet::default();
+    for (e, o, table) in rows {
+        if !seen.insert(e.event_id.clone()) {
+            let k = e.event_id.clone();
+            let detail = format!("duplicate event_id {k}; the first occurrence wins");
+            intake.reject(table, o, k, Reason::DuplicateKey, detail);
+            continue;
+        }
+        match st.sub_idx.get(&e.subscription_id).filter(|&&s| st.sub_ok[s]) {
+            None => {
+                let detail = format!("subscription {} is unknown or rejected", e.subscription_id);
+                intake.reject(table, o, e.event_id.clone(), Reason::UnknownSubscription, detail);
+            }
+            Some(&s) if st.subs[s].is_internal() || st.subs[s].source != e.source => {
+                let detail = format!(
+                    "event source {} but subscription {} is {}",
+                    e.source, e.subscription_id, st.subs[s].source
+                );
+                intake.reject(table, o, e.event_id.clone(), Reason::SourceMismatch, detail);
+            }
+            Some(&s) => events.push((e, s)),
+        }
+    }
+    Ok(events)
+}
+
 /// What happens to a usage row that parsed and is not a duplicate.
 #[derive(Debug, PartialEq, Eq)]
 pub enum UsageFate {
