@@ -19,7 +19,7 @@ pub enum Error {
 
     /// The reject gate failed (exit 3).
     #[error("{rejected} of {total} input rows rejected (ratio {ratio:.6} > max_reject_ratio {max}); nothing published, rejects and manifest in {review_dir}")]
-    TooManyRejects { rejected: u64, total: u64, ratio: f64, max: f64, review_dir: String },
+    TooManyRejects { rejected: u64, total: u64, ratio: f64, max: f64, review_dir: String, summary: String },
 
     /// The output directory exists and `--force` was not given (exit 4).
     #[error("output {0} exists (use --force to replace it)")]

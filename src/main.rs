@@ -97,6 +97,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let billrun::Error::TooManyRejects { summary, .. } = &e {
+                print!("{summary}");
+            }
             eprintln!("billrun: error: {e}");
             ExitCode::from(e.exit_code() as u8)
         }

@@ -785,3 +785,31 @@ pub fn summary(c: &RunMeta, p: &Products, ratio: f64) -> String {
     }
     out
 }
+
+/// Rejects per table and reason with the first `examples` of each, for `billrun validate`.
+pub fn reject_report(intake: &Intake, examples: usize) -> String {
+    use std::fmt::Write;
+    let mut groups: BTreeMap<(&str, &str), Vec<&crate::validate::Reject>> = BTreeMap::new();
+    let mut order: Vec<&crate::validate::Reject> = intake.rejects.iter().collect();
+    order.sort_by_key(|r| (r.file_ord, r.row));
+    for r in order {
+        groups.entry((r.table, r.reason.as_str())).or_default().push(r);
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "rejects by table and reason:");
+    for ((table, reason), rs) in &groups {
+        let _ = writeln!(out, "  {table:<20} {reason:<26} {:>9}", rs.len());
+        for r in rs.iter().take(examples) {
+            let _ = writeln!(out, "      {} row {} key {:?}: {}", r.file, r.row, r.key, r.detail);
+        }
+    }
+    let _ = writeln!(out, "input rows per table:");
+    let mut per_table: BTreeMap<&str, u64> = BTreeMap::new();
+    for f in &intake.files {
+        *per_table.entry(f.table).or_default() += f.rows;
+    }
+    for (t, n) in per_table {
+        let _ = writeln!(out, "  {t:<20} {n:>12}");
+    }
+    out
+}

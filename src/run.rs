@@ -258,9 +258,18 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let total = intake.rows_read;
     let ratio = if total == 0 { 0.0 } else { rejected as f64 / total as f64 };
     let gate_failed = ratio > job.max_reject_ratio;
-    let summary = output::summary(&meta, &asm.products, ratio);
-    let too_many =
-        |review_dir: String| Error::TooManyRejects { rejected, total, ratio, max: job.max_reject_ratio, review_dir };
+    let mut summary = output::summary(&meta, &asm.products, ratio);
+    if args.mode == Mode::Validate {
+        summary.push_str(&output::reject_report(&intake, 3));
+    }
+    let too_many = |review_dir: String| Error::TooManyRejects {
+        rejected,
+        total,
+        ratio,
+        max: job.max_reject_ratio,
+        review_dir,
+        summary: summary.clone(),
+    };
 
     if args.mode != Mode::Run {
         if gate_failed {

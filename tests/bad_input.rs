@@ -175,6 +175,9 @@ fn reject_gate_is_exit_3_and_publishes_nothing() {
     a[0] = "validate".into();
     let v = billrun(a).code_is(3);
     assert!(v.stderr().contains("rejected"));
+    // ... with counts per table and reason and the first examples of each.
+    assert!(v.stdout().contains("rejects by table and reason"), "{}", v.stdout());
+    assert!(v.stdout().contains("usage.csv row 10 key \"U9\""), "{}", v.stdout());
     assert!(!s.path("v").exists());
 }
 
