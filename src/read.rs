@@ -586,7 +586,7 @@ fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
 
 /// Decode every batch of `file`, projecting the spec's columns, and hand each to `f`.
 /// A missing required column or an undecodable file is an error naming file and column.
-pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(&Batch) -> Result<()>) -> Result<u64> {
+pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(Batch) -> Result<()>) -> Result<u64> {
     match file.format {
         Format::Parquet => guarded(file, || read_parquet(file, specs, None, &mut f)),
         Format::Csv => read_csv(file, specs, &mut f),
@@ -640,7 +640,7 @@ pub fn read_unit(
     specs: &[ColSpec],
     unit: usize,
     first_row: u64,
-    mut f: impl FnMut(&Batch) -> Result<()>,
+    mut f: impl FnMut(Batch) -> Result<()>,
 ) -> Result<u64> {
     match file.format {
         Format::Parquet => guarded(file, || read_parquet(file, specs, Some((unit, first_row)), &mut f)),
@@ -656,7 +656,7 @@ fn read_parquet(
     file: &SourceFile,
     specs: &[ColSpec],
     unit: Option<(usize, u64)>,
-    f: &mut dyn FnMut(&Batch) -> Result<()>,
+    f: &mut dyn FnMut(Batch) -> Result<()>,
 ) -> Result<u64> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
@@ -709,13 +709,13 @@ fn read_parquet(
             }
         }
         let len = rb.num_rows();
-        f(&Batch { cols, len, first_row: row })?;
+        f(Batch { cols, len, first_row: row })?;
         row += len as u64;
     }
     Ok(row - start)
 }
 
-fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> Result<()>) -> Result<u64> {
+fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(Batch) -> Result<()>) -> Result<u64> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
     let mut rdr = csv::ReaderBuilder::new()
@@ -744,7 +744,7 @@ fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> R
     let flush = |builders: &mut Vec<arrow_array::builder::StringBuilder>,
                  n: &mut usize,
                  row: &mut u64,
-                 f: &mut dyn FnMut(&Batch) -> Result<()>|
+                 f: &mut dyn FnMut(Batch) -> Result<()>|
      -> Result<()> {
         if *n == 0 {
             return Ok(());
@@ -761,7 +761,7 @@ fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(&Batch) -> R
                 }
             })
             .collect();
-        f(&Batch { cols, len: *n, first_row: *row })?;
+        f(Batch { cols, len: *n, first_row: *row })?;
         *row += *n as u64;
         *n = 0;
         Ok(())

@@ -373,31 +373,27 @@ impl Intake {
     ) -> Result<Vec<(T, Origin)>> {
         let mut out = Vec::new();
         let table = src.table;
-        self.load_rows(
-            src,
-            specs,
-            |r| parse(r).map_err(|(reason, detail)| (key_of(table, r), reason, detail)),
-            |intake, p, o| {
-                match p {
-                    Ok(t) => out.push((t, o)),
-                    Err((key, reason, detail)) => intake.reject(table, o, key, reason, detail),
-                }
-                Ok(())
-            },
-        )?;
+        self.load_rows(src, specs, parse, |intake, p, o, r| {
+            match p {
+                Ok(t) => out.push((t, o)),
+                Err((reason, detail)) => intake.reject(table, o, key_of(table, r), reason, detail),
+            }
+            Ok(())
+        })?;
         Ok(out)
     }
 
     /// The parallel reading loop shared by every table: decode the units of each file
     /// (Parquet row groups) in waves as wide as the rayon pool, compute `per_row` for every
-    /// row in parallel, and hand the results to `merge` in read order. A file of one unit
-    /// (CSV) is streamed batch by batch.
+    /// row in parallel, and hand the results to `merge` in read order, with the row itself
+    /// (its batch is kept until merged, so outcomes need not copy any text). A file of one
+    /// unit (CSV) is streamed batch by batch.
     pub fn load_rows<O: Send>(
         &mut self,
         src: &TableSource,
         specs: &[ColSpec],
         per_row: impl Fn(&Row) -> O + Sync,
-        mut merge: impl FnMut(&mut Intake, O, Origin) -> Result<()>,
+        mut merge: impl FnMut(&mut Intake, O, Origin, &Row) -> Result<()>,
     ) -> Result<()> {
         use rayon::prelude::*;
         let rows_of = |b: &Batch| -> Vec<O> {
@@ -408,24 +404,28 @@ impl Intake {
             self.files.push(InputFile { table: src.table, name: file.name.clone(), path: file.path.clone(), rows: 0 });
             let units = crate::read::units(file)?;
             let mut total = 0u64;
+            let mut merge_batch = |intake: &mut Intake, b: &Batch, outcomes: Vec<O>| -> Result<()> {
+                for (i, o) in outcomes.into_iter().enumerate() {
+                    merge(intake, o, Origin { file_ord, row: b.first_row + i as u64 }, &Row { b, i, specs })?;
+                }
+                Ok(())
+            };
             if units.len() == 1 {
                 total = crate::read::read_unit(file, specs, 0, units[0].0, |b| {
-                    for (i, o) in rows_of(b).into_iter().enumerate() {
-                        merge(self, o, Origin { file_ord, row: b.first_row + i as u64 })?;
-                    }
-                    Ok(())
+                    let outcomes = rows_of(&b);
+                    merge_batch(self, &b, outcomes)
                 })?;
             } else {
                 let width = rayon::current_num_threads().max(1);
                 let indexed: Vec<(usize, u64)> = units.iter().enumerate().map(|(i, u)| (i, u.0)).collect();
                 for wave in indexed.chunks(width) {
-                    let results: Vec<Result<(Vec<(O, u64)>, u64)>> = wave
+                    let results: Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>> = wave
                         .par_iter()
                         .map(|&(unit, first)| {
                             let mut v = Vec::new();
                             let n = crate::read::read_unit(file, specs, unit, first, |b| {
-                                let first = b.first_row;
-                                v.extend(rows_of(b).into_iter().enumerate().map(|(i, o)| (o, first + i as u64)));
+                                let outcomes = rows_of(&b);
+                                v.push((b, outcomes));
                                 Ok(())
                             })?;
                             Ok((v, n))
@@ -434,8 +434,8 @@ impl Intake {
                     for r in results {
                         let (v, n) = r?;
                         total += n;
-                        for (o, row) in v {
-                            merge(self, o, Origin { file_ord, row })?;
+                        for (b, outcomes) in v {
+                            merge_batch(self, &b, outcomes)?;
                         }
                     }
                 }
@@ -806,8 +806,8 @@ pub struct UsageIntake {
 
 /// What one usage row comes to, before the (sequential) duplicate check.
 enum RowOutcome {
-    Bad { key: String, reason: Reason, detail: String },
-    Good { fp: u128, id: Box<str>, fate: Fate },
+    Bad { reason: Reason, detail: String },
+    Good { fp: u128, fate: Fate },
 }
 
 enum Fate {
@@ -828,10 +828,9 @@ pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, c
             src,
             USAGE,
             |r| match parse_usage(r) {
-                Err((reason, detail)) => RowOutcome::Bad { key: r.raw(0), reason, detail },
+                Err((reason, detail)) => RowOutcome::Bad { reason, detail },
                 Ok(u) => RowOutcome::Good {
                     fp: xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes()),
-                    id: u.usage_id.into(),
                     fate: match classify_usage(st, &u, cutoff) {
                         UsageFate::Rate(ii) => Fate::Rate(ii, u.quantity),
                         UsageFate::Defer => Fate::Defer(u.to_owned()),
@@ -839,13 +838,14 @@ pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, c
                     },
                 },
             },
-            |intake, oc, o| {
+            |intake, oc, o, r| {
                 match oc {
-                    RowOutcome::Bad { key, reason, detail } => intake.reject(table, o, key, reason, detail),
-                    RowOutcome::Good { fp, id, fate } => {
+                    RowOutcome::Bad { reason, detail } => intake.reject(table, o, r.raw(0), reason, detail),
+                    RowOutcome::Good { fp, fate } => {
                         if !seen.insert(fp) {
+                            let id = r.raw(0);
                             let detail = format!("duplicate usage_id {id}; the first occurrence wins");
-                            intake.reject(table, o, id.into(), Reason::DuplicateKey, detail);
+                            intake.reject(table, o, id, Reason::DuplicateKey, detail);
                             return Ok(());
                         }
                         match fate {
@@ -854,7 +854,7 @@ pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, c
                                 out.rated_rows += 1;
                             }
                             Fate::Defer(u) => out.deferred.push(u),
-                            Fate::Reject(reason, detail) => intake.reject(table, o, id.into(), reason, detail),
+                            Fate::Reject(reason, detail) => intake.reject(table, o, r.raw(0), reason, detail),
                         }
                     }
                 }
