@@ -486,17 +486,20 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
         DataType::Null => return Ok(Col::Missing),
         _ => {}
     }
+    // Integers of any width as Int64 (a value beyond i64 is an unreadable input).
+    let as_int64 = |a: &ArrayRef| -> Result<Col> {
+        let c = arrow_cast::cast_with_options(
+            a,
+            &DataType::Int64,
+            &arrow_cast::CastOptions { safe: false, ..Default::default() },
+        )
+        .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
+        Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
+    };
     match spec.kind {
         Kind::Text => match dt {
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64
-            | DataType::Boolean => as_utf8(a),
+            DataType::Boolean => as_utf8(a),
+            d if d.is_integer() => as_utf8(a),
             _ => Err(bad("a")),
         },
         Kind::Decimal => match dt {
@@ -515,17 +518,7 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
                 .map_err(|e| unreadable(file, spec.name, format!("Decimal256 values beyond Decimal128: {e}")))?;
                 Ok(Col::Dec(c.as_primitive::<Decimal128Type>().clone(), s))
             }
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32 => {
-                let c =
-                    arrow_cast::cast(a, &DataType::Int64).map_err(|e| unreadable(file, spec.name, e.to_string()))?;
-                Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
-            }
+            d if d.is_integer() => as_int64(a),
             DataType::Float16 | DataType::Float32 | DataType::Float64 => Err(unreadable(
                 file,
                 spec.name,
@@ -534,22 +527,7 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
             _ => Err(bad("a")),
         },
         Kind::Int => match dt {
-            DataType::Int8
-            | DataType::Int16
-            | DataType::Int32
-            | DataType::Int64
-            | DataType::UInt8
-            | DataType::UInt16
-            | DataType::UInt32
-            | DataType::UInt64 => {
-                let c = arrow_cast::cast_with_options(
-                    a,
-                    &DataType::Int64,
-                    &arrow_cast::CastOptions { safe: false, ..Default::default() },
-                )
-                .map_err(|e| unreadable(file, spec.name, e.to_string()))?;
-                Ok(Col::Int(c.as_primitive::<Int64Type>().clone()))
-            }
+            d if d.is_integer() => as_int64(a),
             DataType::Decimal128(_, s) => Ok(Col::Dec(a.as_primitive::<Decimal128Type>().clone(), s)),
             _ => Err(bad("an")),
         },
