@@ -371,7 +371,12 @@ impl Intake {
         specs: &[ColSpec],
         parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
     ) -> Result<Vec<(T, Origin)>> {
-        let mut out = Vec::new();
+        // Size the result once from the Parquet metadata (CSV sizes are not known up front).
+        let mut expected = 0u64;
+        for f in &src.files {
+            expected += crate::read::units(f)?.iter().filter_map(|u| u.1).sum::<u64>();
+        }
+        let mut out = Vec::with_capacity(expected as usize);
         let table = src.table;
         self.load_rows(src, specs, parse, |intake, p, o, r| {
             match p {
@@ -539,10 +544,13 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
     let wallets = intake.dedupe("wallets", wallets, |w| (&w.wallet_id, 0));
     // A second wallet for an account is a duplicate too.
-    let mut accounts = HashSet::default();
+    let first_of_account: Vec<bool> = {
+        let mut accounts = HashSet::default();
+        wallets.iter().map(|(w, _)| accounts.insert(w.account_id.as_str())).collect()
+    };
     let mut kept = Vec::with_capacity(wallets.len());
-    for (w, o) in wallets {
-        if accounts.insert(w.account_id.clone()) {
+    for ((w, o), first) in wallets.into_iter().zip(first_of_account) {
+        if first {
             kept.push(w);
         } else {
             let detail = format!("account {} already has a wallet; the first occurrence wins", w.account_id);
@@ -573,13 +581,28 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
 
     let items = load_opt(intake, src.items, ITEMS, parse_item)?;
     let items = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
-    // A second item for the same POST_RATE service of a subscription is a duplicate.
-    let mut post_seen = HashSet::default();
-    let mut item_list = Vec::with_capacity(items.len());
-    for (it, o) in items {
-        let is_post =
-            service_idx.get(&it.service_id).is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate);
-        if is_post && !post_seen.insert((it.subscription_id.clone(), it.service_id.clone())) {
+    // A second item for the same POST_RATE service of a subscription is a duplicate
+    // (decided on borrowed keys first, so each item is moved once, below).
+    let post_dup: Vec<bool> = {
+        let mut seen = HashSet::default();
+        items
+            .iter()
+            .map(|(it, _)| {
+                let is_post = service_idx
+                    .get(&it.service_id)
+                    .is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate);
+                is_post && !seen.insert((it.subscription_id.as_str(), it.service_id.as_str()))
+            })
+            .collect()
+    };
+    let n_items = items.len();
+    let mut item_state = Vec::with_capacity(n_items);
+    let mut item_sub = Vec::with_capacity(n_items);
+    let mut item_service = Vec::with_capacity(n_items);
+    let mut post_items: Vec<Vec<usize>> = vec![Vec::new(); subs.len()];
+    let mut items_out = Vec::with_capacity(n_items);
+    for ((it, o), dup) in items.into_iter().zip(post_dup) {
+        if dup {
             let detail = format!(
                 "subscription {} already has an item for POST_RATE service {}",
                 it.subscription_id, it.service_id
@@ -587,14 +610,6 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
             intake.reject("subscription_items", o, it.key(), Reason::DuplicateKey, detail);
             continue;
         }
-        item_list.push((it, o));
-    }
-    let mut item_state = Vec::with_capacity(item_list.len());
-    let mut item_sub = Vec::with_capacity(item_list.len());
-    let mut item_service = Vec::with_capacity(item_list.len());
-    let mut post_items: Vec<Vec<usize>> = vec![Vec::new(); subs.len()];
-    let mut items_out = Vec::with_capacity(item_list.len());
-    for (it, o) in item_list {
         let si = sub_idx.get(&it.subscription_id).copied();
         let sv = service_idx.get(&it.service_id).copied();
         let state = match (si, sv) {
