@@ -58,7 +58,11 @@ fn lenient_job(data: &Path) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // 48 cases per CI run; PROPTEST_CASES=N asks for more in a longer local session.
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(48),
+        ..ProptestConfig::default()
+    })]
 
     /// Arbitrary bytes, and CSV-shaped garbage, as the usage and wallets tables.
     #[test]
