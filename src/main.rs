@@ -17,8 +17,17 @@ struct Cli {
     /// No progress on stderr.
     #[arg(long, short, global = true)]
     quiet: bool,
+    /// Progress lines as plain text or as JSON objects (one per line, for schedulers).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Plain,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -83,13 +92,18 @@ fn main() -> ExitCode {
     let quiet = cli.quiet;
     let tty = std::io::stderr().is_terminal();
     let start = std::time::Instant::now();
+    let json = matches!(cli.log_format, LogFormat::Json);
     let progress = move |msg: &str| {
-        if !quiet {
-            if tty {
-                eprintln!("\x1b[2m[{:>7.2}s]\x1b[0m {msg}", start.elapsed().as_secs_f64());
-            } else {
-                eprintln!("[{:.2}s] {msg}", start.elapsed().as_secs_f64());
-            }
+        let t = start.elapsed().as_secs_f64();
+        if quiet {
+            return;
+        }
+        if json {
+            eprintln!("{}", serde_json::json!({"elapsed_s": t, "message": msg}));
+        } else if tty {
+            eprintln!("\x1b[2m[{t:>7.2}s]\x1b[0m {msg}");
+        } else {
+            eprintln!("[{t:.2}s] {msg}");
         }
     };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.cmd, &progress)))

@@ -210,6 +210,17 @@ fn dry_run_and_validate_write_nothing() {
     a[0] = "validate".into();
     billrun(a).ok();
     assert!(!out.exists());
+    // Progress as JSON lines for schedulers.
+    let mut a = run_args(&job(), &zx, &out, Some("2026-11-22"));
+    a.insert(0, "--log-format=json".into());
+    a.push("--dry-run".into());
+    let r = bin().args(&a).current_dir(repo()).output().unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(stderr.lines().count() >= 3, "{stderr}");
+    for line in stderr.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["message"].is_string() && v["elapsed_s"].is_number(), "{line}");
+    }
 }
 
 #[test]
