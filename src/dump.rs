@@ -100,6 +100,17 @@ pub fn read_text_table(path: &Path) -> Result<TextTable> {
     }
 }
 
+/// Table `name` of a run directory (`name.parquet` or `name.csv`), if present.
+pub fn read_run_table(dir: &Path, name: &str) -> Result<Option<TextTable>> {
+    for ext in ["parquet", "csv"] {
+        let p = dir.join(format!("{name}.{ext}"));
+        if p.exists() {
+            return read_text_table(&p).map(Some);
+        }
+    }
+    Ok(None)
+}
+
 /// Every table of a run directory rendered as text, in file-name order, with the manifest.
 pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
     let mut names: Vec<_> = std::fs::read_dir(dir)

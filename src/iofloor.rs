@@ -57,7 +57,7 @@ fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
         [(&a.usage, "usage", USAGE), (&a.credits, "credits", CREDITS), (&a.events, "external_events", EVENTS)]
     {
         if let Some(p) = p {
-            tables.push((table_at(p, name, name)?, specs));
+            tables.push((table_at(p, name)?, specs));
         }
     }
     let t = Instant::now();

@@ -83,6 +83,16 @@ impl Period {
         self.add_times(date, 1)
     }
 
+    /// `date - period` (months clamped to month end); saturates at the first date.
+    pub fn sub(&self, date: NaiveDate) -> NaiveDate {
+        let r = match self.unit {
+            Unit::Day => date.checked_sub_signed(chrono::TimeDelta::days(self.n as i64)),
+            Unit::Week => date.checked_sub_signed(chrono::TimeDelta::days(7 * self.n as i64)),
+            Unit::Month => date.checked_sub_months(Months::new(self.n)),
+        };
+        r.unwrap_or(NaiveDate::MIN)
+    }
+
     /// `days(period)`: the number of days from `date` to `date + period`.
     pub fn days_from(&self, date: NaiveDate) -> i64 {
         (self.add(date) - date).num_days()

@@ -57,7 +57,7 @@ pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>>
     let found: Vec<&PathBuf> = candidates.iter().filter(|p| p.exists()).collect();
     match found.len() {
         0 => Ok(None),
-        1 => Ok(Some(table_at(found[0], name, &format!("{name}"))?)),
+        1 => Ok(Some(table_at(found[0], name)?)),
         _ => Err(Error::input(
             dir.display().to_string(),
             format!(
@@ -68,8 +68,11 @@ pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>>
     }
 }
 
-/// A table named by a path on the command line: a file or a directory of part files.
-pub fn table_at(path: &Path, name: &'static str, display_root: &str) -> Result<TableSource> {
+/// A table named by a path: a file or a directory of part files. Files are named (in
+/// rejects and the manifest) relative to that path's parent: `usage.parquet`,
+/// `usage/part-0001.parquet`.
+pub fn table_at(path: &Path, name: &'static str) -> Result<TableSource> {
+    let base = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     if path.is_dir() {
         let mut files = Vec::new();
         let rd = std::fs::read_dir(path).map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
@@ -79,7 +82,7 @@ pub fn table_at(path: &Path, name: &'static str, display_root: &str) -> Result<T
             if let Some(f) = format_of(&p) {
                 if p.is_file() {
                     let fname = entry.file_name().to_string_lossy().into_owned();
-                    files.push(SourceFile { name: format!("{display_root}/{fname}"), path: p, format: f });
+                    files.push(SourceFile { name: format!("{base}/{fname}"), path: p, format: f });
                 }
             }
         }
@@ -90,14 +93,7 @@ pub fn table_at(path: &Path, name: &'static str, display_root: &str) -> Result<T
         let format = format_of(path).ok_or_else(|| {
             Error::input(path.display().to_string(), "unknown file format (expected .parquet or .csv)")
         })?;
-        let fname = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        let name_shown = if display_root.ends_with(".parquet") || display_root.ends_with(".csv") || display_root == name
-        {
-            fname
-        } else {
-            format!("{display_root}/{fname}")
-        };
-        Ok(TableSource { table: name, files: vec![SourceFile { path: path.to_path_buf(), name: name_shown, format }] })
+        Ok(TableSource { table: name, files: vec![SourceFile { path: path.to_path_buf(), name: base, format }] })
     } else {
         Err(Error::input(path.display().to_string(), "no such file or directory"))
     }

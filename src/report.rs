@@ -2,22 +2,12 @@
 //! the reconciliation per currency, debits by kind, transaction type and service, the
 //! lists by reason, the largest debits, store payments and rejects by reason.
 
-use crate::dump::{read_text_table, TextTable};
+use crate::dump::{read_run_table, TextTable};
 use crate::error::{Error, Result};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
-
-fn table(dir: &Path, name: &str) -> Result<Option<TextTable>> {
-    for ext in ["parquet", "csv"] {
-        let p = dir.join(format!("{name}.{ext}"));
-        if p.exists() {
-            return read_text_table(&p).map(Some);
-        }
-    }
-    Ok(None)
-}
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap_or_default()
@@ -79,7 +69,7 @@ pub fn report(dir: &Path) -> Result<String> {
             );
         }
     }
-    if let Some(tx) = table(dir, "wallet_transactions")? {
+    if let Some(tx) = read_run_table(dir, "wallet_transactions")? {
         let _ = writeln!(o, "\nTransactions by kind and type");
         for (k, (n, sum)) in group_sum(&tx, &["currency", "kind", "transaction_type"], "amount", |_| true) {
             let _ = writeln!(o, "  {:<5} {:<10} {:<16} {:>9} lines {:>16}", k[0], k[1], k[2], n, sum.to_string());
@@ -102,26 +92,26 @@ pub fn report(dir: &Path) -> Result<String> {
         }
     }
     for list in ["disconnections", "reconnections"] {
-        if let Some(t) = table(dir, list)? {
+        if let Some(t) = read_run_table(dir, list)? {
             let _ = writeln!(o, "\n{} by reason ({} in all)", list[..1].to_uppercase() + &list[1..], t.rows.len());
             for (k, (n, _)) in group_sum(&t, &["source", "reason"], "", |_| true) {
                 let _ = writeln!(o, "  {:<10} {:<32} {:>9}", k[0], k[1], n);
             }
         }
     }
-    if let Some(t) = table(dir, "wallet_estimates")? {
+    if let Some(t) = read_run_table(dir, "wallet_estimates")? {
         let _ = writeln!(o, "\nWallet estimates by class");
         for (k, (n, sum)) in group_sum(&t, &["class"], "balance", |_| true) {
             let _ = writeln!(o, "  {:<10} {:>9} wallets, balance {}", k[0], n, sum);
         }
     }
-    if let Some(t) = table(dir, "external_payments")? {
+    if let Some(t) = read_run_table(dir, "external_payments")? {
         let _ = writeln!(o, "\nStore-reported payments (never in wallets)");
         for (k, (n, sum)) in group_sum(&t, &["source", "currency", "payment_status"], "amount", |_| true) {
             let _ = writeln!(o, "  {:<10} {:<5} {:<10} {:>9} events {:>14}", k[0], k[1], k[2], n, sum.to_string());
         }
     }
-    if let Some(t) = table(dir, "rejects")? {
+    if let Some(t) = read_run_table(dir, "rejects")? {
         let _ = writeln!(o, "\nRejects by table and reason ({} in all)", t.rows.len());
         for (k, (n, _)) in group_sum(&t, &["table", "reason"], "", |_| true) {
             let _ = writeln!(o, "  {:<20} {:<26} {:>9}", k[0], k[1], n);

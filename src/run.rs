@@ -41,7 +41,6 @@ pub struct RunArgs {
 
 /// What a finished run reports.
 pub struct RunReport {
-    pub run_id: String,
     pub summary: String,
     pub published: Option<PathBuf>,
 }
@@ -76,15 +75,6 @@ pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
     crate::read::parse_date_strict(s)
         .map(Some)
         .ok_or_else(|| Error::input(p.display().to_string(), format!("bad as_of {s:?}")))
-}
-
-fn sub_period(p: Period, d: NaiveDate) -> NaiveDate {
-    let r = match p.unit {
-        Unit::Day => d.checked_sub_signed(chrono::TimeDelta::days(p.n as i64)),
-        Unit::Week => d.checked_sub_signed(chrono::TimeDelta::days(7 * p.n as i64)),
-        Unit::Month => d.checked_sub_months(chrono::Months::new(p.n)),
-    };
-    r.unwrap_or(NaiveDate::MIN)
 }
 
 /// What the manifest, stats and summary say about the run besides its products.
@@ -133,7 +123,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     }
     let prev = previous_as_of(&args.state)?;
     let as_of = resolve_as_of(args, &job, prev)?;
-    let prev_cutoff_date = prev.unwrap_or_else(|| sub_period(job.recurrence, as_of));
+    let prev_cutoff_date = prev.unwrap_or_else(|| job.recurrence.sub(as_of));
     let cutoff = midnight(as_of);
     let run_id = format!("{}-{}", job.name, as_of);
 
@@ -150,9 +140,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let deferred_usage_src = find_table(&args.state, "deferred_usage")?;
     let deferred_events_src = find_table(&args.state, "deferred_events")?;
     let arg_table = |p: &Option<PathBuf>, name: &'static str| -> Result<Option<TableSource>> {
-        p.as_ref()
-            .map(|p| table_at(p, name, &p.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()))
-            .transpose()
+        p.as_ref().map(|p| table_at(p, name)).transpose()
     };
     let usage_src = arg_table(&args.usage, "usage")?;
     let credits_src = arg_table(&args.credits, "credits")?;
@@ -275,7 +263,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         if gate_failed {
             return Err(too_many("(not written: validate/dry-run)".into()));
         }
-        return Ok(RunReport { run_id, summary, published: None });
+        return Ok(RunReport { summary, published: None });
     }
     let out = args.output.clone().unwrap();
     let format = job.output_format;
@@ -311,7 +299,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     }
     replace_dir(&tmp, &out)?;
     progress(&format!("done in {:.2}s", started.elapsed().as_secs_f64()));
-    Ok(RunReport { run_id, summary, published: Some(out) })
+    Ok(RunReport { summary, published: Some(out) })
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.

@@ -2,7 +2,7 @@
 //! checksums and row counts, every wallet's `balance_after` chain and closing balance, and
 //! the per-currency totals.
 
-use crate::dump::{read_text_table, TextTable};
+use crate::dump::{read_run_table, read_text_table, TextTable};
 use crate::error::{Error, Result};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
@@ -17,13 +17,7 @@ fn dec(s: &str, what: &str) -> Result<Decimal> {
 }
 
 fn find(dir: &Path, name: &str) -> Result<TextTable> {
-    for ext in ["parquet", "csv"] {
-        let p = dir.join(format!("{name}.{ext}"));
-        if p.exists() {
-            return read_text_table(&p);
-        }
-    }
-    Err(fail(format!("{name} is missing")))
+    read_run_table(dir, name)?.ok_or_else(|| fail(format!("{name} is missing")))
 }
 
 fn col(t: &TextTable, name: &str) -> Result<usize> {

@@ -46,8 +46,7 @@ fn dec(s: &str) -> Decimal {
 }
 
 fn table(dir: &Path, name: &str) -> billrun::dump::TextTable {
-    let p = ["parquet", "csv"].iter().map(|e| dir.join(format!("{name}.{e}"))).find(|p| p.exists()).unwrap();
-    billrun::dump::read_text_table(&p).unwrap()
+    billrun::dump::read_run_table(dir, name).unwrap().unwrap()
 }
 
 /// Per wallet: opening + credits − debits = closing, and the balance_after chain holds.
