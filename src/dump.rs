@@ -101,29 +101,38 @@ pub fn read_text_table(path: &Path) -> Result<TextTable> {
 }
 
 /// Table `name` of a run directory (`name.parquet` or `name.csv`), if present.
-pub fn read_run_table(dir: &Path, name: &str) -> Result<Option<TextTable>> {
-    for ext in ["parquet", "csv"] {
-        let p = dir.join(format!("{name}.{ext}"));
-        if p.exists() {
-            return read_text_table(&p).map(Some);
+pub fn read_run_table(dir: &Path, name: &'static str) -> Result<Option<TextTable>> {
+    let Some(src) = crate::read::find_table(dir, name)? else { return Ok(None) };
+    let mut out: Option<TextTable> = None;
+    for f in &src.files {
+        let t = read_text_table(&f.path)?;
+        match &mut out {
+            None => out = Some(t),
+            Some(o) => o.rows.extend(t.rows),
         }
     }
-    Ok(None)
+    Ok(out)
 }
 
-/// Every table of a run directory rendered as text, in file-name order, with the manifest.
+/// Every table file of a run directory (Hive part files included) rendered as text, in
+/// file-name order, with the manifest.
 pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "csv")))
-        .collect();
-    names.sort();
     let mut out = String::new();
-    for p in names {
-        let t = read_text_table(&p)?;
-        out.push_str(&format!("== {} ({} rows)\n", p.file_name().unwrap().to_string_lossy(), t.rows.len()));
+    // The run directory read as one "table": its files and those of any subdirectory.
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?.flatten() {
+        let p = e.path();
+        let hidden = e.file_name().to_string_lossy().starts_with('.');
+        if p.is_dir() && !hidden {
+            files.extend(crate::read::table_at(&p, "table")?.files);
+        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "csv")) {
+            files.extend(crate::read::table_at(&p, "table")?.files);
+        }
+    }
+    files.sort_by(|a, b| a.name.cmp(&b.name));
+    for f in files {
+        let t = read_text_table(&f.path)?;
+        out.push_str(&format!("== {} ({} rows)\n", f.name, t.rows.len()));
         out.push_str(&t.to_csv());
         out.push('\n');
     }

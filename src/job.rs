@@ -22,6 +22,26 @@ impl OutputFormat {
     }
 }
 
+/// How output tables are laid out in the run directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// `<table>.<ext>`: one file per table.
+    #[default]
+    Flat,
+    /// `<table>/as_of=YYYY-MM-DD/part-NNNNN.<ext>`: a Hive-partitioned dataset per table.
+    Hive,
+}
+
+impl Layout {
+    pub fn parse(s: &str) -> std::result::Result<Layout, String> {
+        match s {
+            "flat" => Ok(Layout::Flat),
+            "hive" => Ok(Layout::Hive),
+            o => Err(format!("expected flat or hive, got {o:?}")),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Estimation {
     Off,
@@ -48,6 +68,10 @@ pub struct Job {
     pub debit_transaction_type: String,
     pub rounding: Rounding,
     pub output_format: OutputFormat,
+    /// Not in SPEC §2: `output_layout = "flat" | "hive"` (default flat).
+    pub output_layout: Layout,
+    /// Not in SPEC §2: `lineage = true` writes `usage_lineage` (default false).
+    pub lineage: bool,
     pub max_reject_ratio: f64,
     pub steps: Steps,
 }
@@ -65,6 +89,10 @@ struct RawJob {
     rounding: String,
     #[serde(default = "default_format")]
     output_format: String,
+    #[serde(default = "default_layout")]
+    output_layout: String,
+    #[serde(default)]
+    lineage: bool,
     #[serde(default = "default_ratio")]
     max_reject_ratio: f64,
     #[serde(default)]
@@ -130,6 +158,9 @@ fn default_rounding() -> String {
 fn default_format() -> String {
     "parquet".into()
 }
+fn default_layout() -> String {
+    "flat".into()
+}
 fn default_ratio() -> f64 {
     0.01
 }
@@ -161,6 +192,7 @@ impl Job {
             "csv" => OutputFormat::Csv,
             o => return Err(format!("output_format: expected parquet or csv, got {o:?}")),
         };
+        let output_layout = Layout::parse(&raw.output_layout).map_err(|e| format!("output_layout: {e}"))?;
         let wallet_estimation = match raw.steps.wallet_estimation.as_str() {
             "off" => Estimation::Off,
             "changed" => Estimation::Changed,
@@ -192,6 +224,8 @@ impl Job {
             debit_transaction_type: raw.debit_transaction_type,
             rounding,
             output_format,
+            output_layout,
+            lineage: raw.lineage,
             max_reject_ratio: raw.max_reject_ratio,
             steps: Steps {
                 start_service: raw.steps.start_service,

@@ -13,8 +13,10 @@ pub mod job;
 pub mod model;
 pub mod output;
 pub mod partition;
+pub mod progress;
 pub mod rate;
 pub mod read;
+#[cfg(feature = "report")]
 pub mod report;
 pub mod run;
 pub mod validate;

@@ -1,11 +1,12 @@
 //! The `billrun` command: parse arguments, call the library, map errors to exit codes.
 
-use billrun::run::{execute, Mode, RunArgs};
+use billrun::run::{execute, Mode, Progress, RunArgs};
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 
 /// Allocation-heavy ingestion (millions of small strings) runs markedly faster on mimalloc.
 #[global_allocator]
@@ -39,7 +40,7 @@ enum Cmd {
     /// Generate a deterministic synthetic dataset for a run.
     Generate(billrun::generate::GenArgs),
     /// A finance summary of a published run's output directory.
-    Report { dir: PathBuf },
+    Report(ReportOpts),
     /// Re-check a published run from its files alone.
     Verify { dir: PathBuf },
     /// Time to merely decode a run's inputs and encode its outputs (benchmark floor).
@@ -47,6 +48,17 @@ enum Cmd {
     IoFloor(billrun::iofloor::IoFloorArgs),
     /// Print a table file (or every table of a run directory) as CSV text.
     Cat { path: PathBuf },
+}
+
+#[derive(Args)]
+struct ReportOpts {
+    dir: PathBuf,
+    /// Also write a self-contained HTML report (charts included) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Show what changed since a previous run's output directory (review a --dry-run).
+    #[arg(long, value_name = "PREV_DIR")]
+    against: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -74,6 +86,13 @@ struct RunOpts {
     /// Replace an existing output directory.
     #[arg(long)]
     force: bool,
+    /// Output layout: `flat` (one file per table) or `hive`
+    /// (`<table>/as_of=YYYY-MM-DD/part-NNNNN.parquet`); overrides the job's `output_layout`.
+    #[arg(long, value_parser = billrun::job::Layout::parse)]
+    layout: Option<billrun::job::Layout>,
+    /// Also write `usage_lineage`: every rated usage_id with the transaction that charged it.
+    #[arg(long)]
+    lineage: bool,
 }
 
 fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -89,30 +108,14 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let quiet = cli.quiet;
-    let tty = std::io::stderr().is_terminal();
-    let start = std::time::Instant::now();
-    let json = matches!(cli.log_format, LogFormat::Json);
-    let progress = move |msg: &str| {
-        let t = start.elapsed().as_secs_f64();
-        if quiet {
-            return;
-        }
-        if json {
-            eprintln!("{}", serde_json::json!({"elapsed_s": t, "message": msg}));
-        } else if tty {
-            eprintln!("\x1b[2m[{t:>7.2}s]\x1b[0m {msg}");
-        } else {
-            eprintln!("[{t:.2}s] {msg}");
-        }
-    };
+    let progress = init_logging(cli.quiet, matches!(cli.log_format, LogFormat::Json));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dispatch(cli.cmd, &progress)))
         .unwrap_or_else(|_| Err(billrun::Error::Internal("panicked (a bug); nothing was published".into())));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if let billrun::Error::TooManyRejects { summary, .. } = &e {
-                print!("{summary}");
+                let _ = emit(summary);
             }
             eprintln!("billrun: error: {e}");
             ExitCode::from(e.exit_code() as u8)
@@ -120,28 +123,153 @@ fn main() -> ExitCode {
     }
 }
 
-fn dispatch(cmd: Cmd, progress: &(dyn Fn(&str) + Sync)) -> billrun::Result<()> {
+/// Log lines through `tracing` on stderr: plain text with the time since start, or one JSON
+/// object per line (`--log-format json`); nothing but warnings with `--quiet`. On a terminal
+/// (plain format) each phase also gets a progress bar with rows/s, and log lines print above it.
+fn init_logging(quiet: bool, json: bool) -> Progress {
+    let level = if quiet { tracing::Level::WARN } else { tracing::Level::INFO };
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_target(false);
+    if json {
+        builder.json().flatten_event(true).with_writer(std::io::stderr).init();
+        return Arc::new(billrun::progress::Silent);
+    }
+    if quiet || !std::io::stderr().is_terminal() {
+        builder
+            .with_ansi(false)
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .init();
+        return Arc::new(billrun::progress::Silent);
+    }
+    let bars = Bars { mp: indicatif::MultiProgress::new(), current: Mutex::new(None) };
+    let mp = bars.mp.clone();
+    builder
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .with_writer(move || AboveBars { mp: mp.clone(), buf: Vec::new() })
+        .init();
+    Arc::new(bars)
+}
+
+/// Terminal progress bars, one per phase.
+struct Bars {
+    mp: indicatif::MultiProgress,
+    current: Mutex<Option<indicatif::ProgressBar>>,
+}
+
+impl billrun::progress::Progress for Bars {
+    fn begin(&self, phase: &'static str, total: Option<u64>) {
+        use indicatif::{ProgressBar, ProgressStyle};
+        let pb = match total {
+            Some(n) => ProgressBar::new(n).with_style(
+                ProgressStyle::with_template(
+                    "{prefix:>5} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({per_sec})",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{prefix:>5} [{elapsed_precise}] {spinner} {human_pos} rows ({per_sec})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        pb.set_prefix(phase);
+        let pb = self.mp.add(pb);
+        pb.enable_steady_tick(std::time::Duration::from_millis(100));
+        if let Ok(mut c) = self.current.lock() {
+            *c = Some(pb);
+        }
+    }
+    fn advance(&self, n: u64) {
+        if let Ok(c) = self.current.lock() {
+            if let Some(pb) = c.as_ref() {
+                pb.inc(n);
+            }
+        }
+    }
+    fn end(&self) {
+        if let Some(pb) = self.current.lock().ok().and_then(|mut c| c.take()) {
+            pb.finish();
+        }
+    }
+}
+
+/// One log line, printed above the progress bars when dropped.
+struct AboveBars {
+    mp: indicatif::MultiProgress,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for AboveBars {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AboveBars {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.mp.suspend(|| {
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), &buf);
+        });
+    }
+}
+
+/// Write to stdout; a closed pipe (`billrun cat f | head`) ends the output quietly.
+fn emit(s: &str) -> billrun::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(billrun::Error::io("writing to stdout", e)),
+        _ => Ok(()),
+    }
+}
+
+fn dispatch(cmd: Cmd, progress: &Progress) -> billrun::Result<()> {
     match cmd {
         Cmd::Run(o) => {
             let mode = if o.dry_run { Mode::DryRun } else { Mode::Run };
             run(o, mode, progress)
         }
         Cmd::Validate(o) => run(o, Mode::Validate, progress),
-        Cmd::Generate(g) => billrun::generate::generate(&g).map(|s| print!("{s}")),
-        Cmd::Verify { dir } => billrun::verify::verify(&dir).map(|s| print!("{s}")),
-        Cmd::Report { dir } => billrun::report::report(&dir).map(|s| print!("{s}")),
-        Cmd::IoFloor(a) => billrun::iofloor::io_floor(&a).map(|s| print!("{s}")),
+        Cmd::Generate(g) => billrun::generate::generate(&g).and_then(|s| emit(&s)),
+        Cmd::Verify { dir } => billrun::verify::verify(&dir).and_then(|s| emit(&s)),
+        Cmd::Report(r) => report(r),
+        Cmd::IoFloor(a) => billrun::iofloor::io_floor(&a).and_then(|s| emit(&s)),
         Cmd::Cat { path } => {
             if path.is_dir() {
-                billrun::dump::render_dir(&path, false).map(|s| print!("{s}"))
+                billrun::dump::render_dir(&path, false).and_then(|s| emit(&s))
             } else {
-                billrun::dump::read_text_table(&path).map(|t| print!("{}", t.to_csv()))
+                billrun::dump::read_text_table(&path).and_then(|t| emit(&t.to_csv()))
             }
         }
     }
 }
 
-fn run(o: RunOpts, mode: Mode, progress: &(dyn Fn(&str) + Sync)) -> billrun::Result<()> {
+#[cfg(feature = "report")]
+fn report(r: ReportOpts) -> billrun::Result<()> {
+    emit(&billrun::report::report(&r.dir)?)?;
+    if let Some(prev) = &r.against {
+        emit(&format!("\n{}", billrun::report::against(&r.dir, prev)?))?;
+    }
+    if let Some(file) = &r.html {
+        let html = billrun::report::html(&r.dir)?;
+        std::fs::write(file, html).map_err(|e| billrun::Error::io(format!("writing {}", file.display()), e))?;
+        emit(&format!("\nwrote {}\n", file.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "report"))]
+fn report(_: ReportOpts) -> billrun::Result<()> {
+    Err(billrun::Error::Usage(
+        "this billrun was built without the `report` feature (polars); rebuild with default features".into(),
+    ))
+}
+
+fn run(o: RunOpts, mode: Mode, progress: &Progress) -> billrun::Result<()> {
     let args = RunArgs {
         job: o.job,
         state: o.state,
@@ -153,13 +281,14 @@ fn run(o: RunOpts, mode: Mode, progress: &(dyn Fn(&str) + Sync)) -> billrun::Res
         threads: o.threads,
         force: o.force,
         mode,
+        layout: o.layout,
+        lineage: o.lineage,
     };
-    let report = execute(&args, progress)?;
-    print!("{}", report.summary);
+    let report = execute(&args, progress.clone())?;
+    emit(&report.summary)?;
     match (&report.published, mode) {
-        (Some(p), _) => println!("published {}", p.display()),
-        (None, Mode::DryRun) => println!("dry run: nothing published"),
-        (None, _) => println!("validate: nothing written"),
+        (Some(p), _) => emit(&format!("published {}\n", p.display())),
+        (None, Mode::DryRun) => emit("dry run: nothing published\n"),
+        (None, _) => emit("validate: nothing written\n"),
     }
-    Ok(())
 }

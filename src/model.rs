@@ -248,6 +248,10 @@ impl EventType {
 }
 
 /// A period column as read: the parsed value plus the text to write back unchanged.
+/// Ids and codes of the domain rows: stored inline up to 24 bytes (no heap allocation per
+/// id), which is most of the state's memory at scale.
+pub type Text = compact_str::CompactString;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PeriodText {
     pub period: Period,
@@ -256,10 +260,10 @@ pub struct PeriodText {
 
 #[derive(Clone, Debug)]
 pub struct Service {
-    pub service_id: String,
+    pub service_id: Text,
     pub billing_method: BillingMethod,
     pub price: Decimal,
-    pub currency: String,
+    pub currency: Text,
     pub minor: u32,
     pub rate_period: Option<PeriodText>,
     pub advance_period: Option<PeriodText>,
@@ -277,9 +281,9 @@ impl Service {
 
 #[derive(Clone, Debug)]
 pub struct Wallet {
-    pub wallet_id: String,
-    pub account_id: String,
-    pub currency: String,
+    pub wallet_id: Text,
+    pub account_id: Text,
+    pub currency: Text,
     pub minor: u32,
     pub balance: Decimal,
     pub updated_at: Option<Micros>,
@@ -287,9 +291,9 @@ pub struct Wallet {
 
 #[derive(Clone, Debug)]
 pub struct Subscription {
-    pub subscription_id: String,
-    pub account_id: String,
-    pub source: String,
+    pub subscription_id: Text,
+    pub account_id: Text,
+    pub source: Text,
     pub status: Status,
     pub expires_at: Option<Micros>,
 }
@@ -302,9 +306,9 @@ impl Subscription {
 
 #[derive(Clone, Debug)]
 pub struct Item {
-    pub subscription_id: String,
+    pub subscription_id: Text,
     pub item_no: i64,
-    pub service_id: String,
+    pub service_id: Text,
     pub quantity: Option<Decimal>,
     pub custom_price: Option<Decimal>,
     pub start_date: NaiveDate,
@@ -331,34 +335,34 @@ impl Item {
 
 #[derive(Clone, Debug)]
 pub struct Usage {
-    pub usage_id: String,
-    pub subscription_id: String,
-    pub service_id: String,
+    pub usage_id: Text,
+    pub subscription_id: Text,
+    pub service_id: Text,
     pub event_time: Micros,
     pub quantity: Decimal,
 }
 
 #[derive(Clone, Debug)]
 pub struct Credit {
-    pub credit_id: String,
-    pub wallet_id: String,
+    pub credit_id: Text,
+    pub wallet_id: Text,
     pub amount: Decimal,
-    pub transaction_type: String,
+    pub transaction_type: Text,
     pub received_at: Micros,
 }
 
 #[derive(Clone, Debug)]
 pub struct Event {
-    pub event_id: String,
-    pub subscription_id: String,
-    pub source: String,
+    pub event_id: Text,
+    pub subscription_id: Text,
+    pub source: Text,
     pub event_type: EventType,
     pub event_time: Micros,
     pub expires_at: Option<Micros>,
-    pub to_account_id: Option<String>,
+    pub to_account_id: Option<Text>,
     pub amount: Option<Decimal>,
-    pub currency: Option<String>,
-    pub payment_status: Option<String>,
+    pub currency: Option<Text>,
+    pub payment_status: Option<Text>,
 }
 
 #[cfg(test)]

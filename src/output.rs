@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::external::ExtOut;
 use crate::job::Estimation;
-use crate::job::OutputFormat;
+use crate::job::{Layout, OutputFormat};
 use crate::model::*;
 use crate::rate::{AccountIn, AccountOut, TxnKind};
 use crate::run::RunMeta;
@@ -57,10 +57,11 @@ pub struct BuildInput<'a> {
     pub as_of: NaiveDate,
     pub state: &'a State,
     pub accounts: &'a [AccountIn<'a>],
-    pub rated: &'a [AccountOut<'a>],
     pub ext: &'a [(usize, ExtOut<'a>)],
     pub deferred_usage: &'a [Usage],
     pub intake: &'a Intake,
+    /// (item index, usage_id) of the rated usage rows, with `--lineage`.
+    pub lineage: Option<&'a Vec<(u32, Box<str>)>>,
 }
 
 fn s(x: &str) -> Option<&str> {
@@ -124,7 +125,9 @@ pub struct Assembled<'a> {
     disc: Vec<ListRow<'a>>,
     reco: Vec<ListRow<'a>>,
     /// (account index, estimate)
-    estimates: Vec<(usize, &'a crate::rate::Estimate)>,
+    estimates: Vec<(u32, crate::rate::Estimate)>,
+    /// With lineage: per item, the (account index, n) of its POST_RATE transaction.
+    charged: Option<Vec<Option<(u32, u32)>>>,
     payments: Vec<(&'a Event, &'a str)>,
     deferred_events: Vec<&'a Event>,
     service_order: Vec<usize>,
@@ -133,9 +136,117 @@ pub struct Assembled<'a> {
     item_order: Vec<usize>,
     usage_order: Vec<usize>,
     reject_order: Vec<usize>,
-    /// Start index of each account's transactions in the global transaction order.
-    tx_start: Vec<usize>,
     pub products: Products,
+}
+
+/// The rating results folded in chunk by chunk, in account order: the next-state changes,
+/// the lists, the estimates and the totals. Transactions are not kept: each chunk's are
+/// written (see [`transactions_table`]) and dropped, so memory does not grow with them.
+pub struct Ledger<'a> {
+    st: &'a State,
+    status: Vec<Status>,
+    billed: Vec<Option<NaiveDate>>,
+    closing: Vec<Decimal>,
+    disc: Vec<ListRow<'a>>,
+    reco: Vec<ListRow<'a>>,
+    estimates: Vec<(u32, crate::rate::Estimate)>,
+    totals: BTreeMap<String, Totals>,
+    n_tx: u64,
+    /// With lineage: item key -> item index, and per item its POST_RATE (account, n).
+    lineage: Option<(rustc_hash::FxHashMap<(&'a str, i64), u32>, Vec<Option<(u32, u32)>>)>,
+}
+
+impl<'a> Ledger<'a> {
+    pub fn new(st: &'a State, lineage: bool) -> Ledger<'a> {
+        Ledger {
+            st,
+            status: st.subs.iter().map(|s| s.status).collect(),
+            billed: st.items.iter().map(|i| i.billed_through).collect(),
+            closing: st.wallets.iter().map(|w| w.balance).collect(),
+            disc: Vec::new(),
+            reco: Vec::new(),
+            estimates: Vec::new(),
+            totals: BTreeMap::new(),
+            n_tx: 0,
+            lineage: lineage.then(|| {
+                let keys =
+                    st.items.iter().enumerate().map(|(i, it)| ((it.subscription_id.as_str(), it.item_no), i as u32));
+                (keys.collect(), vec![None; st.items.len()])
+            }),
+        }
+    }
+
+    /// Fold in the results of accounts `first .. first + rated.len()` (checking each wallet's
+    /// invariants).
+    pub fn absorb(&mut self, accounts: &[AccountIn<'a>], first: usize, rated: Vec<AccountOut<'a>>) -> Result<()> {
+        let st = self.st;
+        for (k, r) in rated.into_iter().enumerate() {
+            let ai = first + k;
+            let a = &accounts[ai];
+            check_invariants(a, &r)?;
+            let w = a.wallet;
+            self.n_tx += r.txns.len() as u64;
+            let t = self.totals.entry(w.currency.to_string()).or_default();
+            t.opening += w.balance;
+            t.credits += r.credits;
+            for (k, kind) in TxnKind::DEBITS.iter().enumerate() {
+                *t.debits.entry(kind.as_str()).or_default() += r.debits[k];
+            }
+            t.closing += r.closing;
+            t.residual += r.residual;
+            self.closing[st.wallet_by_id[&w.wallet_id]] = r.closing;
+            for (i, st_) in &r.status {
+                self.status[*i] = *st_;
+            }
+            for (i, d) in &r.billed_through {
+                self.billed[*i] = Some(*d);
+            }
+            for (list, entries) in [(&mut self.disc, &r.disconnections), (&mut self.reco, &r.reconnections)] {
+                for e in entries {
+                    let sub = &st.subs[e.sub_idx];
+                    list.push(ListRow {
+                        subscription_id: &sub.subscription_id,
+                        account_id: &sub.account_id,
+                        wallet_id: Some(&w.wallet_id),
+                        source: &sub.source,
+                        reason: e.reason,
+                        balance: Some(with_minor_scale(e.balance, w.minor)),
+                    });
+                }
+            }
+            if let Some(e) = r.estimate {
+                self.estimates.push((ai as u32, e));
+            }
+            if let Some((keys, charged)) = &mut self.lineage {
+                for t in r.txns.iter().filter(|t| t.kind == TxnKind::PostRate) {
+                    if let (Some(sid), Some(no)) = (t.subscription_id, t.item_no) {
+                        if let Some(&ii) = keys.get(&(sid, no)) {
+                            charged[ii as usize] = Some((ai as u32, t.n));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `wallet_transactions` rows of rated accounts `first ..` (in account order).
+pub fn transactions_table<'a>(
+    run_id: &'a str,
+    as_of: NaiveDate,
+    accounts: &'a [AccountIn<'a>],
+    first: usize,
+    rated: &[AccountOut<'a>],
+) -> OutTable {
+    let mut tx = TxCols::with_capacity(rated.iter().map(|r| r.txns.len()).sum());
+    for (k, r) in rated.iter().enumerate() {
+        let w = accounts[first + k].wallet;
+        for t in &r.txns {
+            tx.push(run_id, as_of, w, t);
+        }
+    }
+    tx.finish()
 }
 
 fn sorted_by<T>(v: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<usize> {
@@ -145,58 +256,12 @@ fn sorted_by<T>(v: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<usize> {
 }
 
 /// Apply the rating results, check the invariants and compute the totals.
-pub fn assemble(b: BuildInput<'_>) -> Result<Assembled<'_>> {
+pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
-    let mut status: Vec<Status> = st.subs.iter().map(|s| s.status).collect();
+    let Ledger { mut status, billed, closing, mut disc, mut reco, estimates, totals, n_tx, lineage, .. } = ledger;
     let mut expires: Vec<Option<Micros>> = st.subs.iter().map(|s| s.expires_at).collect();
     let mut account: Vec<&str> = st.subs.iter().map(|s| s.account_id.as_str()).collect();
-    let mut billed: Vec<Option<NaiveDate>> = st.items.iter().map(|i| i.billed_through).collect();
-    let mut closing: Vec<Decimal> = st.wallets.iter().map(|w| w.balance).collect();
-    let mut disc = Vec::new();
-    let mut reco = Vec::new();
-    let mut estimates = Vec::new();
-    let mut p = Products::default();
-    let mut tx_start = Vec::with_capacity(b.accounts.len() + 1);
-    let mut n_tx = 0usize;
-    for (ai, (a, r)) in b.accounts.iter().zip(b.rated).enumerate() {
-        check_invariants(a, r)?;
-        let w = a.wallet;
-        tx_start.push(n_tx);
-        n_tx += r.txns.len();
-        let t = p.totals.entry(w.currency.clone()).or_default();
-        t.opening += w.balance;
-        t.credits += r.credits;
-        for (k, kind) in TxnKind::DEBITS.iter().enumerate() {
-            *t.debits.entry(kind.as_str()).or_default() += r.debits[k];
-        }
-        t.closing += r.closing;
-        t.residual += r.residual;
-        closing[st.wallet_by_id[&w.wallet_id]] = r.closing;
-        for (i, st_) in &r.status {
-            status[*i] = *st_;
-        }
-        for (i, d) in &r.billed_through {
-            billed[*i] = Some(*d);
-        }
-        for (list, entries) in [(&mut disc, &r.disconnections), (&mut reco, &r.reconnections)] {
-            for e in entries {
-                let sub = &st.subs[e.sub_idx];
-                list.push(ListRow {
-                    subscription_id: &sub.subscription_id,
-                    account_id: &sub.account_id,
-                    wallet_id: Some(&w.wallet_id),
-                    source: &sub.source,
-                    reason: e.reason,
-                    balance: Some(with_minor_scale(e.balance, w.minor)),
-                });
-            }
-        }
-        if let Some(e) = &r.estimate {
-            estimates.push((ai, e));
-        }
-    }
-    tx_start.push(n_tx);
-
+    let mut p = Products { totals, ..Products::default() };
     let mut payments = Vec::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
     for (i, o) in b.ext {
@@ -223,11 +288,11 @@ pub fn assemble(b: BuildInput<'_>) -> Result<Assembled<'_>> {
             payments.push((e, acc));
             let t = p
                 .payments
-                .entry(e.source.clone())
+                .entry(e.source.to_string())
                 .or_default()
-                .entry(e.currency.clone().unwrap_or_default())
+                .entry(e.currency.as_deref().unwrap_or_default().to_string())
                 .or_default()
-                .entry(e.payment_status.clone().unwrap_or_default())
+                .entry(e.payment_status.as_deref().unwrap_or_default().to_string())
                 .or_default();
             t.count += 1;
             t.amount += e.amount.unwrap_or_default();
@@ -250,7 +315,7 @@ pub fn assemble(b: BuildInput<'_>) -> Result<Assembled<'_>> {
             return Err(Error::Invariant(format!("{cur}: opening + credits - debits != closing")));
         }
     }
-    p.n_transactions = n_tx as u64;
+    p.n_transactions = n_tx;
     p.n_disconnections = disc.len() as u64;
     p.n_reconnections = reco.len() as u64;
     p.n_estimates = estimates.len() as u64;
@@ -277,9 +342,9 @@ pub fn assemble(b: BuildInput<'_>) -> Result<Assembled<'_>> {
         disc,
         reco,
         estimates,
+        charged: lineage.map(|l| l.1),
         payments,
         deferred_events,
-        tx_start,
         products: p,
     })
 }
@@ -287,39 +352,116 @@ pub fn assemble(b: BuildInput<'_>) -> Result<Assembled<'_>> {
 /// Rows per written chunk.
 const CHUNK: usize = 100_000;
 
+/// Rows per part file of a Hive-partitioned table: four full row groups (~4.2M rows).
+const PART_ROWS: usize = 4 * crate::write::ROW_GROUP_ROWS;
+
+/// Where and how a run's tables are written.
+#[derive(Clone, Copy)]
+pub struct Dest<'p> {
+    pub dir: &'p Path,
+    pub progress: &'p dyn crate::progress::Progress,
+    pub format: OutputFormat,
+    pub layout: Layout,
+    pub as_of: NaiveDate,
+}
+
+impl Dest<'_> {
+    /// The file of `table` (part `part` in the Hive layout), relative to the run directory.
+    fn file(&self, table: &str, part: usize) -> String {
+        let ext = self.format.ext();
+        match self.layout {
+            Layout::Flat => format!("{table}.{ext}"),
+            Layout::Hive => format!("{table}/as_of={}/part-{part:05}.{ext}", self.as_of),
+        }
+    }
+}
+
+/// One output table being written chunk by chunk. Flat: one file. Hive: part files of about
+/// [`PART_ROWS`] rows (at least one, so an empty table still has its schema on disk).
+pub struct ChunkedWriter<'p> {
+    d: Dest<'p>,
+    name: &'static str,
+    schema: arrow_schema::Schema,
+    current: Option<(String, TableWriter, usize)>,
+    files: Vec<(String, usize)>,
+}
+
+impl<'p> ChunkedWriter<'p> {
+    /// Start table `empty.name` with the columns of `empty` (a zero-row table).
+    pub fn create(d: Dest<'p>, empty: &OutTable) -> Result<ChunkedWriter<'p>> {
+        let mut w = ChunkedWriter { d, name: empty.name, schema: empty.schema(), current: None, files: Vec::new() };
+        w.open()?;
+        Ok(w)
+    }
+
+    fn open(&mut self) -> Result<()> {
+        let fname = self.d.file(self.name, self.files.len());
+        let path = self.d.dir.join(&fname);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        self.current = Some((fname, TableWriter::create(&path, &self.schema, self.d.format)?, 0));
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if let Some((fname, w, rows)) = self.current.take() {
+            w.finish()?;
+            self.files.push((fname, rows));
+        }
+        Ok(())
+    }
+
+    /// Append a chunk of rows. In the Hive layout a new part starts once the current one
+    /// holds [`PART_ROWS`] rows (so a part ends on a chunk boundary, a little over the limit).
+    pub fn append(&mut self, t: &OutTable) -> Result<()> {
+        let full = self.d.layout == Layout::Hive && self.current.as_ref().is_some_and(|c| c.2 >= PART_ROWS);
+        if full {
+            self.close()?;
+            self.open()?;
+        }
+        let (_, w, rows) = self.current.as_mut().expect("a part is open");
+        w.append(t)?;
+        *rows += t.rows();
+        self.d.progress.advance(t.rows() as u64);
+        Ok(())
+    }
+
+    /// Finish the table: every (file, rows) written, in order.
+    pub fn finish(mut self) -> Result<Vec<(String, usize)>> {
+        self.close()?;
+        Ok(self.files)
+    }
+}
+
+/// Write one table `chunk` rows at a time; returns every (file, rows) written, in order.
 fn write_chunked(
-    dir: &Path,
-    format: OutputFormat,
+    d: Dest,
     n: usize,
     chunk: usize,
     f: impl Fn(std::ops::Range<usize>) -> OutTable,
-) -> Result<(String, usize)> {
-    let empty = f(0..0);
-    let fname = format!("{}.{}", empty.name, format.ext());
-    let mut w = TableWriter::create(&dir.join(&fname), &empty.schema(), format)?;
-    let mut rows = 0;
+) -> Result<Vec<(String, usize)>> {
+    let mut w = ChunkedWriter::create(d, &f(0..0))?;
     let mut start = 0;
     while start < n {
         let end = (start + chunk).min(n);
-        let t = f(start..end);
-        rows += t.rows();
-        w.append(&t)?;
+        w.append(&f(start..end))?;
         start = end;
     }
-    w.finish()?;
-    Ok((fname, rows))
+    w.finish()
 }
 
 impl<'a> Assembled<'a> {
-    /// Write every published table; returns (file name, rows) in a fixed order.
-    pub fn write_tables(&self, dir: &Path, format: OutputFormat) -> Result<Vec<(String, usize)>> {
+    /// Write every published table but `wallet_transactions` (written while rating, its
+    /// files given in `tx_files`); returns (file name, rows) of all in a fixed order.
+    pub fn write_tables(&self, d: Dest, lineage: bool, tx_files: Vec<(String, usize)>) -> Result<Vec<(String, usize)>> {
         let st = self.b.state;
         let as_of = self.b.as_of;
-        type Job<'j> = Box<dyn Fn() -> Result<(String, usize)> + Send + Sync + 'j>;
+        type Job<'j> = Box<dyn Fn() -> Result<Vec<(String, usize)>> + Send + Sync + 'j>;
         let mut jobs: Vec<Job> = Vec::new();
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.service_order.len(), CHUNK, |r| {
+            write_chunked(d, self.service_order.len(), CHUNK, |r| {
                 let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i]).collect();
                 OutTable::new("services")
                     .str("service_id", false, sv.iter().map(|x| s(&x.service_id)))
@@ -333,7 +475,7 @@ impl<'a> Assembled<'a> {
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.wallet_order.len(), CHUNK, |r| {
+            write_chunked(d, self.wallet_order.len(), CHUNK, |r| {
                 let idx = &self.wallet_order[r];
                 let w = |i: usize| &st.wallets[i];
                 OutTable::new("wallets")
@@ -346,7 +488,7 @@ impl<'a> Assembled<'a> {
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.sub_order.len(), CHUNK, |r| {
+            write_chunked(d, self.sub_order.len(), CHUNK, |r| {
                 let idx = &self.sub_order[r];
                 OutTable::new("subscriptions")
                     .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)))
@@ -358,7 +500,7 @@ impl<'a> Assembled<'a> {
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.item_order.len(), CHUNK, |r| {
+            write_chunked(d, self.item_order.len(), CHUNK, |r| {
                 let idx = &self.item_order[r];
                 let it = |i: usize| &st.items[i];
                 OutTable::new("subscription_items")
@@ -374,7 +516,7 @@ impl<'a> Assembled<'a> {
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.usage_order.len(), CHUNK, |r| {
+            write_chunked(d, self.usage_order.len(), CHUNK, |r| {
                 let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i]).collect();
                 OutTable::new("deferred_usage")
                     .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)))
@@ -386,39 +528,23 @@ impl<'a> Assembled<'a> {
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.deferred_events.len(), CHUNK, |r| {
+            write_chunked(d, self.deferred_events.len(), CHUNK, |r| {
                 events_table("deferred_events", &self.deferred_events[r])
             })
         }));
 
-        // Transactions: chunks of whole accounts, in wallet_id then n order.
-        let accounts_per_chunk = 50_000;
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.b.accounts.len(), accounts_per_chunk, |r| {
-                let n = self.tx_start[r.end] - self.tx_start[r.start];
-                let mut tx = TxCols::with_capacity(n);
-                for ai in r {
-                    let w = self.b.accounts[ai].wallet;
-                    for t in &self.b.rated[ai].txns {
-                        tx.push(self.b.run_id, as_of, w, t);
-                    }
-                }
-                tx.finish()
-            })
+            write_chunked(d, self.disc.len(), CHUNK, |r| list_table("disconnections", &self.disc[r], as_of))
+        }));
+        jobs.push(Box::new(move || {
+            write_chunked(d, self.reco.len(), CHUNK, |r| list_table("reconnections", &self.reco[r], as_of))
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.disc.len(), CHUNK, |r| list_table("disconnections", &self.disc[r], as_of))
-        }));
-        jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.reco.len(), CHUNK, |r| list_table("reconnections", &self.reco[r], as_of))
-        }));
-
-        jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.estimates.len(), CHUNK, |r| {
+            write_chunked(d, self.estimates.len(), CHUNK, |r| {
                 let mut est = EstCols::default();
-                for &(ai, e) in &self.estimates[r] {
-                    let w = self.b.accounts[ai].wallet;
+                for (ai, e) in &self.estimates[r] {
+                    let w = self.b.accounts[*ai as usize].wallet;
                     est.wallet_id.push(s(&w.wallet_id));
                     est.account_id.push(s(&w.account_id));
                     est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
@@ -432,7 +558,7 @@ impl<'a> Assembled<'a> {
         }));
 
         jobs.push(Box::new(move || {
-            write_chunked(dir, format, self.payments.len(), CHUNK, |r| {
+            write_chunked(d, self.payments.len(), CHUNK, |r| {
                 let mut pay = PayCols::default();
                 for &(e, acc) in &self.payments[r] {
                     pay.push(e, acc, as_of);
@@ -441,15 +567,53 @@ impl<'a> Assembled<'a> {
             })
         }));
 
-        jobs.push(Box::new(move || self.write_rejects(dir, format)));
+        jobs.push(Box::new(move || self.write_rejects(d)));
+        if lineage {
+            jobs.push(Box::new(move || self.write_lineage(d)));
+        }
         // Tables are independent files: write them in parallel, report them in a fixed order.
         use rayon::prelude::*;
-        jobs.par_iter().map(|j| j()).collect()
+        let mut per_table: Vec<Vec<(String, usize)>> = jobs.par_iter().map(|j| j()).collect::<Result<_>>()?;
+        // After the six next-state tables, as SPEC §5 lists them.
+        per_table.insert(6, tx_files);
+        Ok(per_table.into_iter().flatten().collect())
     }
 
-    pub fn write_rejects(&self, dir: &Path, format: OutputFormat) -> Result<(String, usize)> {
+    /// `usage_lineage`: every usage row rated in this run (new and previously deferred) with
+    /// the POST_RATE transaction that charged it, sorted by usage_id. A row whose item's
+    /// charge came to no transaction (zero quantity or an amount that rounds to zero) has a
+    /// null transaction_id.
+    fn write_lineage(&self, d: Dest) -> Result<Vec<(String, usize)>> {
+        let st = self.b.state;
+        let empty = Vec::new();
+        let rows = self.b.lineage.unwrap_or(&empty);
+        // Per item: (account index, transaction n) of its POST_RATE line (from the ledger).
+        let no_charges = Vec::new();
+        let charged = self.charged.as_ref().unwrap_or(&no_charges);
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_unstable_by(|&a, &b| rows[a].1.as_bytes().cmp(rows[b].1.as_bytes()));
+        let (run_id, as_of) = (self.b.run_id, self.b.as_of);
+        write_chunked(d, order.len(), CHUNK, |r| {
+            let sel: Vec<(&str, &Item, u32)> =
+                order[r].iter().map(|&k| (&*rows[k].1, &st.items[rows[k].0 as usize], rows[k].0)).collect();
+            let tx = |ii: u32| -> Option<String> {
+                let (ai, n) = charged.get(ii as usize).copied().flatten()?;
+                Some(format!("{run_id}/{}/{n}", self.b.accounts[ai as usize].wallet.wallet_id))
+            };
+            OutTable::new("usage_lineage")
+                .str("usage_id", false, sel.iter().map(|x| s(x.0)))
+                .str("subscription_id", false, sel.iter().map(|x| s(&x.1.subscription_id)))
+                .int("item_no", false, sel.iter().map(|x| Some(x.1.item_no)))
+                .str("service_id", false, sel.iter().map(|x| s(&x.1.service_id)))
+                .str("transaction_id", true, sel.iter().map(|x| tx(x.2)))
+                .str("run_id", false, sel.iter().map(|_| s(run_id)))
+                .date("as_of", false, vec![Some(as_of); sel.len()])
+        })
+    }
+
+    pub fn write_rejects(&self, d: Dest) -> Result<Vec<(String, usize)>> {
         let rj = &self.b.intake.rejects;
-        write_chunked(dir, format, self.reject_order.len(), CHUNK, |r| {
+        write_chunked(d, self.reject_order.len(), CHUNK, |r| {
             let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i]).collect();
             OutTable::new("rejects")
                 .str("table", false, v.iter().map(|r| s(r.table)))
@@ -665,6 +829,7 @@ pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[(String, u
         .par_iter()
         .map(|(f, rows)| -> Result<Value> {
             Ok(json!({
+                "table": f.split(['/', '.']).next().unwrap_or_default(),
                 "file": f,
                 "rows": rows,
                 "sha256": crate::read::sha256_file(&dir.join(f))?,
@@ -740,8 +905,17 @@ pub fn write_stats(c: &RunMeta, dir: &Path, timings: &[(&'static str, f64)]) -> 
 
 /// Peak resident set size from /proc (Linux), if available.
 pub fn peak_rss_bytes() -> Option<u64> {
+    proc_status_bytes("VmHWM:")
+}
+
+/// Resident memory now, in MiB (0 where /proc is not available), for the phase log lines.
+pub fn rss_mib() -> u64 {
+    proc_status_bytes("VmRSS:").unwrap_or(0) >> 20
+}
+
+fn proc_status_bytes(key: &str) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }

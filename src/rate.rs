@@ -199,7 +199,7 @@ struct Ledger<'a, 'c> {
 
 impl<'a, 'c> Ledger<'a, 'c> {
     fn overflow(&self, what: &str) -> RateError {
-        RateError { wallet: self.wallet.wallet_id.clone(), what: what.to_string() }
+        RateError { wallet: self.wallet.wallet_id.to_string(), what: what.to_string() }
     }
 
     fn round(&self, exact: Decimal) -> Decimal {

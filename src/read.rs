@@ -68,26 +68,16 @@ pub fn find_table(dir: &Path, name: &'static str) -> Result<Option<TableSource>>
     }
 }
 
-/// A table named by a path: a file or a directory of part files. Files are named (in
-/// rejects and the manifest) relative to that path's parent: `usage.parquet`,
-/// `usage/part-0001.parquet`.
+/// A table named by a path: a file or a directory of part files, which may sit in Hive
+/// partition directories (`usage/as_of=2026-11-22/part-00000.parquet`). Files are named (in
+/// rejects and the manifest) relative to that path's parent (`usage.parquet`,
+/// `usage/part-0001.parquet`) and read in that name's byte order.
 pub fn table_at(path: &Path, name: &'static str) -> Result<TableSource> {
     let base = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     if path.is_dir() {
         let mut files = Vec::new();
-        let rd = std::fs::read_dir(path).map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
-        for entry in rd {
-            let entry = entry.map_err(|e| Error::io(format!("reading directory {}", path.display()), e))?;
-            let p = entry.path();
-            if let Some(f) = format_of(&p) {
-                if p.is_file() {
-                    let fname = entry.file_name().to_string_lossy().into_owned();
-                    files.push(SourceFile { name: format!("{base}/{fname}"), path: p, format: f });
-                }
-            }
-        }
-        // File-name order (byte-wise).
-        files.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+        collect_parts(path, &base, &mut files)?;
+        files.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
         Ok(TableSource { table: name, files })
     } else if path.is_file() {
         let format = format_of(path).ok_or_else(|| {
@@ -97,6 +87,22 @@ pub fn table_at(path: &Path, name: &'static str) -> Result<TableSource> {
     } else {
         Err(Error::input(path.display().to_string(), "no such file or directory"))
     }
+}
+
+/// The `.parquet`/`.csv` files of `dir` and of its Hive partition directories (`key=value`).
+fn collect_parts(dir: &Path, name: &str, files: &mut Vec<SourceFile>) -> Result<()> {
+    let err = |e| Error::io(format!("reading directory {}", dir.display()), e);
+    for entry in std::fs::read_dir(dir).map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let p = entry.path();
+        let fname = entry.file_name().to_string_lossy().into_owned();
+        if p.is_dir() && fname.contains('=') && !fname.starts_with('.') {
+            collect_parts(&p, &format!("{name}/{fname}"), files)?;
+        } else if let Some(f) = format_of(&p).filter(|_| p.is_file()) {
+            files.push(SourceFile { name: format!("{name}/{fname}"), path: p, format: f });
+        }
+    }
+    Ok(())
 }
 
 /// What a column's cells are read as.

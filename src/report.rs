@@ -1,121 +1,656 @@
-//! `billrun report DIR`: a finance summary of a published run, from its files alone:
-//! the reconciliation per currency, debits by kind, transaction type and service, the
-//! lists by reason, the largest debits, store payments and rejects by reason.
+//! `billrun report DIR [--html FILE] [--against PREV_DIR]`: a finance summary of a published
+//! (or `--dry-run`-reviewed) run, from its files alone. The aggregations run in polars over
+//! the output tables (flat or Hive layout, Parquet or CSV); the reconciliation comes from the
+//! manifest and is cross-checked against the transactions file. Money stays decimal: Parquet
+//! decimals are read as polars Decimal(38,18), CSV money columns are cast from text to it.
+//!
+//! Built only with the `report` cargo feature (on by default).
 
-use crate::dump::{read_run_table, TextTable};
 use crate::error::{Error, Result};
+use polars::prelude::*;
 use rust_decimal::Decimal;
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
+
+/// Columns holding money or quantities (decimals) in the output schemas.
+const DECIMAL_COLS: &[&str] = &["amount", "balance", "balance_after", "quantity", "unit_price", "daily_consumption"];
+/// Integer columns in the output schemas.
+const INT_COLS: &[&str] = &["item_no", "days_remaining", "row"];
+
+fn perr(what: &str, e: PolarsError) -> Error {
+    Error::Internal(format!("report: {what}: {e}"))
+}
+
+fn dec_type() -> DataType {
+    DataType::Decimal(38, 18)
+}
+
+/// A run directory opened for reporting.
+pub struct RunDir<'a> {
+    pub dir: &'a Path,
+    pub manifest: Value,
+}
+
+impl<'a> RunDir<'a> {
+    pub fn open(dir: &'a Path) -> Result<RunDir<'a>> {
+        let mpath = dir.join("run_manifest.json");
+        let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
+        let manifest =
+            serde_json::from_str(&text).map_err(|e| Error::input(mpath.display().to_string(), e.to_string()))?;
+        Ok(RunDir { dir, manifest })
+    }
+
+    /// Table `name` as a lazy frame with the output types normalized: decimals as
+    /// Decimal(38,18), integers as Int64, dates and timestamps as text.
+    pub fn scan(&self, name: &'static str) -> Result<Option<LazyFrame>> {
+        let Some(src) = crate::read::find_table(self.dir, name)? else { return Ok(None) };
+        let mut frames = Vec::new();
+        for f in &src.files {
+            let path = PlRefPath::try_from_path(&f.path).map_err(|e| perr("path", e))?;
+            let lf = match f.format {
+                crate::read::Format::Parquet => {
+                    LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(|e| perr(&f.name, e))?
+                }
+                crate::read::Format::Csv => LazyCsvReader::new(path)
+                    .with_has_header(true)
+                    .with_infer_schema_length(Some(0))
+                    .finish()
+                    .map_err(|e| perr(&f.name, e))?,
+            };
+            frames.push(lf);
+        }
+        let lf = if frames.len() == 1 {
+            frames.pop().unwrap()
+        } else {
+            concat(frames, UnionArgs::default()).map_err(|e| perr(name, e))?
+        };
+        let mut lf = lf;
+        let schema = lf.collect_schema().map_err(|e| perr(name, e))?;
+        let casts: Vec<Expr> = schema
+            .iter()
+            .map(|(n, dt)| {
+                let c = col(n.clone());
+                if DECIMAL_COLS.contains(&n.as_str()) {
+                    c.cast(dec_type())
+                } else if INT_COLS.contains(&n.as_str()) {
+                    c.cast(DataType::Int64)
+                } else if matches!(dt, DataType::String) {
+                    c
+                } else {
+                    c.cast(DataType::String)
+                }
+            })
+            .collect();
+        Ok(Some(lf.select(casts)))
+    }
+
+    fn collect(&self, name: &'static str, f: impl FnOnce(LazyFrame) -> LazyFrame) -> Result<Option<Table>> {
+        match self.scan(name)? {
+            None => Ok(None),
+            Some(lf) => Ok(Some(Table::from_df(f(lf).collect().map_err(|e| perr(name, e))?)?)),
+        }
+    }
+}
+
+/// A small collected result as text cells (decimals normalized) plus the raw decimals.
+pub struct Table {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn from_df(df: DataFrame) -> Result<Table> {
+        let header: Vec<String> = df.get_column_names().iter().map(|s| s.to_string()).collect();
+        let mut rows = Vec::with_capacity(df.height());
+        let cols = df.columns();
+        for i in 0..df.height() {
+            let mut r = Vec::with_capacity(cols.len());
+            for c in cols {
+                r.push(cell(c.get(i).map_err(|e| perr("cell", e))?));
+            }
+            rows.push(r);
+        }
+        let mut t = Table { header, rows };
+        t.show_minor_units();
+        Ok(t)
+    }
+
+    /// Money cells of a table with a `currency` column get at least the currency's
+    /// minor-unit decimals ("4.00", not "4"), as finance reads them.
+    fn show_minor_units(&mut self) {
+        let Some(ci) = self.header.iter().position(|h| h == "currency") else { return };
+        let money: Vec<usize> = (0..self.header.len())
+            .filter(|&i| matches!(self.header[i].as_str(), "amount" | "balance" | "previous" | "this" | "change"))
+            .collect();
+        for r in &mut self.rows {
+            let Some(minor) = crate::model::minor_units(&r[ci]) else { continue };
+            for &i in &money {
+                if let Ok(d) = r[i].parse::<Decimal>() {
+                    r[i] = crate::model::with_minor_scale(d, minor).to_string();
+                }
+            }
+        }
+    }
+    fn col(&self, name: &str) -> usize {
+        self.header.iter().position(|h| h == name).unwrap_or(0)
+    }
+}
+
+fn cell(v: AnyValue) -> String {
+    match v {
+        AnyValue::Null => String::new(),
+        AnyValue::String(s) => s.to_string(),
+        AnyValue::StringOwned(s) => s.to_string(),
+        AnyValue::Decimal(v, _, scale) => {
+            crate::read::decimal_from_i128(v, scale as i8).map(|d| d.normalize().to_string()).unwrap_or_default()
+        }
+        o => o.to_string(),
+    }
+}
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap_or_default()
 }
 
-/// Sum `value` grouped by the given key columns.
-fn group_sum(
-    t: &TextTable,
-    keys: &[&str],
-    value: &str,
-    filter: impl Fn(&[String]) -> bool,
-) -> BTreeMap<Vec<String>, (u64, Decimal)> {
-    let ki: Vec<usize> = keys.iter().filter_map(|k| t.col(k)).collect();
-    let vi = t.col(value);
-    let mut m: BTreeMap<Vec<String>, (u64, Decimal)> = BTreeMap::new();
-    for r in t.rows.iter().filter(|r| filter(r)) {
-        let e = m.entry(ki.iter().map(|&i| r[i].clone()).collect()).or_default();
-        e.0 += 1;
-        if let Some(v) = vi {
-            e.1 += dec(&r[v]);
-        }
-    }
-    m
+fn sum_dec() -> Expr {
+    col("amount").sum()
 }
 
-pub fn report(dir: &Path) -> Result<String> {
-    let mpath = dir.join("run_manifest.json");
-    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
-    let m: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| Error::input(mpath.display().to_string(), e.to_string()))?;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "Billing run {}  (as_of {}, cutoff {})",
-        m["run_id"].as_str().unwrap_or("?"),
-        m["as_of"].as_str().unwrap_or("?"),
-        m["cutoff"].as_str().unwrap_or("?")
-    );
-    let _ = writeln!(o, "\nReconciliation per currency: opening + credits - debits = closing");
+/// Everything the text and HTML reports show, aggregated once.
+pub struct Figures {
+    pub run_id: String,
+    pub as_of: String,
+    pub cutoff: String,
+    /// currency -> (opening, credits, debits, closing, residual) from the manifest.
+    pub reconciliation: BTreeMap<String, [Decimal; 5]>,
+    /// currency -> (credits, debits) summed from the transactions file.
+    pub from_files: BTreeMap<String, (Decimal, Decimal)>,
+    /// currency, kind, transaction_type, lines, amount
+    pub by_kind: Option<Table>,
+    /// currency, service_id, lines, amount
+    pub by_service: Option<Table>,
+    /// transaction_id, wallet_id, currency, service_id, amount
+    pub largest: Option<Table>,
+    pub disconnections: Option<Table>,
+    pub reconnections: Option<Table>,
+    pub estimates_by_class: Option<Table>,
+    /// depletion_date, wallets
+    pub depletion: Option<Table>,
+    /// (bucket label, wallets) of closing balances.
+    pub balance_histogram: Vec<(String, u64)>,
+    pub payments: Option<Table>,
+    pub rejects: Option<Table>,
+}
+
+/// Closing-balance buckets (in major units, whatever the currency).
+const BUCKETS: &[(i64, &str)] =
+    &[(0, "< 0"), (1, "0 – 1"), (5, "1 – 5"), (10, "5 – 10"), (20, "10 – 20"), (50, "20 – 50"), (100, "50 – 100")];
+
+pub fn figures(run: &RunDir) -> Result<Figures> {
+    let m = &run.manifest;
+    let s = |k: &str| m[k].as_str().unwrap_or("?").to_string();
+    let mut reconciliation = BTreeMap::new();
     if let Some(tot) = m["totals"].as_object() {
-        let _ = writeln!(
-            o,
-            "{:<5} {:>16} {:>14} {:>14} {:>16} {:>8} {:>16}",
-            "cur", "opening", "credits", "debits", "closing", "check", "rounding resid."
-        );
         for (cur, t) in tot {
             let g = |k: &str| dec(t[k].as_str().unwrap_or("0"));
             let debits = dec(t["debits"]["total"].as_str().unwrap_or("0"));
-            let ok = g("opening") + g("credits") - debits == g("closing");
-            let _ = writeln!(
-                o,
-                "{cur:<5} {:>16} {:>14} {:>14} {:>16} {:>8} {:>16}",
-                g("opening").to_string(),
-                g("credits").to_string(),
-                debits.to_string(),
-                g("closing").to_string(),
-                if ok { "ok" } else { "MISMATCH" },
-                t["rounding_residual"].as_str().unwrap_or("")
-            );
+            let resid = dec(t["rounding_residual"].as_str().unwrap_or("0"));
+            reconciliation.insert(cur.clone(), [g("opening"), g("credits"), debits, g("closing"), resid]);
         }
     }
-    if let Some(tx) = read_run_table(dir, "wallet_transactions")? {
+    let by_dir = run.collect("wallet_transactions", |lf| {
+        lf.group_by([col("currency"), col("direction")])
+            .agg([sum_dec().alias("amount")])
+            .sort(["currency", "direction"], Default::default())
+    })?;
+    let mut from_files: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    if let Some(t) = &by_dir {
+        for r in &t.rows {
+            let e = from_files.entry(r[0].clone()).or_default();
+            if r[1] == "CREDIT" {
+                e.0 = dec(&r[2]);
+            } else {
+                e.1 = dec(&r[2]);
+            }
+        }
+    }
+    let by_kind = run.collect("wallet_transactions", |lf| {
+        lf.group_by([col("currency"), col("kind"), col("transaction_type")])
+            .agg([len().alias("lines"), sum_dec().alias("amount")])
+            .sort(["currency", "kind", "transaction_type"], Default::default())
+    })?;
+    let by_service = run.collect("wallet_transactions", |lf| {
+        lf.filter(col("direction").eq(lit("DEBIT")))
+            .group_by([col("currency"), col("service_id")])
+            .agg([len().alias("lines"), sum_dec().alias("amount")])
+            .sort(["currency", "service_id"], Default::default())
+    })?;
+    let largest = run.collect("wallet_transactions", |lf| {
+        lf.filter(col("direction").eq(lit("DEBIT")))
+            .select([col("transaction_id"), col("wallet_id"), col("currency"), col("service_id"), col("amount")])
+            .sort_by_exprs(
+                [col("amount"), col("transaction_id")],
+                SortMultipleOptions::default().with_order_descending_multi([true, false]),
+            )
+            .limit(10)
+    })?;
+    let by_reason = |name: &'static str| {
+        run.collect(name, |lf| {
+            lf.group_by([col("source"), col("reason")])
+                .agg([len().alias("subscriptions")])
+                .sort(["source", "reason"], Default::default())
+        })
+    };
+    let disconnections = by_reason("disconnections")?;
+    let reconnections = by_reason("reconnections")?;
+    let estimates_by_class = run.collect("wallet_estimates", |lf| {
+        lf.group_by([col("class")]).agg([len().alias("wallets")]).sort(["class"], Default::default())
+    })?;
+    let depletion = run.collect("wallet_estimates", |lf| {
+        lf.filter(col("depletion_date").is_not_null())
+            .group_by([col("depletion_date")])
+            .agg([len().alias("wallets")])
+            .sort(["depletion_date"], Default::default())
+            .limit(60)
+    })?;
+    // Closing balances: bucketed in Rust on exact decimals (a histogram's edges are money).
+    let mut balance_histogram: Vec<(String, u64)> =
+        BUCKETS.iter().map(|b| (b.1.to_string(), 0)).chain([(format!(">= {}", 100), 0)]).collect();
+    if let Some(lf) = run.scan("wallets")? {
+        let df = lf.select([col("balance")]).collect().map_err(|e| perr("wallets", e))?;
+        let c = df.column("balance").map_err(|e| perr("wallets", e))?;
+        let ca = c.as_materialized_series().decimal().map_err(|e| perr("wallets", e))?.clone();
+        let scale = ca.scale() as i8;
+        for v in ca.physical().iter().flatten() {
+            let d = crate::read::decimal_from_i128(v, scale).unwrap_or_default();
+            let i = BUCKETS
+                .iter()
+                .position(|&(edge, _)| if edge == 0 { d < Decimal::ZERO } else { d < Decimal::from(edge) })
+                .unwrap_or(BUCKETS.len());
+            balance_histogram[i].1 += 1;
+        }
+    }
+    let payments = run.collect("external_payments", |lf| {
+        lf.group_by([col("source"), col("currency"), col("payment_status")])
+            .agg([len().alias("events"), sum_dec().alias("amount")])
+            .sort(["source", "currency", "payment_status"], Default::default())
+    })?;
+    let rejects = run.collect("rejects", |lf| {
+        lf.group_by([col("table"), col("reason")])
+            .agg([len().alias("rows")])
+            .sort(["table", "reason"], Default::default())
+    })?;
+    Ok(Figures {
+        run_id: s("run_id"),
+        as_of: s("as_of"),
+        cutoff: s("cutoff"),
+        reconciliation,
+        from_files,
+        by_kind,
+        by_service,
+        largest,
+        disconnections,
+        reconnections,
+        estimates_by_class,
+        depletion,
+        balance_histogram,
+        payments,
+        rejects,
+    })
+}
+
+impl Figures {
+    /// Per currency: does opening + credits − debits = closing, and do the transactions
+    /// file's credits and debits equal the manifest's?
+    pub fn checks(&self, cur: &str) -> (bool, bool) {
+        let Some([o, c, d, cl, _]) = self.reconciliation.get(cur) else { return (false, false) };
+        let files = self.from_files.get(cur).copied().unwrap_or_default();
+        (o + c - d == *cl, files == (*c, *d))
+    }
+}
+
+fn total(t: &Table, col: &str) -> u64 {
+    t.rows.iter().map(|r| r[t.col(col)].parse::<u64>().unwrap_or(0)).sum()
+}
+
+/// The text report.
+pub fn report(dir: &Path) -> Result<String> {
+    let run = RunDir::open(dir)?;
+    let f = figures(&run)?;
+    let mut o = String::new();
+    let _ = writeln!(o, "Billing run {}  (as_of {}, cutoff {})", f.run_id, f.as_of, f.cutoff);
+    let _ = writeln!(o, "\nReconciliation per currency: opening + credits - debits = closing");
+    let _ = writeln!(
+        o,
+        "{:<5} {:>16} {:>14} {:>14} {:>16} {:>8} {:>10} {:>16}",
+        "cur", "opening", "credits", "debits", "closing", "check", "files", "rounding resid."
+    );
+    for (cur, [op, cr, de, cl, re]) in &f.reconciliation {
+        let (ok, files) = f.checks(cur);
+        let _ = writeln!(
+            o,
+            "{cur:<5} {:>16} {:>14} {:>14} {:>16} {:>8} {:>10} {:>16}",
+            op.to_string(),
+            cr.to_string(),
+            de.to_string(),
+            cl.to_string(),
+            if ok { "ok" } else { "MISMATCH" },
+            if files { "agree" } else { "DIFFER" },
+            re.to_string()
+        );
+    }
+    if let Some(t) = &f.by_kind {
         let _ = writeln!(o, "\nTransactions by kind and type");
-        for (k, (n, sum)) in group_sum(&tx, &["currency", "kind", "transaction_type"], "amount", |_| true) {
-            let _ = writeln!(o, "  {:<5} {:<10} {:<16} {:>9} lines {:>16}", k[0], k[1], k[2], n, sum.to_string());
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:<5} {:<10} {:<16} {:>9} lines {:>16}", r[0], r[1], r[2], r[3], r[4]);
         }
-        let dir_i = tx.col("direction");
+    }
+    if let Some(t) = &f.by_service {
         let _ = writeln!(o, "\nDebits by service");
-        for (k, (n, sum)) in
-            group_sum(&tx, &["currency", "service_id"], "amount", |r| dir_i.is_some_and(|d| r[d] == "DEBIT"))
-        {
-            let _ = writeln!(o, "  {:<5} {:<16} {:>9} lines {:>16}", k[0], k[1], n, sum.to_string());
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:<5} {:<16} {:>9} lines {:>16}", r[0], r[1], r[2], r[3]);
         }
-        if let (Some(a), Some(d), Some(id)) = (tx.col("amount"), dir_i, tx.col("transaction_id")) {
-            let mut debits: Vec<&Vec<String>> = tx.rows.iter().filter(|r| r[d] == "DEBIT").collect();
-            debits.sort_by(|x, y| dec(&y[a]).cmp(&dec(&x[a])).then_with(|| x[id].cmp(&y[id])));
-            let _ = writeln!(o, "\nLargest debits");
-            let cur = tx.col("currency").unwrap_or(0);
-            for r in debits.iter().take(10) {
-                let _ = writeln!(o, "  {:>14} {:<4} {}", r[a], r[cur], r[id]);
+    }
+    if let Some(t) = &f.largest {
+        let _ = writeln!(o, "\nLargest debits");
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:>14} {:<4} {}", r[4], r[2], r[0]);
+        }
+    }
+    for (name, t) in [("Disconnections", &f.disconnections), ("Reconnections", &f.reconnections)] {
+        if let Some(t) = t {
+            let _ = writeln!(o, "\n{name} by reason ({} in all)", total(t, "subscriptions"));
+            for r in &t.rows {
+                let _ = writeln!(o, "  {:<10} {:<32} {:>9}", r[0], r[1], r[2]);
             }
         }
     }
-    for list in ["disconnections", "reconnections"] {
-        if let Some(t) = read_run_table(dir, list)? {
-            let _ = writeln!(o, "\n{} by reason ({} in all)", list[..1].to_uppercase() + &list[1..], t.rows.len());
-            for (k, (n, _)) in group_sum(&t, &["source", "reason"], "", |_| true) {
-                let _ = writeln!(o, "  {:<10} {:<32} {:>9}", k[0], k[1], n);
-            }
-        }
-    }
-    if let Some(t) = read_run_table(dir, "wallet_estimates")? {
+    if let Some(t) = &f.estimates_by_class {
         let _ = writeln!(o, "\nWallet estimates by class");
-        for (k, (n, sum)) in group_sum(&t, &["class"], "balance", |_| true) {
-            let _ = writeln!(o, "  {:<10} {:>9} wallets, balance {}", k[0], n, sum);
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:<10} {:>9} wallets", r[0], r[1]);
         }
     }
-    if let Some(t) = read_run_table(dir, "external_payments")? {
+    if f.balance_histogram.iter().any(|b| b.1 > 0) {
+        let _ = writeln!(o, "\nClosing balances (wallets)");
+        for (label, n) in &f.balance_histogram {
+            let _ = writeln!(o, "  {label:<10} {n:>9}");
+        }
+    }
+    if let Some(t) = &f.payments {
         let _ = writeln!(o, "\nStore-reported payments (never in wallets)");
-        for (k, (n, sum)) in group_sum(&t, &["source", "currency", "payment_status"], "amount", |_| true) {
-            let _ = writeln!(o, "  {:<10} {:<5} {:<10} {:>9} events {:>14}", k[0], k[1], k[2], n, sum.to_string());
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:<10} {:<5} {:<10} {:>9} events {:>14}", r[0], r[1], r[2], r[3], r[4]);
         }
     }
-    if let Some(t) = read_run_table(dir, "rejects")? {
-        let _ = writeln!(o, "\nRejects by table and reason ({} in all)", t.rows.len());
-        for (k, (n, _)) in group_sum(&t, &["table", "reason"], "", |_| true) {
-            let _ = writeln!(o, "  {:<20} {:<26} {:>9}", k[0], k[1], n);
+    if let Some(t) = &f.rejects {
+        let _ = writeln!(o, "\nRejects by table and reason ({} in all)", total(t, "rows"));
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:<20} {:<26} {:>9}", r[0], r[1], r[2]);
         }
     }
     Ok(o)
+}
+
+// ---- --against PREV_DIR ------------------------------------------------------------------
+
+/// What changed from `prev` to `cur`: totals per currency and kind, subscriptions newly on
+/// the disconnection / reconnection lists, and the accounts whose debits moved most.
+pub fn against(cur_dir: &Path, prev_dir: &Path) -> Result<String> {
+    let cur = RunDir::open(cur_dir)?;
+    let prev = RunDir::open(prev_dir)?;
+    let mut o = String::new();
+    let id = |r: &RunDir| r.manifest["run_id"].as_str().unwrap_or("?").to_string();
+    let _ = writeln!(o, "Changes from {} to {}", id(&prev), id(&cur));
+
+    let zero = || lit(0).cast(dec_type());
+    let empty_tx = || -> LazyFrame {
+        df!("currency" => Vec::<String>::new(), "kind" => Vec::<String>::new(), "account_id" => Vec::<String>::new(),
+            "direction" => Vec::<String>::new())
+        .unwrap()
+        .lazy()
+        .with_column(zero().alias("amount"))
+    };
+    let tx = |r: &RunDir| -> Result<LazyFrame> { Ok(r.scan("wallet_transactions")?.unwrap_or_else(empty_tx)) };
+    // `amount` summed per `keys` in both runs, side by side: previous, this, change.
+    let compare = |this: LazyFrame, prev: LazyFrame, keys: [&str; 2]| -> LazyFrame {
+        let sum = |lf: LazyFrame, name: &str| {
+            lf.group_by([col(keys[0]), col(keys[1])]).agg([col("amount").sum().alias(name)])
+        };
+        sum(this, "this")
+            .join(
+                sum(prev, "previous"),
+                [col(keys[0]), col(keys[1])],
+                [col(keys[0]), col(keys[1])],
+                JoinArgs::new(JoinType::Full).with_coalesce(JoinCoalesce::CoalesceColumns),
+            )
+            .with_columns([col("this").fill_null(zero()), col("previous").fill_null(zero())])
+            .with_column((col("this") - col("previous")).alias("change"))
+            .select([col(keys[0]), col(keys[1]), col("previous"), col("this"), col("change")])
+    };
+    let joined = compare(tx(&cur)?, tx(&prev)?, ["currency", "kind"])
+        .sort(["currency", "kind"], Default::default())
+        .collect()
+        .map_err(|e| perr("totals", e))?;
+    let t = Table::from_df(joined)?;
+    let _ = writeln!(o, "\nTotals per currency and kind");
+    let _ = writeln!(o, "  {:<5} {:<10} {:>16} {:>16} {:>16}", "cur", "kind", "previous", "this", "change");
+    for r in &t.rows {
+        let _ = writeln!(o, "  {:<5} {:<10} {:>16} {:>16} {:>16}", r[0], r[1], r[2], r[3], r[4]);
+    }
+
+    for (name, title) in [("disconnections", "Newly disconnected"), ("reconnections", "Newly reconnected")] {
+        let (Some(c), p) = (cur.scan(name)?, prev.scan(name)?) else { continue };
+        let c = c.select([col("subscription_id"), col("account_id"), col("source"), col("reason")]);
+        let fresh = match p {
+            None => c,
+            Some(p) => c
+                .join(
+                    p.select([col("subscription_id"), lit(true).alias("listed_before")]),
+                    [col("subscription_id")],
+                    [col("subscription_id")],
+                    JoinArgs::new(JoinType::Left),
+                )
+                .filter(col("listed_before").is_null())
+                .select([col("subscription_id"), col("account_id"), col("source"), col("reason")]),
+        };
+        let df = fresh.sort(["subscription_id"], Default::default()).collect().map_err(|e| perr(name, e))?;
+        let t = Table::from_df(df)?;
+        let _ = writeln!(o, "\n{title} (not on the previous run's list): {}", t.rows.len());
+        for r in t.rows.iter().take(20) {
+            let _ = writeln!(o, "  {:<24} account {:<20} {:<10} {}", r[0], r[1], r[2], r[3]);
+        }
+        if t.rows.len() > 20 {
+            let _ = writeln!(o, "  … and {} more", t.rows.len() - 20);
+        }
+    }
+
+    let debits = |r: &RunDir| -> Result<LazyFrame> { Ok(tx(r)?.filter(col("direction").eq(lit("DEBIT")))) };
+    let movers = compare(debits(&cur)?, debits(&prev)?, ["account_id", "currency"])
+        .filter(col("change").neq(zero()))
+        .sort_by_exprs(
+            [col("change").abs(), col("account_id")],
+            SortMultipleOptions::default().with_order_descending_multi([true, false]),
+        )
+        .limit(10)
+        .collect()
+        .map_err(|e| perr("debits per account", e))?;
+    let t = Table::from_df(movers)?;
+    let _ = writeln!(o, "\nAccounts whose debits moved most");
+    let _ = writeln!(o, "  {:<20} {:<5} {:>14} {:>14} {:>14}", "account", "cur", "previous", "this", "change");
+    for r in &t.rows {
+        let _ = writeln!(o, "  {:<20} {:<5} {:>14} {:>14} {:>14}", r[0], r[1], r[2], r[3], r[4]);
+    }
+    Ok(o)
+}
+
+// ---- --html FILE -----------------------------------------------------------------------------
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// A horizontal bar chart as inline SVG. Bar lengths are display geometry (f64 is fine
+/// here: no money is computed from them); the values printed are the exact decimals.
+fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> String {
+    let max = bars.iter().map(|b| dec(&b.1)).max().unwrap_or_default();
+    let (w, row, label_w) = (720.0, 22.0, 220.0);
+    let h = row * bars.len().max(1) as f64 + 10.0;
+    let mut s = format!(
+        "<figure class=\"chart\" id=\"{id}\"><figcaption>{}</figcaption>\
+         <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
+        esc(title),
+        esc(title)
+    );
+    for (i, (label, value)) in bars.iter().enumerate() {
+        let v = dec(value);
+        let frac = if max > Decimal::ZERO {
+            (v.max(Decimal::ZERO) / max).to_string().parse::<f64>().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+        let y = i as f64 * row + 4.0;
+        let bw = ((w - label_w - 140.0) * frac).max(1.0);
+        let _ = write!(
+            s,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
+             <rect class=\"bar\" x=\"{label_w}\" y=\"{y}\" width=\"{bw:.1}\" height=\"{}\" data-value=\"{}\"></rect>\
+             <text x=\"{}\" y=\"{}\">{}</text>",
+            label_w - 6.0,
+            y + 14.0,
+            esc(label),
+            row - 6.0,
+            esc(value),
+            label_w + bw + 6.0,
+            y + 14.0,
+            esc(value)
+        );
+    }
+    if bars.is_empty() {
+        s.push_str("<text x=\"10\" y=\"16\">nothing to show</text>");
+    }
+    s.push_str("</svg></figure>\n");
+    s
+}
+
+fn html_table(t: &Table, class: &str) -> String {
+    let mut s = format!("<table class=\"{class}\"><thead><tr>");
+    for h in &t.header {
+        let _ = write!(s, "<th>{}</th>", esc(h));
+    }
+    s.push_str("</tr></thead><tbody>");
+    for r in &t.rows {
+        s.push_str("<tr>");
+        for c in r {
+            let _ = write!(s, "<td>{}</td>", esc(c));
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table>\n");
+    s
+}
+
+/// A self-contained HTML report (inline CSS and SVG, no external resources). A small
+/// inline script re-adds the per-service debits shown in the chart and compares them with
+/// the manifest's debit totals, and writes the outcome into `#self-check`.
+pub fn html(dir: &Path) -> Result<String> {
+    let run = RunDir::open(dir)?;
+    let f = figures(&run)?;
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>billrun report {id}</title>\n\
+         <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}\
+         td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}\
+         td:first-child,th:first-child{{text-align:left}}.bar{{fill:#3b7dd8}}svg text{{font-size:12px}}\
+         .ok{{color:#176b2c}}.bad{{color:#b00020;font-weight:bold}}figure{{margin:1em 0}}figcaption{{font-weight:600}}</style>\n\
+         </head><body>\n<h1>Billing run {id}</h1><p>as_of {as_of}, cutoff {cutoff}</p>\n",
+        id = esc(&f.run_id),
+        as_of = esc(&f.as_of),
+        cutoff = esc(&f.cutoff)
+    );
+    h.push_str(
+        "<h2>Reconciliation</h2><table id=\"reconciliation\"><thead><tr><th>currency</th><th>opening</th>\
+         <th>credits</th><th>debits</th><th>closing</th><th>opening + credits − debits = closing</th>\
+         <th>transactions file agrees</th><th>rounding residual</th></tr></thead><tbody>",
+    );
+    for (cur, vals) in &f.reconciliation {
+        let (ok, files) = f.checks(cur);
+        let _ = write!(h, "<tr data-currency=\"{}\"><td>{}</td>", esc(cur), esc(cur));
+        for (k, v) in ["opening", "credits", "debits", "closing"].iter().zip(vals) {
+            let _ = write!(h, "<td class=\"{k}\">{}</td>", v);
+        }
+        let _ = write!(
+            h,
+            "<td class=\"{}\">{}</td><td class=\"{}\">{}</td><td>{}</td></tr>",
+            if ok { "ok" } else { "bad" },
+            if ok { "ok" } else { "MISMATCH" },
+            if files { "ok" } else { "bad" },
+            if files { "agree" } else { "DIFFER" },
+            vals[4]
+        );
+    }
+    h.push_str("</tbody></table>\n");
+    let _ = write!(h, "<p id=\"self-check\" data-status=\"pending\">self-check: needs a browser with JavaScript</p>\n");
+
+    h.push_str("<h2>Charts</h2>\n");
+    let service_bars: Vec<(String, String)> = f
+        .by_service
+        .as_ref()
+        .map(|t| {
+            t.rows
+                .iter()
+                .map(|r| (format!("{} {}", r[0], if r[1].is_empty() { "—" } else { &r[1] }), r[3].clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    h.push_str(&bar_chart("chart-debits-by-service", "Debits by service", &service_bars));
+    let balance_bars: Vec<(String, String)> =
+        f.balance_histogram.iter().map(|(l, n)| (l.clone(), n.to_string())).collect();
+    h.push_str(&bar_chart("chart-balances", "Closing balance distribution (wallets)", &balance_bars));
+    let depletion_bars: Vec<(String, String)> =
+        f.depletion.as_ref().map(|t| t.rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect()).unwrap_or_default();
+    h.push_str(&bar_chart("chart-depletion", "Depletion forecast (wallets running dry per day)", &depletion_bars));
+
+    let sections: [(&str, &Option<Table>); 8] = [
+        ("Transactions by kind and type", &f.by_kind),
+        ("Debits by service", &f.by_service),
+        ("Largest debits", &f.largest),
+        ("Disconnections by reason", &f.disconnections),
+        ("Reconnections by reason", &f.reconnections),
+        ("Wallet estimates by class", &f.estimates_by_class),
+        ("Store-reported payments (never in wallets)", &f.payments),
+        ("Rejects by table and reason", &f.rejects),
+    ];
+    for (title, t) in sections {
+        if let Some(t) = t {
+            let _ = write!(h, "<h2>{}</h2>\n", esc(title));
+            h.push_str(&html_table(t, "figures"));
+        }
+    }
+    // Manifest debit totals per currency, for the in-browser self-check.
+    let expected: BTreeMap<&String, String> = f.reconciliation.iter().map(|(c, v)| (c, v[2].to_string())).collect();
+    let _ = write!(
+        h,
+        "<script>\n(function(){{\n  const expected = {};\n\
+         // Sum the debit bars per currency exactly, in integer units of 10^-18.\n\
+         const S = 18n;\n  function units(s){{ const neg = s.startsWith('-'); if (neg) s = s.slice(1);\n\
+           const [i, f = ''] = s.split('.'); const v = BigInt(i || '0') * 10n ** S + BigInt((f + '0'.repeat(18)).slice(0, 18) || '0');\n\
+           return neg ? -v : v; }}\n\
+         const got = {{}};\n  document.querySelectorAll('#chart-debits-by-service rect.bar').forEach(function(r, i){{\n\
+           const label = r.previousElementSibling.textContent; const cur = label.split(' ')[0];\n\
+           got[cur] = (got[cur] || 0n) + units(r.getAttribute('data-value')); }});\n\
+         let ok = true; for (const cur in expected) {{ if ((got[cur] || 0n) !== units(expected[cur])) ok = false; }}\n\
+         for (const cur in got) {{ if (!(cur in expected)) ok = false; }}\n\
+         const charts = document.querySelectorAll('figure.chart svg').length;\n\
+         const p = document.getElementById('self-check');\n\
+         p.setAttribute('data-status', ok && charts === 3 ? 'ok' : 'failed');\n\
+         p.setAttribute('data-charts', String(charts));\n\
+         p.textContent = ok ? 'self-check: debits by service add up to the manifest totals' : 'self-check FAILED: debits by service differ from the manifest';\n\
+         p.className = ok ? 'ok' : 'bad';\n}})();\n</script>\n</body></html>\n",
+        serde_json::to_string(&expected).unwrap_or_else(|_| "{}".into())
+    );
+    Ok(h)
 }

@@ -37,6 +37,10 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     pub force: bool,
     pub mode: Mode,
+    /// Overrides the job's `output_layout`.
+    pub layout: Option<crate::job::Layout>,
+    /// Write `usage_lineage` (also on when the job says `lineage = true`).
+    pub lineage: bool,
 }
 
 /// What a finished run reports.
@@ -45,8 +49,8 @@ pub struct RunReport {
     pub published: Option<PathBuf>,
 }
 
-/// Progress sink: phase messages for stderr.
-pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
+/// Progress sink: phase row counts (log lines go through `tracing`).
+pub type Progress = std::sync::Arc<dyn crate::progress::Progress>;
 
 /// `as_of` from the command line, else the state's manifest `as_of` + recurrence.
 fn resolve_as_of(args: &RunArgs, job: &Job, prev: Option<NaiveDate>) -> Result<NaiveDate> {
@@ -128,7 +132,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let run_id = format!("{}-{}", job.name, as_of);
 
     // ---- read + validate -------------------------------------------------------------
-    progress(&format!("read: state {}", args.state.display()));
+    tracing::info!(phase = "read", elapsed_s = 0.0, state = %args.state.display(), "read: state {}", args.state.display());
     let need = |name: &'static str| -> Result<TableSource> {
         find_table(&args.state, name)?
             .ok_or_else(|| Error::input(args.state.display().to_string(), format!("state table {name} is missing")))
@@ -146,7 +150,11 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let credits_src = arg_table(&args.credits, "credits")?;
     let events_src = arg_table(&args.events, "external_events")?;
 
-    let mut intake = Intake::default();
+    let mut intake = Intake { progress: Some(progress.clone()), ..Intake::default() };
+    let all_sources = [&services_src, &wallets_src, &subs_src, &items_src].into_iter().chain(
+        [&deferred_usage_src, &usage_src, &credits_src, &deferred_events_src, &events_src].into_iter().flatten(),
+    );
+    progress.begin("read", known_rows(all_sources));
     let st = validate_state(
         &mut intake,
         &StateSources {
@@ -157,39 +165,60 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         },
     )?;
 
-    progress(&format!(
+    tracing::info!(
+        phase = "read",
+        services = st.services.len(),
+        wallets = st.wallets.len(),
+        subscriptions = st.subs.len(),
+        items = st.items.len(),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        rss_mib = output::rss_mib(),
         "read: state {} services, {} wallets, {} subscriptions, {} items ({:.2}s)",
         st.services.len(),
         st.wallets.len(),
         st.subs.len(),
         st.items.len(),
         t0.elapsed().as_secs_f64()
-    ));
+    );
     // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
     // per-item sums. Nothing but the sums and the deferred rows is kept.
     let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
-    let usage = ingest_usage(&mut intake, &sources, &st, cutoff)?;
+    let lineage = args.lineage || job.lineage;
+    let usage = ingest_usage(&mut intake, &sources, &st, cutoff, lineage && args.mode == Mode::Run)?;
     let usage_rated = usage.rated_rows;
     let usage_qty = usage.qty;
     let deferred_usage = usage.deferred;
-    progress(&format!(
+    let lineage_rows = usage.lineage;
+    tracing::info!(
+        phase = "read",
+        usage_rated,
+        usage_deferred = deferred_usage.len(),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        rss_mib = output::rss_mib(),
         "read: usage {usage_rated} rows rated, {} deferred ({:.2}s)",
         deferred_usage.len(),
         t0.elapsed().as_secs_f64()
-    ));
+    );
 
     let (credits, credit_wallet) = validate_credits(&mut intake, credits_src.as_ref(), &st)?;
     let event_sources: Vec<&TableSource> =
         [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten().collect();
     let events = validate_events(&mut intake, &event_sources, &st)?;
     timings.push(("read_validate", t0.elapsed().as_secs_f64()));
-    progress(&format!(
-        "read: {} rows from {} files, {} usage rows rated, {} rejects",
+    progress.end();
+    tracing::info!(
+        phase = "read",
+        rows = intake.rows_read,
+        files = intake.files.len(),
+        rejects = intake.rejects.len(),
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "read: {} rows from {} files, {} usage rows rated, {} rejects ({:.2}s)",
         intake.rows_read,
         intake.files.len(),
         usage_rated,
-        intake.rejects.len()
-    ));
+        intake.rejects.len(),
+        t0.elapsed().as_secs_f64()
+    );
 
     // ---- partition + rate ------------------------------------------------------------
     let t1 = Instant::now();
@@ -202,13 +231,45 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         recurrence: job.recurrence,
         prev_cutoff: midnight(prev_cutoff_date),
     };
-    progress(&format!("rate: {} accounts on {} threads", accounts.len(), threads));
-    let rated: Vec<AccountOut> = accounts
-        .par_iter()
-        .with_min_len(256)
-        .map(|a| rate_account(&ctx, a))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::Invariant(e.to_string()))?;
+    tracing::info!(
+        phase = "rate",
+        accounts = accounts.len(),
+        threads,
+        elapsed_s = started.elapsed().as_secs_f64(),
+        "rate: {} accounts on {} threads",
+        accounts.len(),
+        threads
+    );
+    // The reject gate depends on the intake only: decide before rating whether this run
+    // publishes, so the transactions can be written as they are rated.
+    let rejected = intake.rejects.len() as u64;
+    let total = intake.rows_read;
+    let ratio = if total == 0 { 0.0 } else { rejected as f64 / total as f64 };
+    let gate_failed = ratio > job.max_reject_ratio;
+    let publish = args.mode == Mode::Run && !gate_failed;
+    let dest = |dir| output::Dest {
+        dir,
+        progress: progress.as_ref(),
+        format: job.output_format,
+        layout: args.layout.unwrap_or(job.output_layout),
+        as_of,
+    };
+    let out = args.output.clone().unwrap_or_default();
+    let tmp = sibling(&out, &format!("tmp-{}", std::process::id()));
+    if publish {
+        fresh_dir(&tmp)?;
+    }
+    let remove_tmp = |e: Error| {
+        if publish {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        e
+    };
+
+    progress.begin("rate", Some(accounts.len() as u64));
+    let rated = rate_and_write(&ctx, &accounts, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
+        .map_err(remove_tmp)?;
+    let (ledger, tx_files) = rated;
 
     // External subscriptions, each with its events in (event_time, event_id) order.
     let mut ev_by_sub: BTreeMap<usize, Vec<&Event>> = BTreeMap::new();
@@ -227,25 +288,39 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         .map(|(i, s)| (i, apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff)))
         .collect();
     timings.push(("rate", t1.elapsed().as_secs_f64()));
+    progress.end();
+    tracing::info!(
+        phase = "rate",
+        elapsed_s = started.elapsed().as_secs_f64(),
+        rss_mib = output::rss_mib(),
+        "rate: done ({:.2}s)",
+        t1.elapsed().as_secs_f64()
+    );
 
     let t2 = Instant::now();
-    let asm = output::assemble(output::BuildInput {
-        run_id: &run_id,
-        as_of,
-        state: &st,
-        accounts: &accounts,
-        rated: &rated,
-        ext: &ext,
-        deferred_usage: &deferred_usage,
-        intake: &intake,
-    })?;
+    let asm = output::assemble(
+        output::BuildInput {
+            run_id: &run_id,
+            as_of,
+            state: &st,
+            accounts: &accounts,
+            ext: &ext,
+            deferred_usage: &deferred_usage,
+            intake: &intake,
+            lineage: lineage_rows.as_ref(),
+        },
+        ledger,
+    )
+    .map_err(remove_tmp)?;
     timings.push(("assemble", t2.elapsed().as_secs_f64()));
+    tracing::info!(
+        phase = "assemble",
+        elapsed_s = started.elapsed().as_secs_f64(),
+        rss_mib = output::rss_mib(),
+        "assembled"
+    );
     let meta = RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake };
 
-    let rejected = intake.rejects.len() as u64;
-    let total = intake.rows_read;
-    let ratio = if total == 0 { 0.0 } else { rejected as f64 / total as f64 };
-    let gate_failed = ratio > job.max_reject_ratio;
     let mut summary = output::summary(&meta, &asm.products, ratio);
     if args.mode == Mode::Validate {
         summary.push_str(&output::reject_report(&intake, 3));
@@ -265,24 +340,27 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         }
         return Ok(RunReport { summary, published: None });
     }
-    let out = args.output.clone().unwrap();
-    let format = job.output_format;
     if gate_failed {
         let review = sibling(&out, "rejected");
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
-        let files = vec![asm.write_rejects(&tmp, format)?];
+        let files = asm.write_rejects(dest(&tmp))?;
         output::write_manifest(&meta, &asm.products, &tmp, &files)?;
         replace_dir(&tmp, &review)?;
         return Err(too_many(review.display().to_string()));
     }
 
     let t_write = Instant::now();
-    progress(&format!("write: {}", out.display()));
-    let tmp = sibling(&out, &format!("tmp-{}", std::process::id()));
-    fresh_dir(&tmp)?;
+    tracing::info!(
+        phase = "write",
+        elapsed_s = started.elapsed().as_secs_f64(),
+        output = %out.display(),
+        "write: {}",
+        out.display()
+    );
+    progress.begin("write", None);
     let result = (|| -> Result<()> {
-        let files = asm.write_tables(&tmp, format)?;
+        let files = asm.write_tables(dest(&tmp), lineage, tx_files)?;
         output::write_manifest(&meta, &asm.products, &tmp, &files)?;
         timings.push(("write", t_write.elapsed().as_secs_f64()));
         timings.push(("total", started.elapsed().as_secs_f64()));
@@ -298,8 +376,87 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         return Err(Error::OutputExists(out));
     }
     replace_dir(&tmp, &out)?;
-    progress(&format!("done in {:.2}s", started.elapsed().as_secs_f64()));
+    progress.end();
+    tracing::info!(
+        phase = "done",
+        elapsed_s = started.elapsed().as_secs_f64(),
+        peak_rss_mib = output::peak_rss_bytes().unwrap_or(0) >> 20,
+        output = %out.display(),
+        "done in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(RunReport { summary, published: Some(out) })
+}
+
+/// Accounts rated per chunk: the transactions of one chunk are all that is held at a time.
+const ACCOUNTS_PER_CHUNK: usize = 32_768;
+
+/// Rate every account, a chunk at a time, folding the results into a [`output::Ledger`]
+/// and (when publishing) writing each chunk's transactions. Chunk i+1 is rated on the pool
+/// while chunk i is folded and encoded, so writing overlaps rating. Output order is account
+/// order whatever the thread count.
+fn rate_and_write<'a>(
+    ctx: &RateCtx<'a>,
+    accounts: &'a [crate::rate::AccountIn<'a>],
+    st: &'a State,
+    lineage: bool,
+    dest: Option<output::Dest>,
+    run_id: &'a str,
+    progress: &dyn crate::progress::Progress,
+) -> Result<(output::Ledger<'a>, Vec<(String, usize)>)> {
+    let as_of = ctx.as_of;
+    let mut ledger = output::Ledger::new(st, lineage);
+    let mut writer = match dest {
+        Some(d) => {
+            Some(output::ChunkedWriter::create(d, &output::transactions_table(run_id, as_of, accounts, 0, &[]))?)
+        }
+        None => None,
+    };
+    let rate = |chunk: &'a [crate::rate::AccountIn<'a>]| -> Result<Vec<AccountOut<'a>>> {
+        let r = chunk
+            .par_iter()
+            .with_min_len(64)
+            .map(|a| rate_account(ctx, a))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| Error::Invariant(e.to_string()));
+        progress.advance(chunk.len() as u64);
+        r
+    };
+    let mut fold = |first: usize, rated: Vec<AccountOut<'a>>| -> Result<()> {
+        if let Some(w) = writer.as_mut() {
+            w.append(&output::transactions_table(run_id, as_of, accounts, first, &rated))?;
+        }
+        ledger.absorb(accounts, first, rated)
+    };
+    let mut pending: Option<(usize, Vec<AccountOut<'a>>)> = None;
+    for (ci, chunk) in accounts.chunks(ACCOUNTS_PER_CHUNK).enumerate() {
+        let prev = pending.take();
+        let (rated, folded) = rayon::join(|| rate(chunk), || prev.map_or(Ok(()), |(first, r)| fold(first, r)));
+        folded?;
+        pending = Some((ci * ACCOUNTS_PER_CHUNK, rated?));
+    }
+    if let Some((first, r)) = pending {
+        fold(first, r)?;
+    }
+    drop(fold);
+    let files = match writer {
+        Some(w) => w.finish()?,
+        None => Vec::new(),
+    };
+    Ok((ledger, files))
+}
+
+/// The rows of these tables if every file's count is in its metadata (Parquet), else None.
+fn known_rows<'t>(tables: impl Iterator<Item = &'t TableSource>) -> Option<u64> {
+    let mut n = 0;
+    for t in tables {
+        for f in &t.files {
+            for u in crate::read::units(f).ok()? {
+                n += u.1?;
+            }
+        }
+    }
+    Some(n)
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.

@@ -205,10 +205,10 @@ pub const EVENTS: &[ColSpec] = &[
 ];
 
 pub fn parse_service(r: &Row) -> Result<Service, Fail> {
-    let service_id = r.s(0)?.to_string();
+    let service_id = Text::from(r.s(0)?);
     let method = r.s(1)?;
     let price = r.d(2)?;
-    let currency = r.s(3)?.to_string();
+    let currency = Text::from(r.s(3)?);
     let rate_period = r.operiod(4)?;
     if method == "PRE_RATE" && rate_period.is_none() {
         return Err(r.missing(4));
@@ -227,9 +227,9 @@ pub fn parse_service(r: &Row) -> Result<Service, Fail> {
 }
 
 pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
-    let wallet_id = r.s(0)?.to_string();
-    let account_id = r.s(1)?.to_string();
-    let currency = r.s(2)?.to_string();
+    let wallet_id = Text::from(r.s(0)?);
+    let account_id = Text::from(r.s(1)?);
+    let currency = Text::from(r.s(2)?);
     let balance = r.d(3)?;
     let updated_at = r.ots(4)?;
     let minor = r.currency(2, &currency)?;
@@ -237,9 +237,9 @@ pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
 }
 
 pub fn parse_subscription(r: &Row) -> Result<Subscription, Fail> {
-    let subscription_id = r.s(0)?.to_string();
-    let account_id = r.s(1)?.to_string();
-    let source = r.s(2)?.to_string();
+    let subscription_id = Text::from(r.s(0)?);
+    let account_id = Text::from(r.s(1)?);
+    let source = Text::from(r.s(2)?);
     let status = r.s(3)?;
     let expires_at = r.ots(4)?;
     let status = Status::parse(status)
@@ -248,9 +248,9 @@ pub fn parse_subscription(r: &Row) -> Result<Subscription, Fail> {
 }
 
 pub fn parse_item(r: &Row) -> Result<Item, Fail> {
-    let subscription_id = r.s(0)?.to_string();
+    let subscription_id = Text::from(r.s(0)?);
     let item_no = r.int(1)?;
-    let service_id = r.s(2)?.to_string();
+    let service_id = Text::from(r.s(2)?);
     let quantity = r.od(3)?;
     let custom_price = r.od(4)?;
     let start_date = r.date(5)?;
@@ -274,9 +274,9 @@ pub struct UsageRef<'a> {
 impl UsageRef<'_> {
     pub fn to_owned(&self) -> Usage {
         Usage {
-            usage_id: self.usage_id.to_string(),
-            subscription_id: self.subscription_id.to_string(),
-            service_id: self.service_id.to_string(),
+            usage_id: self.usage_id.into(),
+            subscription_id: self.subscription_id.into(),
+            service_id: self.service_id.into(),
             event_time: self.event_time,
             quantity: self.quantity,
         }
@@ -294,19 +294,19 @@ pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
 }
 
 pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
-    let credit_id = r.s(0)?.to_string();
-    let wallet_id = r.s(1)?.to_string();
+    let credit_id = Text::from(r.s(0)?);
+    let wallet_id = Text::from(r.s(1)?);
     let amount = r.d(2)?;
-    let transaction_type = r.s(3)?.to_string();
+    let transaction_type = Text::from(r.s(3)?);
     let received_at = r.ts(4)?;
     r.domain(2, amount > Decimal::ZERO, "is not > 0")?;
     Ok(Credit { credit_id, wallet_id, amount, transaction_type, received_at })
 }
 
 pub fn parse_event(r: &Row) -> Result<Event, Fail> {
-    let event_id = r.s(0)?.to_string();
-    let subscription_id = r.s(1)?.to_string();
-    let source = r.s(2)?.to_string();
+    let event_id = Text::from(r.s(0)?);
+    let subscription_id = Text::from(r.s(1)?);
+    let source = Text::from(r.s(2)?);
     let et = r.s(3)?;
     let event_time = r.ts(4)?;
     let expires_at = r.ots(5)?;
@@ -314,13 +314,13 @@ pub fn parse_event(r: &Row) -> Result<Event, Fail> {
     if parsed_type.is_some_and(|t| t.sets_expiry()) && expires_at.is_none() {
         return Err((Reason::MissingRequired, format!("expires_at is missing (required for {et})")));
     }
-    let to_account_id = r.os(6).map(str::to_string);
+    let to_account_id = r.os(6).map(Text::from);
     if parsed_type == Some(EventType::Transferred) && to_account_id.is_none() {
         return Err((Reason::MissingRequired, "to_account_id is missing (required for TRANSFERRED)".into()));
     }
     let amount = r.od(7)?;
-    let currency = r.os(8).map(str::to_string);
-    let payment_status = r.os(9).map(str::to_string);
+    let currency = r.os(8).map(Text::from);
+    let payment_status = r.os(9).map(Text::from);
     let event_type = parsed_type.ok_or_else(|| r.invalid(3, format!("{et:?} is not a known event type")))?;
     r.domain(
         9,
@@ -355,12 +355,14 @@ pub struct Intake {
     pub rejects: Vec<Reject>,
     pub files: Vec<InputFile>,
     pub rows_read: u64,
+    /// Told of every batch of rows merged.
+    pub progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
 }
 
 impl Intake {
-    pub fn reject(&mut self, table: &'static str, o: Origin, key: String, reason: Reason, detail: String) {
+    pub fn reject(&mut self, table: &'static str, o: Origin, key: impl Into<String>, reason: Reason, detail: String) {
         let file = self.files[o.file_ord as usize].name.clone();
-        self.rejects.push(Reject { table, file_ord: o.file_ord, file, row: o.row, key, reason, detail });
+        self.rejects.push(Reject { table, file_ord: o.file_ord, file, row: o.row, key: key.into(), reason, detail });
     }
 
     /// Read every row of `src`, parse it (in parallel), and return the rows that parsed with
@@ -412,6 +414,9 @@ impl Intake {
             let mut merge_batch = |intake: &mut Intake, b: &Batch, outcomes: Vec<O>| -> Result<()> {
                 for (i, o) in outcomes.into_iter().enumerate() {
                     merge(intake, o, Origin { file_ord, row: b.first_row + i as u64 }, &Row { b, i, specs })?;
+                }
+                if let Some(p) = &intake.progress {
+                    p.advance(b.len as u64);
                 }
                 Ok(())
             };
@@ -498,14 +503,14 @@ pub enum ItemState {
 /// The validated state: every row that parsed, with indices for lookups.
 pub struct State {
     pub services: Vec<Service>,
-    pub service_idx: HashMap<String, usize>,
+    pub service_idx: HashMap<Text, usize>,
     pub wallets: Vec<Wallet>,
-    pub wallet_by_id: HashMap<String, usize>,
-    pub wallet_by_account: HashMap<String, usize>,
+    pub wallet_by_id: HashMap<Text, usize>,
+    pub wallet_by_account: HashMap<Text, usize>,
     pub subs: Vec<Subscription>,
     /// Whether the subscription is billable (not rejected as UNKNOWN_WALLET).
     pub sub_ok: Vec<bool>,
-    pub sub_idx: HashMap<String, usize>,
+    pub sub_idx: HashMap<Text, usize>,
     pub items: Vec<Item>,
     pub item_state: Vec<ItemState>,
     pub item_sub: Vec<Option<usize>>,
@@ -538,7 +543,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let services = load_opt(intake, src.services, SERVICES, parse_service)?;
     let services = intake.dedupe("services", services, |s| (&s.service_id, 0));
     let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
-    let service_idx: HashMap<String, usize> =
+    let service_idx: HashMap<Text, usize> =
         services.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
 
     let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
@@ -559,7 +564,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     }
     let wallets = kept;
     let wallet_by_id = wallets.iter().enumerate().map(|(i, w)| (w.wallet_id.clone(), i)).collect();
-    let wallet_by_account: HashMap<String, usize> =
+    let wallet_by_account: HashMap<Text, usize> =
         wallets.iter().enumerate().map(|(i, w)| (w.account_id.clone(), i)).collect();
 
     let subs = load_opt(intake, src.subscriptions, SUBSCRIPTIONS, parse_subscription)?;
@@ -576,8 +581,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         sub_list.push(s);
     }
     let subs = sub_list;
-    let sub_idx: HashMap<String, usize> =
-        subs.iter().enumerate().map(|(i, s)| (s.subscription_id.clone(), i)).collect();
+    let sub_idx: HashMap<Text, usize> = subs.iter().enumerate().map(|(i, s)| (s.subscription_id.clone(), i)).collect();
 
     let items = load_opt(intake, src.items, ITEMS, parse_item)?;
     let items = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
@@ -817,6 +821,8 @@ pub struct UsageIntake {
     pub qty: Vec<Decimal>,
     pub deferred: Vec<Usage>,
     pub rated_rows: u64,
+    /// With `--lineage`: (item index, usage_id) of every rated row, in read order.
+    pub lineage: Option<Vec<(u32, Box<str>)>>,
 }
 
 /// What one usage row comes to, before the (sequential) duplicate check.
@@ -834,9 +840,26 @@ enum Fate {
 /// Stream `deferred_usage` then the new usage files: parse and classify every row in
 /// parallel, then dedupe (first occurrence in read order wins) and aggregate in order.
 /// Memory: the per-item sums, the deferred rows and a 128-bit fingerprint per usage_id.
-pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, cutoff: Micros) -> Result<UsageIntake> {
-    let mut out = UsageIntake { qty: vec![Decimal::ZERO; st.items.len()], deferred: Vec::new(), rated_rows: 0 };
-    let mut seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<Fp128Hasher>> = Default::default();
+pub fn ingest_usage(
+    intake: &mut Intake,
+    sources: &[&TableSource],
+    st: &State,
+    cutoff: Micros,
+    lineage: bool,
+) -> Result<UsageIntake> {
+    let mut out = UsageIntake {
+        qty: vec![Decimal::ZERO; st.items.len()],
+        deferred: Vec::new(),
+        rated_rows: 0,
+        lineage: lineage.then(Vec::new),
+    };
+    // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
+    let mut expected = 0u64;
+    for f in sources.iter().flat_map(|s| &s.files) {
+        expected += crate::read::units(f)?.iter().filter_map(|u| u.1).sum::<u64>();
+    }
+    let mut seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<Fp128Hasher>> =
+        std::collections::HashSet::with_capacity_and_hasher(expected as usize, Default::default());
     for src in sources {
         let table = src.table;
         intake.load_rows(
@@ -867,6 +890,9 @@ pub fn ingest_usage(intake: &mut Intake, sources: &[&TableSource], st: &State, c
                             Fate::Rate(ii, q) => {
                                 out.qty[ii] += q;
                                 out.rated_rows += 1;
+                                if let Some(l) = &mut out.lineage {
+                                    l.push((ii as u32, r.raw(0).into_boxed_str()));
+                                }
                             }
                             Fate::Defer(u) => out.deferred.push(u),
                             Fate::Reject(reason, detail) => intake.reject(table, o, r.raw(0), reason, detail),

@@ -16,7 +16,7 @@ fn dec(s: &str, what: &str) -> Result<Decimal> {
     s.parse::<Decimal>().map_err(|_| fail(format!("{what}: not a decimal: {s:?}")))
 }
 
-fn find(dir: &Path, name: &str) -> Result<TextTable> {
+fn find(dir: &Path, name: &'static str) -> Result<TextTable> {
     read_run_table(dir, name)?.ok_or_else(|| fail(format!("{name} is missing")))
 }
 

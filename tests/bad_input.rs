@@ -247,7 +247,7 @@ fn verify_and_report_read_a_published_run() {
     let r = billrun(["report", out.to_str().unwrap()]).ok();
     let line = r.stdout().lines().find(|l| l.starts_with("EUR")).unwrap().to_string();
     let cells: Vec<&str> = line.split_whitespace().collect();
-    assert_eq!(cells, ["EUR", "85.50", "30.00", "46.97", "68.53", "ok", "0"]);
+    assert_eq!(cells, ["EUR", "85.50", "30.00", "46.97", "68.53", "ok", "agree", "0"]);
     assert!(r.stdout().contains("BALANCE_AT_OR_BELOW_THRESHOLD"));
     // Tampering with a published file is caught.
     let w = out.join("wallets.csv");

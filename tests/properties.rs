@@ -34,18 +34,20 @@ fn args(data: &Path, out: &Path, threads: usize) -> RunArgs {
         threads: Some(threads),
         force: true,
         mode: Mode::Run,
+        layout: None,
+        lineage: false,
     }
 }
 
 fn run(data: &Path, out: &Path, threads: usize) {
-    execute(&args(data, out, threads), &|_: &str| {}).unwrap();
+    execute(&args(data, out, threads), std::sync::Arc::new(billrun::progress::Silent)).unwrap();
 }
 
 fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-fn table(dir: &Path, name: &str) -> billrun::dump::TextTable {
+fn table(dir: &Path, name: &'static str) -> billrun::dump::TextTable {
     billrun::dump::read_run_table(dir, name).unwrap().unwrap()
 }
 
