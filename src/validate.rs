@@ -400,7 +400,7 @@ impl Intake {
         src: &TableSource,
         specs: &[ColSpec],
         per_row: impl Fn(&Row) -> O + Sync,
-        mut merge: impl FnMut(&mut Intake, O, Origin, &Row) -> Result<()>,
+        mut merge: impl FnMut(&mut Intake, O, Origin, &Row) -> Result<()> + Send,
     ) -> Result<()> {
         use rayon::prelude::*;
         let rows_of = |b: &Batch| -> Vec<O> {
@@ -426,11 +426,13 @@ impl Intake {
                     merge_batch(self, &b, outcomes)
                 })?;
             } else {
+                // Waves of row groups as wide as the pool; the (sequential) merge of wave k
+                // runs while wave k+1 is decoded and parsed, so no core waits for the merge.
                 let width = rayon::current_num_threads().max(1);
                 let indexed: Vec<(usize, u64)> = units.iter().enumerate().map(|(i, u)| (i, u.0)).collect();
-                for wave in indexed.chunks(width) {
-                    let results: Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>> = wave
-                        .par_iter()
+                type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
+                let decode = |wave: &[(usize, u64)]| -> Wave<O> {
+                    wave.par_iter()
                         .map(|&(unit, first)| {
                             let mut v = Vec::new();
                             let n = crate::read::read_unit(file, specs, unit, first, |b| {
@@ -440,14 +442,30 @@ impl Intake {
                             })?;
                             Ok((v, n))
                         })
-                        .collect();
+                        .collect()
+                };
+                let mut merge_wave = |intake: &mut Intake, results: Wave<O>| -> Result<u64> {
+                    let mut rows = 0;
                     for r in results {
                         let (v, n) = r?;
-                        total += n;
+                        rows += n;
                         for (b, outcomes) in v {
-                            merge_batch(self, &b, outcomes)?;
+                            merge_batch(intake, &b, outcomes)?;
                         }
                     }
+                    Ok(rows)
+                };
+                let mut pending: Option<Wave<O>> = None;
+                for wave in indexed.chunks(width) {
+                    let prev = pending.take();
+                    let intake = &mut *self;
+                    let (results, merged) =
+                        rayon::join(|| decode(wave), || prev.map_or(Ok(0), |p| merge_wave(intake, p)));
+                    total += merged?;
+                    pending = Some(results);
+                }
+                if let Some(p) = pending {
+                    total += merge_wave(self, p)?;
                 }
             }
             self.files[file_ord as usize].rows = total;
