@@ -159,19 +159,23 @@ struct Bars {
 impl billrun::progress::Progress for Bars {
     fn begin(&self, phase: &'static str, total: Option<u64>) {
         use indicatif::{ProgressBar, ProgressState, ProgressStyle};
-        let rate = |st: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = write!(w, "{:.0} rows/s", st.per_sec());
+        // The rate phase counts accounts; read and write count rows.
+        let unit = if phase == "rate" { "accounts" } else { "rows" };
+        let rate = move |st: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} {unit}/s", st.per_sec());
         };
-        let style = |template: &str| {
-            ProgressStyle::with_template(template)
+        let style = |template: String| {
+            ProgressStyle::with_template(&template)
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .with_key("rate", rate)
         };
         let pb = match total {
-            Some(n) => ProgressBar::new(n)
-                .with_style(style("{prefix:>5} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} rows ({rate})")),
-            None => ProgressBar::new_spinner()
-                .with_style(style("{prefix:>5} [{elapsed_precise}] {spinner} {human_pos} rows ({rate})")),
+            Some(n) => ProgressBar::new(n).with_style(style(format!(
+                "{{prefix:>5}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{rate}})"
+            ))),
+            None => ProgressBar::new_spinner().with_style(style(format!(
+                "{{prefix:>5}} [{{elapsed_precise}}] {{spinner}} {{human_pos}} {unit} ({{rate}})"
+            ))),
         };
         pb.set_prefix(phase);
         let pb = self.mp.add(pb);

@@ -406,8 +406,10 @@ fn rate_and_write<'a>(
 ) -> Result<(output::Ledger<'a>, Vec<(String, usize)>)> {
     let as_of = ctx.as_of;
     let mut ledger = output::Ledger::new(st, lineage);
+    // The rate phase's progress counts accounts, not the transaction rows written.
     let mut writer = match dest {
         Some(d) => {
+            let d = output::Dest { progress: &crate::progress::Silent, ..d };
             Some(output::ChunkedWriter::create(d, &output::transactions_table(run_id, as_of, accounts, 0, &[]))?)
         }
         None => None,
