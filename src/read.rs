@@ -225,8 +225,8 @@ impl Col {
                     }
                 })
             }
-            Col::Dec(a, scale) => decimal_from_i128(a.value(i), *scale)
-                .map(|d| Some(d.normalize()))
+            Col::Dec(a, scale) => normalized_from_i128(a.value(i), *scale)
+                .map(Some)
                 .ok_or_else(|| format!("decimal out of range: {}", format_i128_scaled(a.value(i), *scale))),
             Col::Int(a) => Ok(Some(Decimal::from(a.value(i)))),
             _ => Err("not a decimal".into()),
@@ -329,6 +329,34 @@ pub fn decimal_from_i128(mut v: i128, scale: i8) -> Option<Decimal> {
         return None;
     }
     Decimal::try_from_i128_with_scale(v, scale as u32).ok()
+}
+
+/// `decimal_from_i128(v, scale)` normalized (no trailing zeros). The common case, a value
+/// that fits 64 bits (1.5 at scale 18), strips its zeros in u64 arithmetic, which is several
+/// times cheaper than `Decimal::normalize` on 96 bits.
+pub fn normalized_from_i128(v: i128, scale: i8) -> Option<Decimal> {
+    if scale > 0 {
+        if let Ok(mut m) = u64::try_from(v.unsigned_abs()) {
+            let mut s = scale as u32;
+            if m == 0 {
+                return Some(Decimal::ZERO);
+            }
+            while s >= 4 && m % 10_000 == 0 {
+                m /= 10_000;
+                s -= 4;
+            }
+            while s > 0 && m % 10 == 0 {
+                m /= 10;
+                s -= 1;
+            }
+            if s <= MAX_SCALE {
+                let mut d = Decimal::from_i128_with_scale(m as i128, s);
+                d.set_sign_negative(v < 0);
+                return Some(d);
+            }
+        }
+    }
+    decimal_from_i128(v, scale).map(|d| d.normalize())
 }
 
 /// Whether `s` has the decimal grammar `-?\d+(\.\d+)?`, whatever its size.
@@ -807,6 +835,31 @@ mod tests {
             assert!(parse_decimal_strict(bad).is_none(), "{bad:?}");
         }
         assert!(parse_decimal_strict("0.1234567890123456789").is_none());
+    }
+
+    #[test]
+    fn fast_normalization_agrees_with_rust_decimal() {
+        let values: [i128; 12] = [
+            0,
+            1,
+            -1,
+            10,
+            1_500_000_000_000_000_000,
+            -2_000_000_000_000_000_000,
+            123_456_789_000,
+            18_446_744_073_709_551_615,
+            18_446_744_073_709_551_616_000,
+            -99_990_000,
+            7_000_000_000_000_000_000_000_000,
+            i64::MIN as i128,
+        ];
+        for &v in &values {
+            for scale in [-2i8, 0, 1, 2, 6, 18, 20, 28] {
+                let slow = decimal_from_i128(v, scale).map(|d| d.normalize());
+                let fast = normalized_from_i128(v, scale);
+                assert_eq!(fast.map(|d| d.to_string()), slow.map(|d| d.to_string()), "{v} scale {scale}");
+            }
+        }
     }
 
     #[test]

@@ -851,7 +851,9 @@ enum RowOutcome {
 
 enum Fate {
     Rate(usize, Decimal),
-    Defer(Usage),
+    /// The owned row is made at the merge, from the row itself (few rows are deferred; an
+    /// owned row in every outcome would double the memory the parallel step churns).
+    Defer,
     Reject(Reason, String),
 }
 
@@ -889,7 +891,7 @@ pub fn ingest_usage(
                     fp: xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes()),
                     fate: match classify_usage(st, &u, cutoff) {
                         UsageFate::Rate(ii) => Fate::Rate(ii, u.quantity),
-                        UsageFate::Defer => Fate::Defer(u.to_owned()),
+                        UsageFate::Defer => Fate::Defer,
                         UsageFate::Reject(reason, detail) => Fate::Reject(reason, detail),
                     },
                 },
@@ -912,7 +914,11 @@ pub fn ingest_usage(
                                     l.push((ii as u32, r.raw(0).into_boxed_str()));
                                 }
                             }
-                            Fate::Defer(u) => out.deferred.push(u),
+                            Fate::Defer => {
+                                if let Ok(u) = parse_usage(r) {
+                                    out.deferred.push(u.to_owned());
+                                }
+                            }
                             Fate::Reject(reason, detail) => intake.reject(table, o, r.raw(0), reason, detail),
                         }
                     }
