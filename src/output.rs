@@ -56,7 +56,7 @@ pub struct BuildInput<'a> {
     pub run_id: &'a str,
     pub as_of: NaiveDate,
     pub state: &'a State,
-    pub accounts: &'a [AccountIn<'a>],
+    pub plan: &'a crate::partition::Plan<'a>,
     pub ext: &'a [(usize, ExtOut<'a>)],
     pub deferred_usage: &'a [Usage],
     pub intake: &'a Intake,
@@ -176,17 +176,20 @@ impl<'a> Ledger<'a> {
         }
     }
 
-    /// Fold in the results of accounts `first .. first + rated.len()` (checking each wallet's
-    /// invariants).
+    /// Fold in the results of `accounts`, the accounts at positions `first ..` (checking each
+    /// wallet's invariants).
     pub fn absorb(&mut self, accounts: &[AccountIn<'a>], first: usize, rated: Vec<AccountOut<'a>>) -> Result<()> {
         let st = self.st;
         for (k, r) in rated.into_iter().enumerate() {
             let ai = first + k;
-            let a = &accounts[ai];
+            let a = &accounts[k];
             check_invariants(a, &r)?;
             let w = a.wallet;
             self.n_tx += r.txns.len() as u64;
-            let t = self.totals.entry(w.currency.to_string()).or_default();
+            if !self.totals.contains_key(w.currency.as_str()) {
+                self.totals.insert(w.currency.to_string(), Totals::default());
+            }
+            let Some(t) = self.totals.get_mut(w.currency.as_str()) else { unreachable!("inserted above") };
             t.opening += w.balance;
             t.credits += r.credits;
             for (k, kind) in TxnKind::DEBITS.iter().enumerate() {
@@ -231,17 +234,16 @@ impl<'a> Ledger<'a> {
     }
 }
 
-/// The `wallet_transactions` rows of rated accounts `first ..` (in account order).
+/// The `wallet_transactions` rows of rated `accounts` (in account order).
 pub fn transactions_table<'a>(
     run_id: &'a str,
     as_of: NaiveDate,
-    accounts: &'a [AccountIn<'a>],
-    first: usize,
+    accounts: &[AccountIn<'a>],
     rated: &[AccountOut<'a>],
 ) -> OutTable {
     let mut tx = TxCols::with_capacity(rated.iter().map(|r| r.txns.len()).sum());
     for (k, r) in rated.iter().enumerate() {
-        let w = accounts[first + k].wallet;
+        let w = accounts[k].wallet;
         for t in &r.txns {
             tx.push(run_id, as_of, w, t);
         }
@@ -544,7 +546,7 @@ impl<'a> Assembled<'a> {
             write_chunked(d, self.estimates.len(), CHUNK, |r| {
                 let mut est = EstCols::default();
                 for (ai, e) in &self.estimates[r] {
-                    let w = self.b.accounts[*ai as usize].wallet;
+                    let w = self.b.plan.wallet(*ai as usize);
                     est.wallet_id.push(s(&w.wallet_id));
                     est.account_id.push(s(&w.account_id));
                     est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
@@ -598,7 +600,7 @@ impl<'a> Assembled<'a> {
                 order[r].iter().map(|&k| (&*rows[k].1, &st.items[rows[k].0 as usize], rows[k].0)).collect();
             let tx = |ii: u32| -> Option<String> {
                 let (ai, n) = charged.get(ii as usize).copied().flatten()?;
-                Some(format!("{run_id}/{}/{n}", self.b.accounts[ai as usize].wallet.wallet_id))
+                Some(format!("{run_id}/{}/{n}", self.b.plan.wallet(ai as usize).wallet_id))
             };
             OutTable::new("usage_lineage")
                 .str("usage_id", false, sel.iter().map(|x| s(x.0)))

@@ -10,58 +10,142 @@ use crate::rate::{AccountIn, ItemIn, SubIn};
 use crate::validate::{ItemState, State};
 use rust_decimal::Decimal;
 
-/// Build one [`AccountIn`] per wallet, in `wallet_id` order.
-pub fn accounts<'a>(
+/// Which rows make up each account, as index arrays (CSR): wallets in `wallet_id` order,
+/// each with its credits in (received_at, credit_id) order and its billable INTERNAL
+/// subscriptions in subscription_id order, each with its billable items in item_no order.
+/// About 4 bytes per row; the [`AccountIn`]s themselves are built a chunk at a time by
+/// [`Plan::accounts`] while rating, never all at once.
+pub struct Plan<'a> {
     st: &'a State,
     credits: &'a [Credit],
-    credit_wallet: &[usize],
-    usage_qty: &[Decimal],
-) -> Vec<AccountIn<'a>> {
-    let mut order: Vec<usize> = (0..st.wallets.len()).collect();
-    order.sort_by(|&a, &b| st.wallets[a].wallet_id.cmp(&st.wallets[b].wallet_id));
-    // wallet index -> position in `order`
-    let mut pos = vec![0usize; st.wallets.len()];
-    for (p, &w) in order.iter().enumerate() {
-        pos[w] = p;
+    usage_qty: &'a [Decimal],
+    /// Wallet index per account position.
+    pub wallets: Vec<u32>,
+    /// Credit indices grouped by account; account p's are `credit_idx[credit_at[p]..credit_at[p+1]]`.
+    credit_idx: Vec<u32>,
+    credit_at: Vec<u32>,
+    /// Subscription indices grouped by account, likewise.
+    sub_idx: Vec<u32>,
+    sub_at: Vec<u32>,
+    /// Item indices grouped by position in `sub_idx`, likewise.
+    item_idx: Vec<u32>,
+    item_at: Vec<u32>,
+}
+
+/// Group `members` (member index, group) into CSR arrays over `groups` groups, members of
+/// a group in the order of `members`.
+fn group(groups: usize, members: impl Iterator<Item = (u32, usize)> + Clone) -> (Vec<u32>, Vec<u32>) {
+    let mut at = vec![0u32; groups + 1];
+    for (_, g) in members.clone() {
+        at[g + 1] += 1;
     }
-    let mut out: Vec<AccountIn<'a>> =
-        order.iter().map(|&w| AccountIn { wallet: &st.wallets[w], credits: Vec::new(), subs: Vec::new() }).collect();
-    for (c, &w) in credits.iter().zip(credit_wallet) {
-        out[pos[w]].credits.push(c);
+    for g in 0..groups {
+        at[g + 1] += at[g];
     }
-    for a in &mut out {
-        a.credits.sort_by(|x, y| (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id)));
+    let mut next = at.clone();
+    let mut idx = vec![0u32; at[groups] as usize];
+    for (m, g) in members {
+        idx[next[g] as usize] = m;
+        next[g] += 1;
     }
-    // Billable INTERNAL subscriptions with their billable items.
-    let mut sub_slot: Vec<Option<(usize, usize)>> = vec![None; st.subs.len()];
-    for (si, s) in st.subs.iter().enumerate() {
-        if !s.is_internal() || !st.sub_ok[si] {
-            continue;
+    (idx, at)
+}
+
+impl<'a> Plan<'a> {
+    pub fn new(st: &'a State, credits: &'a [Credit], credit_wallet: &[usize], usage_qty: &'a [Decimal]) -> Plan<'a> {
+        let mut wallets: Vec<u32> = (0..st.wallets.len() as u32).collect();
+        wallets.sort_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
+        // wallet index -> account position
+        let mut pos = vec![0usize; st.wallets.len()];
+        for (p, &w) in wallets.iter().enumerate() {
+            pos[w as usize] = p;
         }
-        let Some(&w) = st.wallet_by_account.get(&s.account_id) else {
-            continue;
-        };
-        let a = &mut out[pos[w]];
-        sub_slot[si] = Some((pos[w], a.subs.len()));
-        a.subs.push(SubIn { idx: si, sub: s, items: Vec::new() });
-    }
-    for (ii, it) in st.items.iter().enumerate() {
-        if st.item_state[ii] != ItemState::Billable {
-            continue;
+        let n = wallets.len();
+        let mut by_time: Vec<u32> = (0..credits.len() as u32).collect();
+        by_time.sort_by(|&x, &y| {
+            let (x, y) = (&credits[x as usize], &credits[y as usize]);
+            (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id))
+        });
+        let (credit_idx, credit_at) = group(n, by_time.iter().map(|&c| (c, pos[credit_wallet[c as usize]])));
+
+        // Billable INTERNAL subscriptions, by account in subscription_id order.
+        let mut subs: Vec<u32> = (0..st.subs.len() as u32)
+            .filter(|&si| {
+                let s = &st.subs[si as usize];
+                s.is_internal() && st.sub_ok[si as usize] && st.wallet_by_account.contains_key(&s.account_id)
+            })
+            .collect();
+        subs.sort_by(|&x, &y| {
+            st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
+        });
+        let account_of = |si: u32| pos[st.wallet_by_account[&st.subs[si as usize].account_id]];
+        let (sub_idx, sub_at) = group(n, subs.iter().map(|&si| (si, account_of(si))));
+        // subscription index -> its position in `sub_idx`
+        let mut sub_slot: Vec<Option<usize>> = vec![None; st.subs.len()];
+        for (k, &si) in sub_idx.iter().enumerate() {
+            sub_slot[si as usize] = Some(k);
         }
-        let (Some(si), Some(sv)) = (st.item_sub[ii], st.item_service[ii]) else {
-            continue;
-        };
-        let Some((a, k)) = sub_slot[si] else { continue };
-        out[a].subs[k].items.push(ItemIn { idx: ii, item: it, service: &st.services[sv], usage_qty: usage_qty[ii] });
+        let mut items: Vec<u32> = (0..st.items.len() as u32)
+            .filter(|&ii| {
+                let ii = ii as usize;
+                st.item_state[ii] == ItemState::Billable
+                    && st.item_service[ii].is_some()
+                    && st.item_sub[ii].is_some_and(|si| sub_slot[si].is_some())
+            })
+            .collect();
+        items.sort_by_key(|&ii| st.items[ii as usize].item_no);
+        let slot_of = |ii: u32| st.item_sub[ii as usize].and_then(|si| sub_slot[si]).unwrap_or(0);
+        let (item_idx, item_at) = group(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
+        Plan { st, credits, usage_qty, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
     }
-    for a in &mut out {
-        a.subs.sort_by(|x, y| x.sub.subscription_id.as_bytes().cmp(y.sub.subscription_id.as_bytes()));
-        for s in &mut a.subs {
-            s.items.sort_by_key(|i| i.item.item_no);
-        }
+
+    pub fn len(&self) -> usize {
+        self.wallets.len()
     }
-    out
+
+    pub fn is_empty(&self) -> bool {
+        self.wallets.is_empty()
+    }
+
+    /// The wallet of account position `p`.
+    pub fn wallet(&self, p: usize) -> &'a Wallet {
+        &self.st.wallets[self.wallets[p] as usize]
+    }
+
+    /// The accounts at positions `range`, in order (built in parallel).
+    pub fn accounts(&self, range: std::ops::Range<usize>) -> Vec<AccountIn<'a>> {
+        use rayon::prelude::*;
+        let st = self.st;
+        range
+            .into_par_iter()
+            .with_min_len(256)
+            .map(|p| {
+                let span = |at: &[u32], k: usize| at[k] as usize..at[k + 1] as usize;
+                let credits =
+                    self.credit_idx[span(&self.credit_at, p)].iter().map(|&c| &self.credits[c as usize]).collect();
+                let subs = span(&self.sub_at, p)
+                    .map(|k| {
+                        let si = self.sub_idx[k] as usize;
+                        let items = self.item_idx[span(&self.item_at, k)]
+                            .iter()
+                            .map(|&ii| {
+                                let ii = ii as usize;
+                                let sv = st.item_service[ii].unwrap_or(0);
+                                ItemIn {
+                                    idx: ii,
+                                    item: &st.items[ii],
+                                    service: &st.services[sv],
+                                    usage_qty: self.usage_qty[ii],
+                                }
+                            })
+                            .collect();
+                        SubIn { idx: si, sub: &st.subs[si], items }
+                    })
+                    .collect();
+                AccountIn { wallet: self.wallet(p), credits, subs }
+            })
+            .collect()
+    }
 }
 
 /// Stable shard of an account (FNV-1a over the id): the same on every machine and release.

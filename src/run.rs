@@ -222,7 +222,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 
     // ---- partition + rate ------------------------------------------------------------
     let t1 = Instant::now();
-    let accounts = partition::accounts(&st, &credits, &credit_wallet, &usage_qty);
+    let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty);
     let ctx = RateCtx {
         as_of,
         steps: &job.steps,
@@ -233,11 +233,11 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     };
     tracing::info!(
         phase = "rate",
-        accounts = accounts.len(),
+        accounts = plan.len(),
         threads,
         elapsed_s = started.elapsed().as_secs_f64(),
         "rate: {} accounts on {} threads",
-        accounts.len(),
+        plan.len(),
         threads
     );
     // The reject gate depends on the intake only: decide before rating whether this run
@@ -266,8 +266,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         e
     };
 
-    progress.begin("rate", Some(accounts.len() as u64));
-    let rated = rate_and_write(&ctx, &accounts, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
+    progress.begin("rate", Some(plan.len() as u64));
+    let rated = rate_and_write(&ctx, &plan, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
         .map_err(remove_tmp)?;
     let (ledger, tx_files) = rated;
 
@@ -303,7 +303,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
             run_id: &run_id,
             as_of,
             state: &st,
-            accounts: &accounts,
+            plan: &plan,
             ext: &ext,
             deferred_usage: &deferred_usage,
             intake: &intake,
@@ -397,48 +397,52 @@ const ACCOUNTS_PER_CHUNK: usize = 32_768;
 /// order whatever the thread count.
 fn rate_and_write<'a>(
     ctx: &RateCtx<'a>,
-    accounts: &'a [crate::rate::AccountIn<'a>],
+    plan: &partition::Plan<'a>,
     st: &'a State,
     lineage: bool,
     dest: Option<output::Dest>,
     run_id: &'a str,
     progress: &dyn crate::progress::Progress,
 ) -> Result<(output::Ledger<'a>, Vec<(String, usize)>)> {
+    use crate::rate::AccountIn;
     let as_of = ctx.as_of;
     let mut ledger = output::Ledger::new(st, lineage);
     // The rate phase's progress counts accounts, not the transaction rows written.
     let mut writer = match dest {
         Some(d) => {
             let d = output::Dest { progress: &crate::progress::Silent, ..d };
-            Some(output::ChunkedWriter::create(d, &output::transactions_table(run_id, as_of, accounts, 0, &[]))?)
+            Some(output::ChunkedWriter::create(d, &output::transactions_table(run_id, as_of, &[], &[]))?)
         }
         None => None,
     };
-    let rate = |chunk: &'a [crate::rate::AccountIn<'a>]| -> Result<Vec<AccountOut<'a>>> {
-        let r = chunk
+    // A chunk's accounts are built from the plan, rated, then dropped with their results.
+    type Rated<'a> = (usize, Vec<AccountIn<'a>>, Vec<AccountOut<'a>>);
+    let rate = |first: usize| -> Result<Rated<'a>> {
+        let accounts = plan.accounts(first..(first + ACCOUNTS_PER_CHUNK).min(plan.len()));
+        let r = accounts
             .par_iter()
             .with_min_len(64)
             .map(|a| rate_account(ctx, a))
             .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Invariant(e.to_string()));
-        progress.advance(chunk.len() as u64);
-        r
+            .map_err(|e| Error::Invariant(e.to_string()))?;
+        progress.advance(accounts.len() as u64);
+        Ok((first, accounts, r))
     };
-    let mut fold = |first: usize, rated: Vec<AccountOut<'a>>| -> Result<()> {
+    let mut fold = |(first, accounts, rated): Rated<'a>| -> Result<()> {
         if let Some(w) = writer.as_mut() {
-            w.append(&output::transactions_table(run_id, as_of, accounts, first, &rated))?;
+            w.append(&output::transactions_table(run_id, as_of, &accounts, &rated))?;
         }
-        ledger.absorb(accounts, first, rated)
+        ledger.absorb(&accounts, first, rated)
     };
-    let mut pending: Option<(usize, Vec<AccountOut<'a>>)> = None;
-    for (ci, chunk) in accounts.chunks(ACCOUNTS_PER_CHUNK).enumerate() {
+    let mut pending: Option<Rated<'a>> = None;
+    for first in (0..plan.len()).step_by(ACCOUNTS_PER_CHUNK) {
         let prev = pending.take();
-        let (rated, folded) = rayon::join(|| rate(chunk), || prev.map_or(Ok(()), |(first, r)| fold(first, r)));
+        let (rated, folded) = rayon::join(|| rate(first), || prev.map_or(Ok(()), &mut fold));
         folded?;
-        pending = Some((ci * ACCOUNTS_PER_CHUNK, rated?));
+        pending = Some(rated?);
     }
-    if let Some((first, r)) = pending {
-        fold(first, r)?;
+    if let Some(p) = pending {
+        fold(p)?;
     }
     drop(fold);
     let files = match writer {
