@@ -620,7 +620,7 @@ impl<'a> Assembled<'a> {
             OutTable::new("rejects")
                 .str("table", false, v.iter().map(|r| s(r.table)))
                 .int("row", false, v.iter().map(|r| Some(r.row as i64)))
-                .str("file", false, v.iter().map(|r| s(&r.file)))
+                .str("file", false, v.iter().map(|r| s(self.b.intake.file_of(r))))
                 .str("key", false, v.iter().map(|r| s(&r.key)))
                 .str("reason", false, v.iter().map(|r| s(r.reason.as_str())))
                 .str("detail", false, v.iter().map(|r| s(&r.detail)))
@@ -976,7 +976,7 @@ pub fn reject_report(intake: &Intake, examples: usize) -> String {
     for ((table, reason), rs) in &groups {
         let _ = writeln!(out, "  {table:<20} {reason:<26} {:>9}", rs.len());
         for r in rs.iter().take(examples) {
-            let _ = writeln!(out, "      {} row {} key {:?}: {}", r.file, r.row, r.key, r.detail);
+            let _ = writeln!(out, "      {} row {} key {:?}: {}", intake.file_of(r), r.row, r.key, r.detail);
         }
     }
     let _ = writeln!(out, "input rows per table:");

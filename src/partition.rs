@@ -7,7 +7,7 @@
 
 use crate::model::*;
 use crate::rate::{AccountIn, ItemIn, SubIn};
-use crate::validate::{ItemState, State};
+use crate::validate::{group_csr, ItemState, State};
 use rust_decimal::Decimal;
 
 /// Which rows make up each account, as index arrays (CSR): wallets in `wallet_id` order,
@@ -32,29 +32,12 @@ pub struct Plan<'a> {
     item_at: Vec<u32>,
 }
 
-/// Group `members` (member index, group) into CSR arrays over `groups` groups, members of
-/// a group in the order of `members`.
-fn group(groups: usize, members: impl Iterator<Item = (u32, usize)> + Clone) -> (Vec<u32>, Vec<u32>) {
-    let mut at = vec![0u32; groups + 1];
-    for (_, g) in members.clone() {
-        at[g + 1] += 1;
-    }
-    for g in 0..groups {
-        at[g + 1] += at[g];
-    }
-    let mut next = at.clone();
-    let mut idx = vec![0u32; at[groups] as usize];
-    for (m, g) in members {
-        idx[next[g] as usize] = m;
-        next[g] += 1;
-    }
-    (idx, at)
-}
-
 impl<'a> Plan<'a> {
+    /// (The sorts are rayon's stable parallel sorts: the same order on any thread count.)
     pub fn new(st: &'a State, credits: &'a [Credit], credit_wallet: &[usize], usage_qty: &'a [Decimal]) -> Plan<'a> {
+        use rayon::prelude::*;
         let mut wallets: Vec<u32> = (0..st.wallets.len() as u32).collect();
-        wallets.sort_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
+        wallets.par_sort_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
         // wallet index -> account position
         let mut pos = vec![0usize; st.wallets.len()];
         for (p, &w) in wallets.iter().enumerate() {
@@ -62,11 +45,11 @@ impl<'a> Plan<'a> {
         }
         let n = wallets.len();
         let mut by_time: Vec<u32> = (0..credits.len() as u32).collect();
-        by_time.sort_by(|&x, &y| {
+        by_time.par_sort_by(|&x, &y| {
             let (x, y) = (&credits[x as usize], &credits[y as usize]);
             (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id))
         });
-        let (credit_idx, credit_at) = group(n, by_time.iter().map(|&c| (c, pos[credit_wallet[c as usize]])));
+        let (credit_idx, credit_at) = group_csr(n, by_time.iter().map(|&c| (c, pos[credit_wallet[c as usize]])));
 
         // Billable INTERNAL subscriptions, by account in subscription_id order.
         let mut subs: Vec<u32> = (0..st.subs.len() as u32)
@@ -75,11 +58,11 @@ impl<'a> Plan<'a> {
                 s.is_internal() && st.sub_ok[si as usize] && st.wallet_by_account.contains_key(&s.account_id)
             })
             .collect();
-        subs.sort_by(|&x, &y| {
+        subs.par_sort_by(|&x, &y| {
             st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
         });
         let account_of = |si: u32| pos[st.wallet_by_account[&st.subs[si as usize].account_id]];
-        let (sub_idx, sub_at) = group(n, subs.iter().map(|&si| (si, account_of(si))));
+        let (sub_idx, sub_at) = group_csr(n, subs.iter().map(|&si| (si, account_of(si))));
         // subscription index -> its position in `sub_idx`
         let mut sub_slot: Vec<Option<usize>> = vec![None; st.subs.len()];
         for (k, &si) in sub_idx.iter().enumerate() {
@@ -90,12 +73,12 @@ impl<'a> Plan<'a> {
                 let ii = ii as usize;
                 st.item_state[ii] == ItemState::Billable
                     && st.item_service[ii].is_some()
-                    && st.item_sub[ii].is_some_and(|si| sub_slot[si].is_some())
+                    && st.item_sub[ii].is_some_and(|si| sub_slot[si as usize].is_some())
             })
             .collect();
-        items.sort_by_key(|&ii| st.items[ii as usize].item_no);
-        let slot_of = |ii: u32| st.item_sub[ii as usize].and_then(|si| sub_slot[si]).unwrap_or(0);
-        let (item_idx, item_at) = group(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
+        items.par_sort_by_key(|&ii| st.items[ii as usize].item_no);
+        let slot_of = |ii: u32| st.item_sub[ii as usize].and_then(|si| sub_slot[si as usize]).unwrap_or(0);
+        let (item_idx, item_at) = group_csr(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
         Plan { st, credits, usage_qty, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
     }
 
@@ -130,7 +113,7 @@ impl<'a> Plan<'a> {
                             .iter()
                             .map(|&ii| {
                                 let ii = ii as usize;
-                                let sv = st.item_service[ii].unwrap_or(0);
+                                let sv = st.item_service[ii].unwrap_or(0) as usize;
                                 ItemIn {
                                     idx: ii,
                                     item: &st.items[ii],

@@ -50,9 +50,9 @@ impl Reason {
 #[derive(Clone, Debug)]
 pub struct Reject {
     pub table: &'static str,
-    /// Index of the file in the run's list of input files (for ordering).
+    /// Index of the file in the run's list of input files (`Intake::files`): its name and
+    /// the rejects' order.
     pub file_ord: u32,
-    pub file: String,
     pub row: u64,
     pub key: String,
     pub reason: Reason,
@@ -360,9 +360,13 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// The name of the file a reject came from.
+    pub fn file_of(&self, r: &Reject) -> &str {
+        &self.files[r.file_ord as usize].name
+    }
+
     pub fn reject(&mut self, table: &'static str, o: Origin, key: impl Into<String>, reason: Reason, detail: String) {
-        let file = self.files[o.file_ord as usize].name.clone();
-        self.rejects.push(Reject { table, file_ord: o.file_ord, file, row: o.row, key: key.into(), reason, detail });
+        self.rejects.push(Reject { table, file_ord: o.file_ord, row: o.row, key: key.into(), reason, detail });
     }
 
     /// Read every row of `src`, parse it (in parallel), and return the rows that parsed with
@@ -531,11 +535,38 @@ pub struct State {
     pub sub_idx: HashMap<Text, usize>,
     pub items: Vec<Item>,
     pub item_state: Vec<ItemState>,
-    pub item_sub: Vec<Option<usize>>,
-    pub item_service: Vec<Option<usize>>,
+    pub item_sub: Vec<Option<u32>>,
+    pub item_service: Vec<Option<u32>>,
     /// Per subscription: its POST_RATE items (billable or CURRENCY_MISMATCH), at most one per
-    /// service.
-    pub post_items: Vec<Vec<usize>>,
+    /// service, as CSR arrays (see [`State::post_items`]).
+    post_item_idx: Vec<u32>,
+    post_item_at: Vec<u32>,
+}
+
+impl State {
+    /// The POST_RATE items of subscription `si`.
+    pub fn post_items(&self, si: usize) -> &[u32] {
+        &self.post_item_idx[self.post_item_at[si] as usize..self.post_item_at[si + 1] as usize]
+    }
+}
+
+/// Group `members` (member index, group) into CSR arrays over `groups` groups, members of
+/// a group in the order of `members`.
+pub(crate) fn group_csr(groups: usize, members: impl Iterator<Item = (u32, usize)> + Clone) -> (Vec<u32>, Vec<u32>) {
+    let mut at = vec![0u32; groups + 1];
+    for (_, g) in members.clone() {
+        at[g + 1] += 1;
+    }
+    for g in 0..groups {
+        at[g + 1] += at[g];
+    }
+    let mut next = at.clone();
+    let mut idx = vec![0u32; at[groups] as usize];
+    for (m, g) in members {
+        idx[next[g] as usize] = m;
+        next[g] += 1;
+    }
+    (idx, at)
 }
 
 pub struct StateSources<'a> {
@@ -621,7 +652,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let mut item_state = Vec::with_capacity(n_items);
     let mut item_sub = Vec::with_capacity(n_items);
     let mut item_service = Vec::with_capacity(n_items);
-    let mut post_items: Vec<Vec<usize>> = vec![Vec::new(); subs.len()];
+    // (item index, subscription) of the POST_RATE items, grouped once all are known.
+    let mut post_items: Vec<(u32, usize)> = Vec::new();
     let mut items_out = Vec::with_capacity(n_items);
     for ((it, o), dup) in items.into_iter().zip(post_dup) {
         if dup {
@@ -678,14 +710,15 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
             if services[v].billing_method == BillingMethod::PostRate
                 && matches!(state, ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch))
             {
-                post_items[s].push(idx);
+                post_items.push((idx as u32, s));
             }
         }
         item_state.push(state);
-        item_sub.push(si);
-        item_service.push(sv);
+        item_sub.push(si.map(|x| x as u32));
+        item_service.push(sv.map(|x| x as u32));
         items_out.push(it);
     }
+    let (post_item_idx, post_item_at) = group_csr(subs.len(), post_items.iter().copied());
     Ok(State {
         services,
         service_idx,
@@ -699,7 +732,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         item_state,
         item_sub,
         item_service,
-        post_items,
+        post_item_idx,
+        post_item_at,
     })
 }
 
@@ -796,7 +830,8 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros) -> UsageFate {
             format!("service {} is {}", u.service_id, st.services[sv].billing_method.as_str()),
         );
     }
-    let Some(&ii) = st.post_items[si].iter().find(|&&i| st.items[i].service_id == u.service_id) else {
+    let Some(ii) = st.post_items(si).iter().map(|&i| i as usize).find(|&i| st.items[i].service_id == u.service_id)
+    else {
         return R(
             Reason::UnknownItem,
             format!("subscription {} has no item for service {}", u.subscription_id, u.service_id),
