@@ -913,8 +913,7 @@ pub fn ingest_usage(
     for f in sources.iter().flat_map(|s| &s.files) {
         expected += crate::read::units(f)?.iter().filter_map(|u| u.1).sum::<u64>();
     }
-    let mut seen: std::collections::HashSet<u128, std::hash::BuildHasherDefault<Fp128Hasher>> =
-        std::collections::HashSet::with_capacity_and_hasher(expected as usize, Default::default());
+    let mut seen = SeenIds::with_expected(expected);
     for src in sources {
         let table = src.table;
         intake.load_rows(
@@ -935,7 +934,7 @@ pub fn ingest_usage(
                 match oc {
                     RowOutcome::Bad { reason, detail } => intake.reject(table, o, r.raw(0), reason, detail),
                     RowOutcome::Good { fp, fate } => {
-                        if !seen.insert(fp) {
+                        if !seen.first(fp) {
                             let id = r.raw(0);
                             let detail = format!("duplicate usage_id {id}; the first occurrence wins");
                             intake.reject(table, o, id, Reason::DuplicateKey, detail);
@@ -966,6 +965,36 @@ pub fn ingest_usage(
         *q = q.normalize();
     }
     Ok(out)
+}
+
+type FpSet = std::collections::HashSet<u128, std::hash::BuildHasherDefault<Fp128Hasher>>;
+
+/// The usage_id fingerprints seen so far: hash sets over disjoint slices of the fingerprint
+/// space, each sized to be nearly full at the expected row count. One table would round up
+/// to the next power of two buckets (up to twice what the rows need: 32M buckets for 17.2M
+/// rows); 16–32 tables of one power-of-two size track the count within a few percent.
+struct SeenIds {
+    shards: Vec<FpSet>,
+}
+
+impl SeenIds {
+    fn with_expected(rows: u64) -> SeenIds {
+        // hashbrown keeps at most 7/8 of its buckets full.
+        let buckets = rows.saturating_mul(8) / 7 + 1;
+        if buckets < 1 << 16 {
+            return SeenIds { shards: vec![FpSet::with_capacity_and_hasher(rows as usize, Default::default())] };
+        }
+        let per = 1u64 << (63 - (buckets / 16).leading_zeros()); // largest power of two <= buckets/16
+        let n = buckets.div_ceil(per) as usize;
+        let cap = (per / 8 * 7) as usize;
+        SeenIds { shards: (0..n).map(|_| FpSet::with_capacity_and_hasher(cap, Default::default())).collect() }
+    }
+
+    /// Whether `fp` is seen for the first time (and remember it).
+    fn first(&mut self, fp: u128) -> bool {
+        let k = ((fp >> 64) as u64 % self.shards.len() as u64) as usize;
+        self.shards[k].insert(fp)
+    }
 }
 
 /// The values hashed are already 128-bit fingerprints: fold them, do not hash again.
