@@ -1016,3 +1016,31 @@ impl std::hash::Hasher for Fp128Hasher {
         self.0 = (v as u64) ^ ((v >> 64) as u64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_ids_first_occurrence_wins_in_every_shard_layout() {
+        for expected in [0u64, 10, 100_000, 3_000_000] {
+            let mut seen = SeenIds::with_expected(expected);
+            let n = seen.shards.len();
+            assert!(n == 1 || (16..=32).contains(&n), "{expected}: {n} shards");
+            let fps: Vec<u128> = (0..200_000u64).map(|i| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).collect();
+            assert!(fps.iter().all(|&f| seen.first(f)), "{expected}: a new id was taken for a duplicate");
+            assert!(fps.iter().all(|&f| !seen.first(f)), "{expected}: a duplicate was taken for new");
+        }
+        // Sized within a few percent of what the rows need (not the next power of two).
+        let s = SeenIds::with_expected(17_200_000);
+        let buckets: usize = s.shards.iter().map(|x| x.capacity() * 8 / 7 + 1).sum();
+        assert!(buckets < 17_200_000 * 8 / 7 * 11 / 10, "{buckets} buckets");
+    }
+
+    #[test]
+    fn group_csr_keeps_member_order_within_groups() {
+        let (idx, at) = group_csr(3, [(10u32, 2usize), (11, 0), (12, 2), (13, 0)].into_iter());
+        assert_eq!(at, vec![0, 2, 2, 4]);
+        assert_eq!(idx, vec![11, 13, 10, 12]);
+    }
+}
