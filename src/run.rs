@@ -267,9 +267,9 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     };
 
     progress.begin("rate", Some(plan.len() as u64));
-    let rated = rate_and_write(&ctx, &plan, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
-        .map_err(remove_tmp)?;
-    let (ledger, tx_files) = rated;
+    let (ledger, tx_files) =
+        rate_and_write(&ctx, &plan, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
+            .map_err(remove_tmp)?;
 
     // External subscriptions, each with its events in (event_time, event_id) order.
     let mut ev_by_sub: BTreeMap<usize, Vec<&Event>> = BTreeMap::new();
