@@ -434,12 +434,7 @@ pub fn against(cur_dir: &Path, prev_dir: &Path) -> Result<String> {
         .sort(["currency", "kind"], Default::default())
         .collect()
         .map_err(|e| perr("totals", e))?;
-    let t = Table::from_df(joined)?;
-    let _ = writeln!(o, "\nTotals per currency and kind");
-    let _ = writeln!(o, "  {:<5} {:<10} {:>16} {:>16} {:>16}", "cur", "kind", "previous", "this", "change");
-    for r in &t.rows {
-        let _ = writeln!(o, "  {:<5} {:<10} {:>16} {:>16} {:>16}", r[0], r[1], r[2], r[3], r[4]);
-    }
+    comparison(&mut o, "Totals per currency and kind", ["cur", "kind"], &Table::from_df(joined)?);
 
     for (name, title) in [("disconnections", "Newly disconnected"), ("reconnections", "Newly reconnected")] {
         let (Some(c), p) = (cur.scan(name)?, prev.scan(name)?) else { continue };
@@ -477,13 +472,17 @@ pub fn against(cur_dir: &Path, prev_dir: &Path) -> Result<String> {
         .limit(10)
         .collect()
         .map_err(|e| perr("debits per account", e))?;
-    let t = Table::from_df(movers)?;
-    let _ = writeln!(o, "\nAccounts whose debits moved most");
-    let _ = writeln!(o, "  {:<20} {:<5} {:>14} {:>14} {:>14}", "account", "cur", "previous", "this", "change");
-    for r in &t.rows {
-        let _ = writeln!(o, "  {:<20} {:<5} {:>14} {:>14} {:>14}", r[0], r[1], r[2], r[3], r[4]);
-    }
+    comparison(&mut o, "Accounts whose debits moved most", ["account", "cur"], &Table::from_df(movers)?);
     Ok(o)
+}
+
+/// A previous / this / change table under `title`, keyed by two columns.
+fn comparison(o: &mut String, title: &str, keys: [&str; 2], t: &Table) {
+    let _ = writeln!(o, "\n{title}");
+    let _ = writeln!(o, "  {:<20} {:<10} {:>16} {:>16} {:>16}", keys[0], keys[1], "previous", "this", "change");
+    for r in &t.rows {
+        let _ = writeln!(o, "  {:<20} {:<10} {:>16} {:>16} {:>16}", r[0], r[1], r[2], r[3], r[4]);
+    }
 }
 
 // ---- --html FILE -----------------------------------------------------------------------------

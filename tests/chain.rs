@@ -63,16 +63,7 @@ fn three_daily_runs_chain() {
 
     // Day 3: nothing new.
     let day3 = s.path("2026-11-24");
-    billrun([
-        "run",
-        "--job",
-        job.to_str().unwrap(),
-        "--state",
-        day2.to_str().unwrap(),
-        "--output",
-        day3.to_str().unwrap(),
-    ])
-    .ok();
+    next_run(&job, &day2, &day3);
     assert_eq!(balance(&day3, "W-NEW"), "31");
     assert_eq!(balance(&day3, "W-PAID"), "2");
     assert_eq!(balance(&day3, "W-EMPTY"), "17");

@@ -61,20 +61,8 @@ fn hive_layout_holds_the_same_rows_and_chains_as_state() {
     assert_eq!(tables(&flat), tables(&hive));
 
     // The Hive output is a valid state for the next run: same result as from the flat one.
-    let next = |state: &Path, out: &Path| {
-        billrun([
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--state",
-            state.to_str().unwrap(),
-            "--output",
-            out.to_str().unwrap(),
-        ])
-        .ok();
-    };
-    next(&flat, &s.path("flat-2"));
-    next(&hive, &s.path("hive-2"));
+    next_run(&job, &flat, &s.path("flat-2"));
+    next_run(&job, &hive, &s.path("hive-2"));
     assert_eq!(tables(&s.path("flat-2")), tables(&s.path("hive-2")));
 }
 
@@ -163,16 +151,7 @@ fn report_reconciles_with_the_manifest_and_diffs_against_a_previous_run() {
 
     // Day 2 from day 1's state; --against shows the per-kind change as this - previous.
     let day2 = s.path("day2");
-    billrun([
-        "run",
-        "--job",
-        job.to_str().unwrap(),
-        "--state",
-        day1.to_str().unwrap(),
-        "--output",
-        day2.to_str().unwrap(),
-    ])
-    .ok();
+    next_run(&job, &day1, &day2);
     let diff = billrun(["report", day2.to_str().unwrap(), "--against", day1.to_str().unwrap()]).ok().stdout();
     let t1 = manifest_totals(&day1);
     let t2 = manifest_totals(&day2);

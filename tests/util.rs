@@ -104,6 +104,22 @@ pub fn run_args(job: &Path, fixture: &Path, out: &Path, as_of: Option<&str>) -> 
     a
 }
 
+/// The next run of `job` from a previous run's output (`--as-of` derived from its manifest),
+/// with no new inputs.
+#[track_caller]
+pub fn next_run(job: &Path, state: &Path, out: &Path) -> Run {
+    billrun([
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--state",
+        state.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ])
+    .ok()
+}
+
 /// Every CSV output of a run directory verbatim, then the manifest.
 pub fn render_csv_run(dir: &Path) -> String {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
