@@ -617,6 +617,19 @@ fn guarded<T>(file: &SourceFile, f: impl FnOnce() -> Result<T>) -> Result<T> {
     }
 }
 
+/// Rows of `files` known from their metadata (Parquet footers), and whether every file's
+/// count was known (a CSV file's is not). For sizing buffers and progress totals.
+pub fn metadata_rows<'f>(files: impl IntoIterator<Item = &'f SourceFile>) -> Result<(u64, bool)> {
+    let (mut rows, mut all) = (0, true);
+    for f in files {
+        for (_, n) in units(f)? {
+            rows += n.unwrap_or(0);
+            all &= n.is_some();
+        }
+    }
+    Ok((rows, all))
+}
+
 /// The independently decodable units of a file: `(first row, rows)` of each Parquet row
 /// group; a CSV file is one unit of unknown length.
 pub fn units(file: &SourceFile) -> Result<Vec<(u64, Option<u64>)>> {

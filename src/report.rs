@@ -154,6 +154,13 @@ fn dec(s: &str) -> Decimal {
     s.parse().unwrap_or_default()
 }
 
+/// `lf` grouped by `keys`, aggregated, sorted by the keys (a deterministic report).
+fn grouped<const N: usize>(lf: LazyFrame, keys: &[&str], aggs: [Expr; N]) -> LazyFrame {
+    let by: Vec<Expr> = keys.iter().map(|k| col(*k)).collect();
+    let names: Vec<PlSmallStr> = keys.iter().map(|k| PlSmallStr::from(*k)).collect();
+    lf.group_by(by).agg(aggs).sort(names, Default::default())
+}
+
 fn sum_dec() -> Expr {
     col("amount").sum()
 }
@@ -200,32 +207,23 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
             reconciliation.insert(cur.clone(), [g("opening"), g("credits"), debits, g("closing"), resid]);
         }
     }
-    let by_dir = run.collect("wallet_transactions", |lf| {
-        lf.group_by([col("currency"), col("direction")])
-            .agg([sum_dec().alias("amount")])
-            .sort(["currency", "direction"], Default::default())
+    let by_kind = run.collect("wallet_transactions", |lf| {
+        grouped(lf, &["currency", "kind", "transaction_type"], [len().alias("lines"), sum_dec().alias("amount")])
     })?;
+    // The files' side of the reconciliation, from the same aggregate: CREDIT lines are the
+    // credits, every other kind a debit.
     let mut from_files: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
-    if let Some(t) = &by_dir {
-        for r in &t.rows {
-            let e = from_files.entry(r[0].clone()).or_default();
-            if r[1] == "CREDIT" {
-                e.0 = dec(&r[2]);
-            } else {
-                e.1 = dec(&r[2]);
-            }
+    for r in by_kind.iter().flat_map(|t| &t.rows) {
+        let e = from_files.entry(r[0].clone()).or_default();
+        if r[1] == "CREDIT" {
+            e.0 += dec(&r[4]);
+        } else {
+            e.1 += dec(&r[4]);
         }
     }
-    let by_kind = run.collect("wallet_transactions", |lf| {
-        lf.group_by([col("currency"), col("kind"), col("transaction_type")])
-            .agg([len().alias("lines"), sum_dec().alias("amount")])
-            .sort(["currency", "kind", "transaction_type"], Default::default())
-    })?;
     let by_service = run.collect("wallet_transactions", |lf| {
-        lf.filter(col("direction").eq(lit("DEBIT")))
-            .group_by([col("currency"), col("service_id")])
-            .agg([len().alias("lines"), sum_dec().alias("amount")])
-            .sort(["currency", "service_id"], Default::default())
+        let debits = lf.filter(col("direction").eq(lit("DEBIT")));
+        grouped(debits, &["currency", "service_id"], [len().alias("lines"), sum_dec().alias("amount")])
     })?;
     let largest = run.collect("wallet_transactions", |lf| {
         lf.filter(col("direction").eq(lit("DEBIT")))
@@ -236,24 +234,13 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
             )
             .limit(10)
     })?;
-    let by_reason = |name: &'static str| {
-        run.collect(name, |lf| {
-            lf.group_by([col("source"), col("reason")])
-                .agg([len().alias("subscriptions")])
-                .sort(["source", "reason"], Default::default())
-        })
-    };
+    let by_reason =
+        |name: &'static str| run.collect(name, |lf| grouped(lf, &["source", "reason"], [len().alias("subscriptions")]));
     let disconnections = by_reason("disconnections")?;
     let reconnections = by_reason("reconnections")?;
-    let estimates_by_class = run.collect("wallet_estimates", |lf| {
-        lf.group_by([col("class")]).agg([len().alias("wallets")]).sort(["class"], Default::default())
-    })?;
+    let estimates_by_class = run.collect("wallet_estimates", |lf| grouped(lf, &["class"], [len().alias("wallets")]))?;
     let depletion = run.collect("wallet_estimates", |lf| {
-        lf.filter(col("depletion_date").is_not_null())
-            .group_by([col("depletion_date")])
-            .agg([len().alias("wallets")])
-            .sort(["depletion_date"], Default::default())
-            .limit(60)
+        grouped(lf.filter(col("depletion_date").is_not_null()), &["depletion_date"], [len().alias("wallets")]).limit(60)
     })?;
     // Closing balances: bucketed in Rust on exact decimals (a histogram's edges are money).
     let mut balance_histogram: Vec<(String, u64)> =
@@ -273,15 +260,9 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
         }
     }
     let payments = run.collect("external_payments", |lf| {
-        lf.group_by([col("source"), col("currency"), col("payment_status")])
-            .agg([len().alias("events"), sum_dec().alias("amount")])
-            .sort(["source", "currency", "payment_status"], Default::default())
+        grouped(lf, &["source", "currency", "payment_status"], [len().alias("events"), sum_dec().alias("amount")])
     })?;
-    let rejects = run.collect("rejects", |lf| {
-        lf.group_by([col("table"), col("reason")])
-            .agg([len().alias("rows")])
-            .sort(["table", "reason"], Default::default())
-    })?;
+    let rejects = run.collect("rejects", |lf| grouped(lf, &["table", "reason"], [len().alias("rows")]))?;
     Ok(Figures {
         run_id: s("run_id"),
         as_of: s("as_of"),

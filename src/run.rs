@@ -154,7 +154,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let all_sources = [&services_src, &wallets_src, &subs_src, &items_src].into_iter().chain(
         [&deferred_usage_src, &usage_src, &credits_src, &deferred_events_src, &events_src].into_iter().flatten(),
     );
-    progress.begin("read", known_rows(all_sources));
+    let (rows, all_known) = crate::read::metadata_rows(all_sources.flat_map(|t| &t.files))?;
+    progress.begin("read", all_known.then_some(rows));
     let st = validate_state(
         &mut intake,
         &StateSources {
@@ -450,19 +451,6 @@ fn rate_and_write<'a>(
         None => Vec::new(),
     };
     Ok((ledger, files))
-}
-
-/// The rows of these tables if every file's count is in its metadata (Parquet), else None.
-fn known_rows<'t>(tables: impl Iterator<Item = &'t TableSource>) -> Option<u64> {
-    let mut n = 0;
-    for t in tables {
-        for f in &t.files {
-            for u in crate::read::units(f).ok()? {
-                n += u.1?;
-            }
-        }
-    }
-    Some(n)
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.

@@ -378,10 +378,7 @@ impl Intake {
         parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
     ) -> Result<Vec<(T, Origin)>> {
         // Size the result once from the Parquet metadata (CSV sizes are not known up front).
-        let mut expected = 0u64;
-        for f in &src.files {
-            expected += crate::read::units(f)?.iter().filter_map(|u| u.1).sum::<u64>();
-        }
+        let (expected, _) = crate::read::metadata_rows(&src.files)?;
         let mut out = Vec::with_capacity(expected as usize);
         let table = src.table;
         self.load_rows(src, specs, parse, |intake, p, o, r| {
@@ -909,10 +906,7 @@ pub fn ingest_usage(
         lineage: lineage.then(Vec::new),
     };
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
-    let mut expected = 0u64;
-    for f in sources.iter().flat_map(|s| &s.files) {
-        expected += crate::read::units(f)?.iter().filter_map(|u| u.1).sum::<u64>();
-    }
+    let (expected, _) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let mut seen = SeenIds::with_expected(expected);
     for src in sources {
         let table = src.table;
