@@ -8,6 +8,7 @@ pub mod dump;
 pub mod error;
 pub mod external;
 pub mod generate;
+pub mod index;
 pub mod iofloor;
 pub mod job;
 pub mod model;

@@ -197,7 +197,7 @@ impl<'a> Ledger<'a> {
             }
             t.closing += r.closing;
             t.residual += r.residual;
-            self.closing[st.wallet_by_id[&w.wallet_id]] = r.closing;
+            self.closing[st.wallet_of(&w.wallet_id).expect("a rated wallet is in the state")] = r.closing;
             for (i, st_) in &r.status {
                 self.status[*i] = *st_;
             }

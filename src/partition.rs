@@ -55,13 +55,13 @@ impl<'a> Plan<'a> {
         let mut subs: Vec<u32> = (0..st.subs.len() as u32)
             .filter(|&si| {
                 let s = &st.subs[si as usize];
-                s.is_internal() && st.sub_ok[si as usize] && st.wallet_by_account.contains_key(&s.account_id)
+                s.is_internal() && st.sub_ok[si as usize] && st.wallet_of_sub(si as usize).is_some()
             })
             .collect();
         subs.par_sort_by(|&x, &y| {
             st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
         });
-        let account_of = |si: u32| pos[st.wallet_by_account[&st.subs[si as usize].account_id]];
+        let account_of = |si: u32| pos[st.wallet_of_sub(si as usize).expect("filtered above")];
         let (sub_idx, sub_at) = group_csr(n, subs.iter().map(|&si| (si, account_of(si))));
         // subscription index -> its position in `sub_idx`
         let mut sub_slot: Vec<Option<usize>> = vec![None; st.subs.len()];

@@ -2,6 +2,7 @@
 //! per bad row, in the order parse → domain → DUPLICATE_KEY → references.
 
 use crate::error::Result;
+use crate::index::{hash_key, split_rows, IdIndex};
 use crate::model::*;
 use crate::read::{opt, req, Batch, ColSpec, Kind, TableSource};
 use rust_decimal::Decimal;
@@ -476,38 +477,27 @@ impl Intake {
     }
 
     /// Keep the first row of each key; later ones are DUPLICATE_KEY. Keys are borrowed
-    /// from the rows (a string and a number: `item_no` for items, 0 elsewhere).
-    pub fn dedupe<T>(
+    /// from the rows (a string and a number: `item_no` for items, 0 elsewhere). Returns the
+    /// rows kept and their index by key.
+    pub fn dedupe<T: Sync>(
         &mut self,
         table: &'static str,
         rows: Vec<(T, Origin)>,
-        key: impl for<'x> Fn(&'x T) -> (&'x str, i64),
-    ) -> Vec<(T, Origin)> {
-        let keep: Vec<bool> = {
-            let mut seen = HashSet::default();
-            seen.reserve(rows.len());
-            rows.iter().map(|(t, _)| seen.insert(key(t))).collect()
-        };
-        if keep.iter().all(|&k| k) {
-            return rows;
+        key: impl for<'x> Fn(&'x T) -> (&'x str, i64) + Sync,
+    ) -> (Vec<(T, Origin)>, IdIndex) {
+        let (mut index, dups) = IdIndex::build(rows.len(), |i| Some(key(&rows[i].0)));
+        if dups.is_empty() {
+            return (rows, index);
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for ((t, o), k) in rows.into_iter().zip(keep) {
-            if k {
-                out.push((t, o));
-            } else {
-                let (a, n) = key(&t);
-                let k = if table == "subscription_items" { format!("{a}/{n}") } else { a.to_string() };
-                self.reject(
-                    table,
-                    o,
-                    k.clone(),
-                    Reason::DuplicateKey,
-                    format!("duplicate key {k}; the first occurrence wins"),
-                );
-            }
+        let (kept, dropped, new_of) = split_rows(rows, &dups);
+        index.renumber(&new_of);
+        for (t, o) in dropped {
+            let (a, n) = key(&t);
+            let k = if table == "subscription_items" { format!("{a}/{n}") } else { a.to_string() };
+            let detail = format!("duplicate key {k}; the first occurrence wins");
+            self.reject(table, o, k, Reason::DuplicateKey, detail);
         }
-        out
+        (kept, index)
     }
 }
 
@@ -524,12 +514,13 @@ pub struct State {
     pub services: Vec<Service>,
     pub service_idx: HashMap<Text, usize>,
     pub wallets: Vec<Wallet>,
-    pub wallet_by_id: HashMap<Text, usize>,
-    pub wallet_by_account: HashMap<Text, usize>,
+    wallet_by_id: IdIndex,
     pub subs: Vec<Subscription>,
     /// Whether the subscription is billable (not rejected as UNKNOWN_WALLET).
     pub sub_ok: Vec<bool>,
-    pub sub_idx: HashMap<Text, usize>,
+    /// The wallet of the subscription's account ([`NO_WALLET`] when it has none).
+    sub_wallet: Vec<u32>,
+    sub_by_id: IdIndex,
     pub items: Vec<Item>,
     pub item_state: Vec<ItemState>,
     pub item_sub: Vec<Option<u32>>,
@@ -540,10 +531,32 @@ pub struct State {
     post_item_at: Vec<u32>,
 }
 
+const NO_WALLET: u32 = u32::MAX;
+
+/// The hash of a single id as [`Intake::dedupe`] indexes it (as the key `(id, 0)`).
+fn id_hash(id: &str) -> u64 {
+    hash_key(&(id, 0i64))
+}
+
 impl State {
     /// The POST_RATE items of subscription `si`.
     pub fn post_items(&self, si: usize) -> &[u32] {
         &self.post_item_idx[self.post_item_at[si] as usize..self.post_item_at[si + 1] as usize]
+    }
+
+    /// The wallet with this `wallet_id`.
+    pub fn wallet_of(&self, wallet_id: &str) -> Option<usize> {
+        self.wallet_by_id.get(id_hash(wallet_id), |w| self.wallets[w].wallet_id == wallet_id)
+    }
+
+    /// The subscription with this `subscription_id`.
+    pub fn sub_of(&self, subscription_id: &str) -> Option<usize> {
+        self.sub_by_id.get(id_hash(subscription_id), |s| self.subs[s].subscription_id == subscription_id)
+    }
+
+    /// The wallet of subscription `si`'s account.
+    pub fn wallet_of_sub(&self, si: usize) -> Option<usize> {
+        Some(self.sub_wallet[si]).filter(|&w| w != NO_WALLET).map(|w| w as usize)
     }
 }
 
@@ -586,39 +599,39 @@ fn load_opt<T: Send>(
 }
 
 pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> {
+    use rayon::prelude::*;
     let services = load_opt(intake, src.services, SERVICES, parse_service)?;
-    let services = intake.dedupe("services", services, |s| (&s.service_id, 0));
+    let (services, _) = intake.dedupe("services", services, |s| (&s.service_id, 0));
     let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
     let service_idx: HashMap<Text, usize> =
         services.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
 
     let wallets = load_opt(intake, src.wallets, WALLETS, parse_wallet)?;
-    let wallets = intake.dedupe("wallets", wallets, |w| (&w.wallet_id, 0));
+    let (wallets, mut wallet_by_id) = intake.dedupe("wallets", wallets, |w| (&w.wallet_id, 0));
     // A second wallet for an account is a duplicate too.
-    let first_of_account: Vec<bool> = {
-        let mut accounts = HashSet::default();
-        wallets.iter().map(|(w, _)| accounts.insert(w.account_id.as_str())).collect()
-    };
-    let mut kept = Vec::with_capacity(wallets.len());
-    for ((w, o), first) in wallets.into_iter().zip(first_of_account) {
-        if first {
-            kept.push(w);
-        } else {
-            let detail = format!("account {} already has a wallet; the first occurrence wins", w.account_id);
-            intake.reject("wallets", o, w.wallet_id.clone(), Reason::DuplicateKey, detail);
-        }
+    let (mut wallet_by_account, second) = IdIndex::build(wallets.len(), |i| Some(wallets[i].0.account_id.as_str()));
+    let (wallets, dropped, new_of) = split_rows(wallets, &second);
+    if !second.is_empty() {
+        wallet_by_id.renumber(&new_of);
+        wallet_by_account.renumber(&new_of);
     }
-    let wallets = kept;
-    let wallet_by_id = wallets.iter().enumerate().map(|(i, w)| (w.wallet_id.clone(), i)).collect();
-    let wallet_by_account: HashMap<Text, usize> =
-        wallets.iter().enumerate().map(|(i, w)| (w.account_id.clone(), i)).collect();
+    for (w, o) in dropped {
+        let detail = format!("account {} already has a wallet; the first occurrence wins", w.account_id);
+        intake.reject("wallets", o, w.wallet_id.clone(), Reason::DuplicateKey, detail);
+    }
+    let wallets: Vec<Wallet> = wallets.into_iter().map(|(w, _)| w).collect();
+    let wallet_of_account = |account: &str| {
+        wallet_by_account.get(hash_key(account), |w| wallets[w].account_id == account).map_or(NO_WALLET, |w| w as u32)
+    };
 
     let subs = load_opt(intake, src.subscriptions, SUBSCRIPTIONS, parse_subscription)?;
-    let subs = intake.dedupe("subscriptions", subs, |s| (&s.subscription_id, 0));
+    let (subs, sub_by_id) = intake.dedupe("subscriptions", subs, |s| (&s.subscription_id, 0));
+    let sub_wallet: Vec<u32> =
+        subs.par_iter().with_min_len(4096).map(|(s, _)| wallet_of_account(&s.account_id)).collect();
     let mut sub_ok = Vec::with_capacity(subs.len());
     let mut sub_list = Vec::with_capacity(subs.len());
-    for (s, o) in subs {
-        let ok = !s.is_internal() || wallet_by_account.contains_key(&s.account_id);
+    for ((s, o), &w) in subs.into_iter().zip(&sub_wallet) {
+        let ok = !s.is_internal() || w != NO_WALLET;
         if !ok {
             let detail = format!("account {} has no wallet", s.account_id);
             intake.reject("subscriptions", o, s.subscription_id.clone(), Reason::UnknownWallet, detail);
@@ -627,24 +640,50 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         sub_list.push(s);
     }
     let subs = sub_list;
-    let sub_idx: HashMap<Text, usize> = subs.iter().enumerate().map(|(i, s)| (s.subscription_id.clone(), i)).collect();
+    drop(wallet_by_account);
+    let sub_of = |id: &str| sub_by_id.get(id_hash(id), |s| subs[s].subscription_id == id);
 
     let items = load_opt(intake, src.items, ITEMS, parse_item)?;
-    let items = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
-    // A second item for the same POST_RATE service of a subscription is a duplicate
-    // (decided on borrowed keys first, so each item is moved once, below).
-    let post_dup: Vec<bool> = {
-        let mut seen = HashSet::default();
-        items
-            .iter()
-            .map(|(it, _)| {
-                let is_post = service_idx
-                    .get(&it.service_id)
-                    .is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate);
-                is_post && !seen.insert((it.subscription_id.as_str(), it.service_id.as_str()))
-            })
-            .collect()
+    let (items, _) = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
+    // A second item for the same POST_RATE service of a subscription is a duplicate.
+    let is_post = |it: &Item| {
+        service_idx.get(&it.service_id).is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate)
     };
+    let (_, second) = IdIndex::build(items.len(), |i| {
+        let it = &items[i].0;
+        is_post(it).then(|| (it.subscription_id.as_str(), it.service_id.as_str()))
+    });
+    let (items, dropped, _) = split_rows(items, &second);
+    for (it, o) in dropped {
+        let detail =
+            format!("subscription {} already has an item for POST_RATE service {}", it.subscription_id, it.service_id);
+        intake.reject("subscription_items", o, it.key(), Reason::DuplicateKey, detail);
+    }
+    // Each item's subscription, service and state, decided in parallel.
+    let links: Vec<(Option<u32>, Option<u32>, ItemState)> = items
+        .par_iter()
+        .with_min_len(4096)
+        .map(|(it, _)| {
+            let si = sub_of(&it.subscription_id);
+            let sv = service_idx.get(&it.service_id).copied();
+            let state = match (si, sv) {
+                (None, _) => ItemState::Carried(Reason::UnknownSubscription),
+                (Some(s), _) if !sub_ok[s] => ItemState::Carried(Reason::UnknownSubscription),
+                (_, None) => ItemState::Carried(Reason::UnknownService),
+                (Some(s), Some(v)) => {
+                    let w = sub_wallet[s];
+                    let mismatch =
+                        subs[s].is_internal() && w != NO_WALLET && wallets[w as usize].currency != services[v].currency;
+                    if mismatch {
+                        ItemState::Carried(Reason::CurrencyMismatch)
+                    } else {
+                        ItemState::Billable
+                    }
+                }
+            };
+            (si.map(|x| x as u32), sv.map(|x| x as u32), state)
+        })
+        .collect();
     let n_items = items.len();
     let mut item_state = Vec::with_capacity(n_items);
     let mut item_sub = Vec::with_capacity(n_items);
@@ -652,34 +691,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     // (item index, subscription) of the POST_RATE items, grouped once all are known.
     let mut post_items: Vec<(u32, usize)> = Vec::new();
     let mut items_out = Vec::with_capacity(n_items);
-    for ((it, o), dup) in items.into_iter().zip(post_dup) {
-        if dup {
-            let detail = format!(
-                "subscription {} already has an item for POST_RATE service {}",
-                it.subscription_id, it.service_id
-            );
-            intake.reject("subscription_items", o, it.key(), Reason::DuplicateKey, detail);
-            continue;
-        }
-        let si = sub_idx.get(&it.subscription_id).copied();
-        let sv = service_idx.get(&it.service_id).copied();
-        let state = match (si, sv) {
-            (None, _) => ItemState::Carried(Reason::UnknownSubscription),
-            (Some(s), _) if !sub_ok[s] => ItemState::Carried(Reason::UnknownSubscription),
-            (_, None) => ItemState::Carried(Reason::UnknownService),
-            (Some(s), Some(v)) => {
-                let sub = &subs[s];
-                let mismatch = sub.is_internal()
-                    && wallet_by_account
-                        .get(&sub.account_id)
-                        .is_some_and(|&w| wallets[w].currency != services[v].currency);
-                if mismatch {
-                    ItemState::Carried(Reason::CurrencyMismatch)
-                } else {
-                    ItemState::Billable
-                }
-            }
-        };
+    for ((it, o), (si, sv, state)) in items.into_iter().zip(links) {
         if let ItemState::Carried(reason) = state {
             let detail = match reason {
                 Reason::UnknownSubscription => {
@@ -689,12 +701,11 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
                     format!("service {} is unknown or rejected", it.service_id)
                 }
                 _ => {
-                    let sub = &subs[si.unwrap()];
-                    let w = &wallets[wallet_by_account[&sub.account_id]];
+                    let w = &wallets[sub_wallet[si.unwrap() as usize] as usize];
                     format!(
                         "service {} is in {}, wallet {} in {}",
                         it.service_id,
-                        services[sv.unwrap()].currency,
+                        services[sv.unwrap() as usize].currency,
                         w.wallet_id,
                         w.currency
                     )
@@ -704,15 +715,15 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         }
         let idx = items_out.len();
         if let (Some(s), Some(v)) = (si, sv) {
-            if services[v].billing_method == BillingMethod::PostRate
+            if services[v as usize].billing_method == BillingMethod::PostRate
                 && matches!(state, ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch))
             {
-                post_items.push((idx as u32, s));
+                post_items.push((idx as u32, s as usize));
             }
         }
         item_state.push(state);
-        item_sub.push(si.map(|x| x as u32));
-        item_service.push(sv.map(|x| x as u32));
+        item_sub.push(si);
+        item_service.push(sv);
         items_out.push(it);
     }
     let (post_item_idx, post_item_at) = group_csr(subs.len(), post_items.iter().copied());
@@ -721,10 +732,10 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         service_idx,
         wallets,
         wallet_by_id,
-        wallet_by_account,
         subs,
         sub_ok,
-        sub_idx,
+        sub_wallet,
+        sub_by_id,
         items: items_out,
         item_state,
         item_sub,
@@ -745,9 +756,9 @@ pub fn validate_credits(
     let mut wallet = Vec::new();
     let Some(src) = src else { return Ok((credits, wallet)) };
     let rows = intake.load(src, CREDITS, parse_credit)?;
-    for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)) {
-        match st.wallet_by_id.get(&c.wallet_id) {
-            Some(&w) => {
+    for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)).0 {
+        match st.wallet_of(&c.wallet_id) {
+            Some(w) => {
                 wallet.push(w);
                 credits.push(c);
             }
@@ -778,19 +789,19 @@ pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State
             intake.reject(table, o, k, Reason::DuplicateKey, detail);
             continue;
         }
-        match st.sub_idx.get(&e.subscription_id).filter(|&&s| st.sub_ok[s]) {
+        match st.sub_of(&e.subscription_id).filter(|&s| st.sub_ok[s]) {
             None => {
                 let detail = format!("subscription {} is unknown or rejected", e.subscription_id);
                 intake.reject(table, o, e.event_id.clone(), Reason::UnknownSubscription, detail);
             }
-            Some(&s) if st.subs[s].is_internal() || st.subs[s].source != e.source => {
+            Some(s) if st.subs[s].is_internal() || st.subs[s].source != e.source => {
                 let detail = format!(
                     "event source {} but subscription {} is {}",
                     e.source, e.subscription_id, st.subs[s].source
                 );
                 intake.reject(table, o, e.event_id.clone(), Reason::SourceMismatch, detail);
             }
-            Some(&s) => events.push((e, s)),
+            Some(s) => events.push((e, s)),
         }
     }
     Ok(events)
@@ -811,7 +822,7 @@ pub enum UsageFate {
 /// LATE_USAGE, ITEM_ENDED.
 pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros) -> UsageFate {
     use UsageFate::Reject as R;
-    let Some(&si) = st.sub_idx.get(u.subscription_id).filter(|&&s| st.sub_ok[s]) else {
+    let Some(si) = st.sub_of(u.subscription_id).filter(|&s| st.sub_ok[s]) else {
         return R(Reason::UnknownSubscription, format!("subscription {} is unknown or rejected", u.subscription_id));
     };
     let sub = &st.subs[si];
