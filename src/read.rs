@@ -148,6 +148,17 @@ pub struct Batch {
     pub first_row: u64,
 }
 
+impl Batch {
+    /// Drop every column but `cols` (the others read as missing from then on).
+    pub fn keep_only(&mut self, cols: &[usize]) {
+        for (c, col) in self.cols.iter_mut().enumerate() {
+            if !cols.contains(&c) {
+                *col = Col::Missing;
+            }
+        }
+    }
+}
+
 /// Why a cell could not be read.
 pub type CellErr = String;
 

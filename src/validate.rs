@@ -382,10 +382,12 @@ impl Intake {
         let (expected, _) = crate::read::metadata_rows(&src.files)?;
         let mut out = Vec::with_capacity(expected as usize);
         let table = src.table;
-        self.load_rows(src, specs, parse, |intake, p, o, r| {
+        // A failed row's key is taken in the parallel step: the merge reads no column.
+        let per_row = |r: &Row| parse(r).map_err(|(reason, detail)| (reason, detail, key_of(table, r)));
+        self.load_rows(src, specs, &[], per_row, |intake, p, o, _| {
             match p {
                 Ok(t) => out.push((t, o)),
-                Err((reason, detail)) => intake.reject(table, o, key_of(table, r), reason, detail),
+                Err((reason, detail, key)) => intake.reject(table, o, key, reason, detail),
             }
             Ok(())
         })?;
@@ -395,18 +397,24 @@ impl Intake {
     /// The parallel reading loop shared by every table: decode the units of each file
     /// (Parquet row groups) in waves as wide as the rayon pool, compute `per_row` for every
     /// row in parallel, and hand the results to `merge` in read order, with the row itself
-    /// (its batch is kept until merged, so outcomes need not copy any text). A file of one
-    /// unit (CSV) is streamed batch by batch.
+    /// restricted to the columns `merge_reads` (the other columns of a batch are dropped as
+    /// soon as its rows are computed, so a wave in flight holds little beyond the outcomes).
+    /// A file of one unit (CSV) is streamed batch by batch.
     pub fn load_rows<O: Send>(
         &mut self,
         src: &TableSource,
         specs: &[ColSpec],
+        merge_reads: &[usize],
         per_row: impl Fn(&Row) -> O + Sync,
         mut merge: impl FnMut(&mut Intake, O, Origin, &Row) -> Result<()> + Send,
     ) -> Result<()> {
         use rayon::prelude::*;
-        let rows_of = |b: &Batch| -> Vec<O> {
-            (0..b.len).into_par_iter().with_min_len(2048).map(|i| per_row(&Row { b, i, specs })).collect()
+        let rows_of = |b: &mut Batch| -> Vec<O> {
+            let b_ = &*b;
+            let out =
+                (0..b.len).into_par_iter().with_min_len(2048).map(|i| per_row(&Row { b: b_, i, specs })).collect();
+            b.keep_only(merge_reads);
+            out
         };
         for file in &src.files {
             let file_ord = self.files.len() as u32;
@@ -423,8 +431,8 @@ impl Intake {
                 Ok(())
             };
             if units.len() == 1 {
-                total = crate::read::read_unit(file, specs, 0, units[0].0, |b| {
-                    let outcomes = rows_of(&b);
+                total = crate::read::read_unit(file, specs, 0, units[0].0, |mut b| {
+                    let outcomes = rows_of(&mut b);
                     merge_batch(self, &b, outcomes)
                 })?;
             } else {
@@ -437,8 +445,8 @@ impl Intake {
                     wave.par_iter()
                         .map(|&(unit, first)| {
                             let mut v = Vec::new();
-                            let n = crate::read::read_unit(file, specs, unit, first, |b| {
-                                let outcomes = rows_of(&b);
+                            let n = crate::read::read_unit(file, specs, unit, first, |mut b| {
+                                let outcomes = rows_of(&mut b);
                                 v.push((b, outcomes));
                                 Ok(())
                             })?;
@@ -886,18 +894,17 @@ pub struct UsageIntake {
     pub lineage: Option<Vec<(u32, Box<str>)>>,
 }
 
-/// What one usage row comes to, before the (sequential) duplicate check.
+/// What one usage row comes to, before the (sequential) duplicate check. Kept small (the
+/// outcomes of a wave are what a wave holds in flight): the rare outcomes are boxed.
 enum RowOutcome {
-    Bad { reason: Reason, detail: String },
-    Good { fp: u128, fate: Fate },
+    Bad(Box<(Reason, String)>),
+    Good { fp: [u64; 2], fate: Fate },
 }
 
 enum Fate {
-    Rate(usize, Decimal),
-    /// The owned row is made at the merge, from the row itself (few rows are deferred; an
-    /// owned row in every outcome would double the memory the parallel step churns).
-    Defer,
-    Reject(Reason, String),
+    Rate(u32, Decimal),
+    Defer(Box<Usage>),
+    Reject(Box<(Reason, String)>),
 }
 
 /// Stream `deferred_usage` then the new usage files: parse and classify every row in
@@ -921,25 +928,30 @@ pub fn ingest_usage(
     let mut seen = SeenIds::with_expected(expected);
     for src in sources {
         let table = src.table;
+        // The merge reads the usage_id only (reject keys, lineage).
         intake.load_rows(
             src,
             USAGE,
+            &[0],
             |r| match parse_usage(r) {
-                Err((reason, detail)) => RowOutcome::Bad { reason, detail },
-                Ok(u) => RowOutcome::Good {
-                    fp: xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes()),
-                    fate: match classify_usage(st, &u, cutoff) {
-                        UsageFate::Rate(ii) => Fate::Rate(ii, u.quantity),
-                        UsageFate::Defer => Fate::Defer,
-                        UsageFate::Reject(reason, detail) => Fate::Reject(reason, detail),
-                    },
-                },
+                Err(fail) => RowOutcome::Bad(Box::new(fail)),
+                Ok(u) => {
+                    let fp = xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes());
+                    RowOutcome::Good {
+                        fp: [fp as u64, (fp >> 64) as u64],
+                        fate: match classify_usage(st, &u, cutoff) {
+                            UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
+                            UsageFate::Defer => Fate::Defer(Box::new(u.to_owned())),
+                            UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail))),
+                        },
+                    }
+                }
             },
             |intake, oc, o, r| {
                 match oc {
-                    RowOutcome::Bad { reason, detail } => intake.reject(table, o, r.raw(0), reason, detail),
+                    RowOutcome::Bad(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
                     RowOutcome::Good { fp, fate } => {
-                        if !seen.first(fp) {
+                        if !seen.first(fp[0] as u128 | (fp[1] as u128) << 64) {
                             let id = r.raw(0);
                             let detail = format!("duplicate usage_id {id}; the first occurrence wins");
                             intake.reject(table, o, id, Reason::DuplicateKey, detail);
@@ -947,18 +959,14 @@ pub fn ingest_usage(
                         }
                         match fate {
                             Fate::Rate(ii, q) => {
-                                out.qty[ii] += q;
+                                out.qty[ii as usize] += q;
                                 out.rated_rows += 1;
                                 if let Some(l) = &mut out.lineage {
-                                    l.push((ii as u32, r.raw(0).into_boxed_str()));
+                                    l.push((ii, r.raw(0).into_boxed_str()));
                                 }
                             }
-                            Fate::Defer => {
-                                if let Ok(u) = parse_usage(r) {
-                                    out.deferred.push(u.to_owned());
-                                }
-                            }
-                            Fate::Reject(reason, detail) => intake.reject(table, o, r.raw(0), reason, detail),
+                            Fate::Defer(u) => out.deferred.push(*u),
+                            Fate::Reject(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
                         }
                     }
                 }
