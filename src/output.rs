@@ -11,6 +11,7 @@ use crate::run::RunMeta;
 use crate::validate::{Intake, State};
 use crate::write::{OutTable, TableWriter};
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -130,12 +131,12 @@ pub struct Assembled<'a> {
     charged: Option<Vec<Option<(u32, u32)>>>,
     payments: Vec<(&'a Event, &'a str)>,
     deferred_events: Vec<&'a Event>,
-    service_order: Vec<usize>,
-    wallet_order: Vec<usize>,
-    sub_order: Vec<usize>,
-    item_order: Vec<usize>,
-    usage_order: Vec<usize>,
-    reject_order: Vec<usize>,
+    service_order: Vec<u32>,
+    wallet_order: Vec<u32>,
+    sub_order: Vec<u32>,
+    item_order: Vec<u32>,
+    usage_order: Vec<u32>,
+    reject_order: Vec<u32>,
     pub products: Products,
 }
 
@@ -251,9 +252,10 @@ pub fn transactions_table<'a>(
     tx.finish()
 }
 
-fn sorted_by<T>(v: &[T], key: impl Fn(&T) -> &[u8]) -> Vec<usize> {
-    let mut o: Vec<usize> = (0..v.len()).collect();
-    o.sort_by(|&a, &b| key(&v[a]).cmp(key(&v[b])));
+/// Row numbers of `v` in `key` order (keys are unique: any sort gives the same order).
+fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
+    let mut o: Vec<u32> = (0..v.len() as u32).collect();
+    o.par_sort_unstable_by(|&a, &b| key(&v[a as usize]).cmp(key(&v[b as usize])));
     o
 }
 
@@ -308,8 +310,9 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     for r in &b.intake.rejects {
         *p.rejects_by_reason.entry(r.reason.as_str()).or_default() += 1;
     }
-    let mut reject_order: Vec<usize> = (0..b.intake.rejects.len()).collect();
-    reject_order.sort_by_key(|&i| (b.intake.rejects[i].file_ord, b.intake.rejects[i].row));
+    let mut reject_order: Vec<u32> = (0..b.intake.rejects.len() as u32).collect();
+    let rj = &b.intake.rejects;
+    reject_order.par_sort_unstable_by_key(|&i| (rj[i as usize].file_ord, rj[i as usize].row));
 
     // Per-currency conservation.
     for (cur, t) in &p.totals {
@@ -323,9 +326,9 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     p.n_estimates = estimates.len() as u64;
     p.n_payments = payments.len() as u64;
 
-    let mut item_order: Vec<usize> = (0..st.items.len()).collect();
-    item_order.sort_by(|&a, &b| {
-        let (x, y) = (&st.items[a], &st.items[b]);
+    let mut item_order: Vec<u32> = (0..st.items.len() as u32).collect();
+    item_order.par_sort_unstable_by(|&a, &b| {
+        let (x, y) = (&st.items[a as usize], &st.items[b as usize]);
         (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
     });
     Ok(Assembled {
@@ -464,7 +467,7 @@ impl<'a> Assembled<'a> {
 
         jobs.push(Box::new(move || {
             write_chunked(d, self.service_order.len(), CHUNK, |r| {
-                let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i]).collect();
+                let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i as usize]).collect();
                 OutTable::new("services")
                     .str("service_id", false, sv.iter().map(|x| s(&x.service_id)))
                     .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())))
@@ -479,19 +482,23 @@ impl<'a> Assembled<'a> {
         jobs.push(Box::new(move || {
             write_chunked(d, self.wallet_order.len(), CHUNK, |r| {
                 let idx = &self.wallet_order[r];
-                let w = |i: usize| &st.wallets[i];
+                let w = |i: u32| &st.wallets[i as usize];
                 OutTable::new("wallets")
                     .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)))
                     .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)))
                     .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)))
-                    .dec("balance", false, idx.iter().map(|&i| Some(with_minor_scale(self.closing[i], w(i).minor))))
+                    .dec(
+                        "balance",
+                        false,
+                        idx.iter().map(|&i| Some(with_minor_scale(self.closing[i as usize], w(i).minor))),
+                    )
                     .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at))
             })
         }));
 
         jobs.push(Box::new(move || {
             write_chunked(d, self.sub_order.len(), CHUNK, |r| {
-                let idx = &self.sub_order[r];
+                let idx: Vec<usize> = self.sub_order[r].iter().map(|&i| i as usize).collect();
                 OutTable::new("subscriptions")
                     .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)))
                     .str("account_id", false, idx.iter().map(|&i| s(self.account[i])))
@@ -504,7 +511,7 @@ impl<'a> Assembled<'a> {
         jobs.push(Box::new(move || {
             write_chunked(d, self.item_order.len(), CHUNK, |r| {
                 let idx = &self.item_order[r];
-                let it = |i: usize| &st.items[i];
+                let it = |i: u32| &st.items[i as usize];
                 OutTable::new("subscription_items")
                     .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)))
                     .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)))
@@ -513,13 +520,13 @@ impl<'a> Assembled<'a> {
                     .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price))
                     .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)))
                     .date("end_date", true, idx.iter().map(|&i| it(i).end_date))
-                    .date("billed_through", true, idx.iter().map(|&i| self.billed[i]))
+                    .date("billed_through", true, idx.iter().map(|&i| self.billed[i as usize]))
             })
         }));
 
         jobs.push(Box::new(move || {
             write_chunked(d, self.usage_order.len(), CHUNK, |r| {
-                let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i]).collect();
+                let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
                 OutTable::new("deferred_usage")
                     .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)))
                     .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)))
@@ -574,7 +581,6 @@ impl<'a> Assembled<'a> {
             jobs.push(Box::new(move || self.write_lineage(d)));
         }
         // Tables are independent files: write them in parallel, report them in a fixed order.
-        use rayon::prelude::*;
         let mut per_table: Vec<Vec<(String, usize)>> = jobs.par_iter().map(|j| j()).collect::<Result<_>>()?;
         // After the six next-state tables, as SPEC §5 lists them.
         per_table.insert(6, tx_files);
@@ -616,7 +622,7 @@ impl<'a> Assembled<'a> {
     pub fn write_rejects(&self, d: Dest) -> Result<Vec<(String, usize)>> {
         let rj = &self.b.intake.rejects;
         write_chunked(d, self.reject_order.len(), CHUNK, |r| {
-            let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i]).collect();
+            let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i as usize]).collect();
             OutTable::new("rejects")
                 .str("table", false, v.iter().map(|r| s(r.table)))
                 .int("row", false, v.iter().map(|r| Some(r.row as i64)))
@@ -813,7 +819,6 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
 
 /// `run_manifest.json`: deterministic (no clock, host or thread count).
 pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[(String, usize)]) -> Result<()> {
-    use rayon::prelude::*;
     let inputs: Vec<Value> = c
         .intake
         .files

@@ -72,12 +72,12 @@ impl<'a> Plan<'a> {
             .filter(|&ii| {
                 let ii = ii as usize;
                 st.item_state[ii] == ItemState::Billable
-                    && st.item_service[ii].is_some()
-                    && st.item_sub[ii].is_some_and(|si| sub_slot[si as usize].is_some())
+                    && st.item_service(ii).is_some()
+                    && st.item_sub(ii).is_some_and(|si| sub_slot[si].is_some())
             })
             .collect();
         items.par_sort_by_key(|&ii| st.items[ii as usize].item_no);
-        let slot_of = |ii: u32| st.item_sub[ii as usize].and_then(|si| sub_slot[si as usize]).unwrap_or(0);
+        let slot_of = |ii: u32| st.item_sub(ii as usize).and_then(|si| sub_slot[si]).unwrap_or(0);
         let (item_idx, item_at) = group_csr(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
         Plan { st, credits, usage_qty, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
     }
@@ -113,7 +113,7 @@ impl<'a> Plan<'a> {
                             .iter()
                             .map(|&ii| {
                                 let ii = ii as usize;
-                                let sv = st.item_service[ii].unwrap_or(0) as usize;
+                                let sv = st.item_service(ii).unwrap_or(0);
                                 ItemIn {
                                     idx: ii,
                                     item: &st.items[ii],

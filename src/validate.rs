@@ -533,8 +533,9 @@ pub struct State {
     sub_by_id: IdIndex,
     pub items: Vec<Item>,
     pub item_state: Vec<ItemState>,
-    pub item_sub: Vec<Option<u32>>,
-    pub item_service: Vec<Option<u32>>,
+    /// The item's subscription and service ([`NONE`] when unknown; see [`State::item_sub`]).
+    item_sub: Vec<u32>,
+    item_service: Vec<u32>,
     /// Per subscription: its POST_RATE items (billable or CURRENCY_MISMATCH), at most one per
     /// service, as CSR arrays (see [`State::post_items`]).
     post_item_idx: Vec<u32>,
@@ -542,6 +543,8 @@ pub struct State {
 }
 
 const NO_WALLET: u32 = u32::MAX;
+/// No subscription or service: a link of an item whose reference is unknown.
+const NONE: u32 = u32::MAX;
 
 /// The hash of a single id as [`Intake::dedupe`] indexes it (as the key `(id, 0)`).
 fn id_hash(id: &str) -> u64 {
@@ -562,6 +565,16 @@ impl State {
     /// The subscription with this `subscription_id`.
     pub fn sub_of(&self, subscription_id: &str) -> Option<usize> {
         self.sub_by_id.get(id_hash(subscription_id), |s| self.subs[s].subscription_id == subscription_id)
+    }
+
+    /// The subscription of item `ii`, if known.
+    pub fn item_sub(&self, ii: usize) -> Option<usize> {
+        Some(self.item_sub[ii]).filter(|&s| s != NONE).map(|s| s as usize)
+    }
+
+    /// The service of item `ii`, if known.
+    pub fn item_service(&self, ii: usize) -> Option<usize> {
+        Some(self.item_service[ii]).filter(|&s| s != NONE).map(|s| s as usize)
     }
 
     /// The wallet of subscription `si`'s account.
@@ -732,8 +745,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
             }
         }
         item_state.push(state);
-        item_sub.push(si);
-        item_service.push(sv);
+        item_sub.push(si.unwrap_or(NONE));
+        item_service.push(sv.unwrap_or(NONE));
         items_out.push(it);
     }
     let (post_item_idx, post_item_at) = group_csr(subs.len(), post_items.iter().copied());
