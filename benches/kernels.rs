@@ -118,6 +118,7 @@ fn kernels(c: &mut Criterion) {
         b.iter(|| {
             let acct = AccountIn {
                 wallet: &wallet,
+                wallet_idx: 0,
                 credits: vec![&credit],
                 subs: vec![SubIn {
                     idx: 0,

@@ -198,7 +198,7 @@ impl<'a> Ledger<'a> {
             }
             t.closing += r.closing;
             t.residual += r.residual;
-            self.closing[st.wallet_of(&w.wallet_id).expect("a rated wallet is in the state")] = r.closing;
+            self.closing[a.wallet_idx] = r.closing;
             for (i, st_) in &r.status {
                 self.status[*i] = *st_;
             }

@@ -33,11 +33,12 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// (The sorts are rayon's stable parallel sorts: the same order on any thread count.)
+    /// (Every sort key is unique — ids, or `item_no` within a subscription — so the unstable
+    /// parallel sorts give one order on any thread count.)
     pub fn new(st: &'a State, credits: &'a [Credit], credit_wallet: &[usize], usage_qty: &'a [Decimal]) -> Plan<'a> {
         use rayon::prelude::*;
         let mut wallets: Vec<u32> = (0..st.wallets.len() as u32).collect();
-        wallets.par_sort_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
+        wallets.par_sort_unstable_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
         // wallet index -> account position
         let mut pos = vec![0usize; st.wallets.len()];
         for (p, &w) in wallets.iter().enumerate() {
@@ -45,7 +46,7 @@ impl<'a> Plan<'a> {
         }
         let n = wallets.len();
         let mut by_time: Vec<u32> = (0..credits.len() as u32).collect();
-        by_time.par_sort_by(|&x, &y| {
+        by_time.par_sort_unstable_by(|&x, &y| {
             let (x, y) = (&credits[x as usize], &credits[y as usize]);
             (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id))
         });
@@ -58,7 +59,7 @@ impl<'a> Plan<'a> {
                 s.is_internal() && st.sub_ok[si as usize] && st.wallet_of_sub(si as usize).is_some()
             })
             .collect();
-        subs.par_sort_by(|&x, &y| {
+        subs.par_sort_unstable_by(|&x, &y| {
             st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
         });
         let account_of = |si: u32| pos[st.wallet_of_sub(si as usize).expect("filtered above")];
@@ -76,7 +77,7 @@ impl<'a> Plan<'a> {
                     && st.item_sub(ii).is_some_and(|si| sub_slot[si].is_some())
             })
             .collect();
-        items.par_sort_by_key(|&ii| st.items[ii as usize].item_no);
+        items.par_sort_unstable_by_key(|&ii| st.items[ii as usize].item_no);
         let slot_of = |ii: u32| st.item_sub(ii as usize).and_then(|si| sub_slot[si]).unwrap_or(0);
         let (item_idx, item_at) = group_csr(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
         Plan { st, credits, usage_qty, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
@@ -125,7 +126,7 @@ impl<'a> Plan<'a> {
                         SubIn { idx: si, sub: &st.subs[si], items }
                     })
                     .collect();
-                AccountIn { wallet: self.wallet(p), credits, subs }
+                AccountIn { wallet: self.wallet(p), wallet_idx: self.wallets[p] as usize, credits, subs }
             })
             .collect()
     }

@@ -40,6 +40,8 @@ pub struct SubIn<'a> {
 /// billable subscriptions in subscription_id order.
 pub struct AccountIn<'a> {
     pub wallet: &'a Wallet,
+    /// The wallet's row in the state.
+    pub wallet_idx: usize,
     pub credits: Vec<&'a Credit>,
     pub subs: Vec<SubIn<'a>>,
 }
