@@ -8,9 +8,11 @@ use arrow_array::builder::{Date32Builder, Decimal128Builder, Int64Builder, Times
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
 use chrono::NaiveDate;
+use parquet::arrow::arrow_writer::{compute_leaves, ArrowColumnWriter, ArrowRowGroupWriterFactory};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
 use rust_decimal::Decimal;
 use std::path::Path;
 use std::sync::Arc;
@@ -106,9 +108,11 @@ impl OutTable {
     }
 
     fn record_batch(&self) -> Result<RecordBatch> {
+        use rayon::prelude::*;
+        // Columns are converted in parallel (a chunk's are independent).
         let arrays: Vec<ArrayRef> = self
             .cols
-            .iter()
+            .par_iter()
             .map(|c| -> Result<ArrayRef> {
                 Ok(match &c.data {
                     ColData::Str(v) => Arc::new(v.clone()),
@@ -186,8 +190,75 @@ pub struct TableWriter {
 }
 
 enum Sink {
-    Parquet(ArrowWriter<std::io::BufWriter<std::fs::File>>),
+    Parquet(ParquetSink),
     Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+}
+
+type FileSink = std::io::BufWriter<std::fs::File>;
+
+/// A Parquet file whose columns are encoded in parallel (one task per column), through
+/// parquet's low-level column writers — the path `ArrowWriter` takes, with the same row group
+/// boundaries ([`ROW_GROUP_ROWS`]), so the bytes are those `ArrowWriter` writes.
+struct ParquetSink {
+    file: SerializedFileWriter<FileSink>,
+    factory: ArrowRowGroupWriterFactory,
+    fields: Vec<arrow_schema::FieldRef>,
+    /// The row group being encoded: its column writers and rows.
+    group: Option<(Vec<ArrowColumnWriter>, usize)>,
+}
+
+impl ParquetSink {
+    fn create(buf: FileSink, schema: &Schema) -> parquet::errors::Result<ParquetSink> {
+        // ArrowWriter sets up the schema, the properties and the embedded Arrow schema.
+        let (file, factory) =
+            ArrowWriter::try_new(buf, Arc::new(schema.clone()), Some(writer_properties()))?.into_serialized_writer()?;
+        Ok(ParquetSink { file, factory, fields: schema.fields().iter().cloned().collect(), group: None })
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> parquet::errors::Result<()> {
+        use rayon::prelude::*;
+        let mut rest = batch.clone();
+        while rest.num_rows() > 0 {
+            let (writers, rows) = match &mut self.group {
+                Some(g) => g,
+                g => g.insert((self.factory.create_column_writers(self.file.flushed_row_groups().len())?, 0)),
+            };
+            let take = rest.num_rows().min(ROW_GROUP_ROWS - *rows);
+            let part = rest.slice(0, take);
+            rest = rest.slice(take, rest.num_rows() - take);
+            // A flat schema: one leaf, so one column writer, per field.
+            writers.par_iter_mut().zip(self.fields.par_iter()).zip(part.columns().par_iter()).try_for_each(
+                |((w, field), col)| -> parquet::errors::Result<()> {
+                    for leaf in compute_leaves(field, col)? {
+                        w.write(&leaf)?;
+                    }
+                    Ok(())
+                },
+            )?;
+            *rows += take;
+            if *rows >= ROW_GROUP_ROWS {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> parquet::errors::Result<()> {
+        use rayon::prelude::*;
+        let Some((writers, _)) = self.group.take() else { return Ok(()) };
+        let chunks = writers.into_par_iter().map(|w| w.close()).collect::<parquet::errors::Result<Vec<_>>>()?;
+        let mut rg = self.file.next_row_group()?;
+        for c in chunks {
+            c.append_to_row_group(&mut rg)?;
+        }
+        rg.close()?;
+        Ok(())
+    }
+
+    fn into_inner(mut self) -> parquet::errors::Result<FileSink> {
+        self.flush()?;
+        self.file.into_inner()
+    }
 }
 
 impl TableWriter {
@@ -197,11 +268,7 @@ impl TableWriter {
         let buf = std::io::BufWriter::with_capacity(1 << 20, file);
         let sink = match format {
             OutputFormat::Parquet => {
-                let props = writer_properties();
-                Sink::Parquet(
-                    ArrowWriter::try_new(buf, Arc::new(schema.clone()), Some(props))
-                        .map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
-                )
+                Sink::Parquet(ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?)
             }
             OutputFormat::Csv => {
                 let mut w = csv::WriterBuilder::new().from_writer(buf);
