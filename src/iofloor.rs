@@ -7,7 +7,6 @@ use crate::read::{find_table, table_at, TableSource};
 use crate::validate::{CREDITS, EVENTS, ITEMS, SERVICES, SUBSCRIPTIONS, USAGE, WALLETS};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::arrow::ArrowWriter;
 
 use std::path::Path;
 use std::time::Instant;
@@ -88,8 +87,9 @@ fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
     entries.sort();
     for p in &entries {
         let f = std::fs::File::open(p).map_err(|e| Error::io(format!("opening {}", p.display()), e))?;
+        // Batches of 100k rows, like the chunks a run hands its writers.
         let r = ParquetRecordBatchReaderBuilder::try_new(f)
-            .and_then(|b| b.build())
+            .and_then(|b| b.with_batch_size(100_000).build())
             .map_err(|e| Error::input(p.display().to_string(), e.to_string()))?;
         let batches: Vec<RecordBatch> =
             r.collect::<std::result::Result<_, _>>().map_err(|e| Error::Internal(e.to_string()))?;
@@ -100,14 +100,7 @@ fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
     let t = Instant::now();
     loaded.par_iter().enumerate().try_for_each(|(i, batches)| -> Result<()> {
         let Some(first) = batches.first() else { return Ok(()) };
-        let f = std::fs::File::create(tmp.join(format!("{i}.parquet"))).map_err(|e| Error::io("io-floor write", e))?;
-        let props = crate::write::writer_properties();
-        let mut w = ArrowWriter::try_new(f, first.schema(), Some(props)).map_err(|e| Error::Internal(e.to_string()))?;
-        for b in batches {
-            w.write(b).map_err(|e| Error::Internal(e.to_string()))?;
-        }
-        let f = w.into_inner().map_err(|e| Error::Internal(e.to_string()))?;
-        f.sync_all().map_err(|e| Error::io("io-floor fsync", e))
+        crate::write::write_parquet(&tmp.join(format!("{i}.parquet")), &first.schema(), batches)
     })?;
     let encode = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&tmp);
