@@ -114,11 +114,6 @@ impl IdIndex {
             })
         });
     }
-
-    /// Bytes held by the tables.
-    pub fn allocation_size(&self) -> usize {
-        self.shards.iter().map(|t| t.allocation_size()).sum()
-    }
 }
 
 /// Split `rows` into the rows kept and those at the (ascending) positions `drop`, both in
