@@ -498,13 +498,13 @@ impl<'a> Assembled<'a> {
 
         jobs.push(Box::new(move || {
             write_chunked(d, self.sub_order.len(), CHUNK, |r| {
-                let idx: Vec<usize> = self.sub_order[r].iter().map(|&i| i as usize).collect();
+                let idx = || self.sub_order[r.clone()].iter().map(|&i| i as usize);
                 OutTable::new("subscriptions")
-                    .str("subscription_id", false, idx.iter().map(|&i| s(&st.subs[i].subscription_id)))
-                    .str("account_id", false, idx.iter().map(|&i| s(self.account[i])))
-                    .str("source", false, idx.iter().map(|&i| s(&st.subs[i].source)))
-                    .str("status", false, idx.iter().map(|&i| s(self.status[i].as_str())))
-                    .ts("expires_at", true, idx.iter().map(|&i| self.expires[i]))
+                    .str("subscription_id", false, idx().map(|i| s(&st.subs[i].subscription_id)))
+                    .str("account_id", false, idx().map(|i| s(self.account[i])))
+                    .str("source", false, idx().map(|i| s(&st.subs[i].source)))
+                    .str("status", false, idx().map(|i| s(self.status[i].as_str())))
+                    .ts("expires_at", true, idx().map(|i| self.expires[i]))
             })
         }));
 

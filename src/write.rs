@@ -186,16 +186,14 @@ pub fn writer_properties() -> WriterProperties {
 /// Encode `batches` (each with `schema`) as one Parquet file with the writer every output
 /// uses, and fsync it (the I/O floor's encode: the same work a run's writing does).
 pub fn write_parquet(path: &Path, schema: &Schema, batches: &[RecordBatch]) -> Result<()> {
+    let mut w = TableWriter::create(path, schema, OutputFormat::Parquet)?;
     let ctx = || format!("writing {}", path.display());
-    let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-    let mut sink = ParquetSink::create(std::io::BufWriter::with_capacity(1 << 20, file), schema)
-        .map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?;
-    for b in batches {
-        sink.write(b).map_err(|e| parquet_io(ctx(), e))?;
+    if let Sink::Parquet(sink) = &mut w.sink {
+        for b in batches {
+            sink.write(b).map_err(|e| parquet_io(ctx(), e))?;
+        }
     }
-    let buf = sink.into_inner().map_err(|e| parquet_io(ctx(), e))?;
-    let file = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io(ctx(), e))
+    w.finish()
 }
 
 /// A file being written chunk by chunk (every chunk with the same columns).
