@@ -388,7 +388,15 @@ pub struct ChunkedWriter<'p> {
     name: &'static str,
     schema: arrow_schema::Schema,
     current: Option<(String, TableWriter, usize)>,
-    files: Vec<(String, usize)>,
+    files: Vec<OutFile>,
+}
+
+/// One output file written: its name in the run directory, rows and SHA-256 (hex).
+#[derive(Debug, Clone)]
+pub struct OutFile {
+    pub name: String,
+    pub rows: usize,
+    pub sha256: String,
 }
 
 impl<'p> ChunkedWriter<'p> {
@@ -410,9 +418,9 @@ impl<'p> ChunkedWriter<'p> {
     }
 
     fn close(&mut self) -> Result<()> {
-        if let Some((fname, w, rows)) = self.current.take() {
-            w.finish()?;
-            self.files.push((fname, rows));
+        if let Some((name, w, rows)) = self.current.take() {
+            let sha256 = w.finish()?;
+            self.files.push(OutFile { name, rows, sha256 });
         }
         Ok(())
     }
@@ -432,20 +440,20 @@ impl<'p> ChunkedWriter<'p> {
         Ok(())
     }
 
-    /// Finish the table: every (file, rows) written, in order.
-    pub fn finish(mut self) -> Result<Vec<(String, usize)>> {
+    /// Finish the table: every file written, in order.
+    pub fn finish(mut self) -> Result<Vec<OutFile>> {
         self.close()?;
         Ok(self.files)
     }
 }
 
-/// Write one table `chunk` rows at a time; returns every (file, rows) written, in order.
+/// Write one table `chunk` rows at a time; returns every file written, in order.
 fn write_chunked(
     d: Dest,
     n: usize,
     chunk: usize,
     f: impl Fn(std::ops::Range<usize>) -> OutTable,
-) -> Result<Vec<(String, usize)>> {
+) -> Result<Vec<OutFile>> {
     let mut w = ChunkedWriter::create(d, &f(0..0))?;
     let mut start = 0;
     while start < n {
@@ -458,11 +466,11 @@ fn write_chunked(
 
 impl<'a> Assembled<'a> {
     /// Write every published table but `wallet_transactions` (written while rating, its
-    /// files given in `tx_files`); returns (file name, rows) of all in a fixed order.
-    pub fn write_tables(&self, d: Dest, lineage: bool, tx_files: Vec<(String, usize)>) -> Result<Vec<(String, usize)>> {
+    /// files given in `tx_files`); returns all the files in a fixed order.
+    pub fn write_tables(&self, d: Dest, lineage: bool, tx_files: Vec<OutFile>) -> Result<Vec<OutFile>> {
         let st = self.b.state;
         let as_of = self.b.as_of;
-        type Job<'j> = Box<dyn Fn() -> Result<Vec<(String, usize)>> + Send + Sync + 'j>;
+        type Job<'j> = Box<dyn Fn() -> Result<Vec<OutFile>> + Send + Sync + 'j>;
         let mut jobs: Vec<Job> = Vec::new();
 
         jobs.push(Box::new(move || {
@@ -583,7 +591,7 @@ impl<'a> Assembled<'a> {
         // One table at a time, each encoded column-parallel: tables written side by side
         // would each hold a row group in flight, and a thread waiting on its columns would
         // start yet another table (measured: 1M peak up to 1.59 GiB that way).
-        let mut per_table: Vec<Vec<(String, usize)>> = jobs.iter().map(|j| j()).collect::<Result<_>>()?;
+        let mut per_table: Vec<Vec<OutFile>> = jobs.iter().map(|j| j()).collect::<Result<_>>()?;
         // After the six next-state tables, as SPEC §5 lists them.
         per_table.insert(6, tx_files);
         Ok(per_table.into_iter().flatten().collect())
@@ -593,7 +601,7 @@ impl<'a> Assembled<'a> {
     /// the POST_RATE transaction that charged it, sorted by usage_id. A row whose item's
     /// charge came to no transaction (zero quantity or an amount that rounds to zero) has a
     /// null transaction_id.
-    fn write_lineage(&self, d: Dest) -> Result<Vec<(String, usize)>> {
+    fn write_lineage(&self, d: Dest) -> Result<Vec<OutFile>> {
         let st = self.b.state;
         let empty = Vec::new();
         let rows = self.b.lineage.unwrap_or(&empty);
@@ -621,7 +629,7 @@ impl<'a> Assembled<'a> {
         })
     }
 
-    pub fn write_rejects(&self, d: Dest) -> Result<Vec<(String, usize)>> {
+    pub fn write_rejects(&self, d: Dest) -> Result<Vec<OutFile>> {
         let rj = &self.b.intake.rejects;
         write_chunked(d, self.reject_order.len(), CHUNK, |r| {
             let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i as usize]).collect();
@@ -819,32 +827,32 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
     Value::Object(m)
 }
 
-/// `run_manifest.json`: deterministic (no clock, host or thread count).
-pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[(String, usize)]) -> Result<()> {
+/// SHA-256 (hex) of every input file, in the intake's order, files in parallel.
+pub fn hash_inputs(intake: &Intake) -> Result<Vec<String>> {
+    intake.files.par_iter().map(|f| crate::read::sha256_file(&f.path)).collect()
+}
+
+/// `run_manifest.json`: deterministic (no clock, host or thread count). `input_sha256` is
+/// [`hash_inputs`]' answer; the outputs' checksums were taken as they were written.
+pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[OutFile], input_sha256: &[String]) -> Result<()> {
     let inputs: Vec<Value> = c
         .intake
         .files
-        .par_iter()
-        .map(|f| -> Result<Value> {
-            Ok(json!({
-                "table": f.table,
+        .iter()
+        .zip(input_sha256)
+        .map(|(f, sha)| json!({"table": f.table, "file": f.name, "rows": f.rows, "sha256": sha}))
+        .collect();
+    let outputs: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "table": f.name.split(['/', '.']).next().unwrap_or_default(),
                 "file": f.name,
                 "rows": f.rows,
-                "sha256": crate::read::sha256_file(&f.path)?,
-            }))
+                "sha256": f.sha256,
+            })
         })
-        .collect::<Result<_>>()?;
-    let outputs: Vec<Value> = files
-        .par_iter()
-        .map(|(f, rows)| -> Result<Value> {
-            Ok(json!({
-                "table": f.split(['/', '.']).next().unwrap_or_default(),
-                "file": f,
-                "rows": rows,
-                "sha256": crate::read::sha256_file(&dir.join(f))?,
-            }))
-        })
-        .collect::<Result<_>>()?;
+        .collect();
     let mut payments = Map::new();
     for (src, by_cur) in &p.payments {
         let mut cm = Map::new();
@@ -896,14 +904,15 @@ pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[(String, u
 }
 
 /// `run_stats.json`: the one output allowed to differ between identical runs.
-pub fn write_stats(c: &RunMeta, dir: &Path, timings: &[(&'static str, f64)]) -> Result<()> {
+pub fn write_stats(c: &RunMeta, dir: &Path, timings: &[(&'static str, f64, f64)]) -> Result<()> {
     let total = timings.iter().find(|t| t.0 == "total").map_or(0.0, |t| t.1);
     let rows = c.intake.rows_read;
     let stats = json!({
         "run_id": c.run_id,
         "threads": c.threads,
         "host": std::env::var("HOSTNAME").ok().or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string())),
-        "phase_seconds": timings.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>(),
+        "phase_seconds": timings.iter().map(|(k, v, _)| (k.to_string(), json!(v))).collect::<Map<_, _>>(),
+        "phase_cpu_seconds": timings.iter().map(|(k, _, c)| (k.to_string(), json!((c * 100.0).round() / 100.0))).collect::<Map<_, _>>(),
         "input_rows": rows,
         "rows_per_second": if total > 0.0 { rows as f64 / total } else { 0.0 },
         "peak_rss_bytes": peak_rss_bytes(),
@@ -915,6 +924,18 @@ pub fn write_stats(c: &RunMeta, dir: &Path, timings: &[(&'static str, f64)]) -> 
 /// Peak resident set size from /proc (Linux), if available.
 pub fn peak_rss_bytes() -> Option<u64> {
     proc_status_bytes("VmHWM:")
+}
+
+/// CPU time (user + system, all threads) this process has used so far, in seconds, from
+/// /proc (Linux; 0 elsewhere). With the wall time of a phase it tells how busy the pool was.
+pub fn cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let Some(rest) = s.rsplit_once(')').map(|r| r.1) else { return 0.0 };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: u64 = f.get(11..13).map_or(0, |v| v.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    ticks as f64 / 100.0
 }
 
 /// Resident memory now, in MiB (0 where /proc is not available), for the phase log lines.

@@ -844,7 +844,13 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(format!("{:x}", h.finalize()))
+    Ok(hex_digest(h))
+}
+
+/// The hex SHA-256 of what `h` has seen (the form the manifest records).
+pub fn hex_digest(h: sha2::Sha256) -> String {
+    use sha2::Digest;
+    format!("{:x}", h.finalize())
 }
 
 #[cfg(test)]

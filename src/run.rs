@@ -121,6 +121,7 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
 fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress) -> Result<RunReport> {
     let started = Instant::now();
     let t0 = Instant::now();
+    let c0 = output::cpu_seconds();
     let mut timings = Vec::new();
     if !args.state.is_dir() {
         return Err(Error::Usage(format!("state directory {} does not exist", args.state.display())));
@@ -181,6 +182,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         st.items.len(),
         t0.elapsed().as_secs_f64()
     );
+    timings.push(("read_state", t0.elapsed().as_secs_f64(), output::cpu_seconds() - c0));
+    let (t_usage, c_usage) = (Instant::now(), output::cpu_seconds());
     // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
     // per-item sums. Nothing but the sums and the deferred rows is kept.
     let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
@@ -201,11 +204,12 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         t0.elapsed().as_secs_f64()
     );
 
+    timings.push(("read_usage", t_usage.elapsed().as_secs_f64(), output::cpu_seconds() - c_usage));
     let (credits, credit_wallet) = validate_credits(&mut intake, credits_src.as_ref(), &st)?;
     let event_sources: Vec<&TableSource> =
         [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten().collect();
     let events = validate_events(&mut intake, &event_sources, &st)?;
-    timings.push(("read_validate", t0.elapsed().as_secs_f64()));
+    timings.push(("read_validate", t0.elapsed().as_secs_f64(), output::cpu_seconds() - c0));
     progress.end();
     tracing::info!(
         phase = "read",
@@ -223,6 +227,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 
     // ---- partition + rate ------------------------------------------------------------
     let t1 = Instant::now();
+    let c1 = output::cpu_seconds();
     let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty);
     let ctx = RateCtx {
         as_of,
@@ -288,7 +293,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         .filter(|(_, s)| !s.is_internal())
         .map(|(i, s)| (i, apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff)))
         .collect();
-    timings.push(("rate", t1.elapsed().as_secs_f64()));
+    timings.push(("rate", t1.elapsed().as_secs_f64(), output::cpu_seconds() - c1));
     progress.end();
     tracing::info!(
         phase = "rate",
@@ -299,6 +304,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
 
     let t2 = Instant::now();
+    let c2 = output::cpu_seconds();
     let asm = output::assemble(
         output::BuildInput {
             run_id: &run_id,
@@ -313,7 +319,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         ledger,
     )
     .map_err(remove_tmp)?;
-    timings.push(("assemble", t2.elapsed().as_secs_f64()));
+    timings.push(("assemble", t2.elapsed().as_secs_f64(), output::cpu_seconds() - c2));
     tracing::info!(
         phase = "assemble",
         elapsed_s = started.elapsed().as_secs_f64(),
@@ -345,13 +351,14 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let review = sibling(&out, "rejected");
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
-        let files = asm.write_rejects(dest(&tmp))?;
-        output::write_manifest(&meta, &asm.products, &tmp, &files)?;
+        let (files, inputs) = rayon::join(|| asm.write_rejects(dest(&tmp)), || output::hash_inputs(&intake));
+        output::write_manifest(&meta, &asm.products, &tmp, &files?, &inputs?)?;
         replace_dir(&tmp, &review)?;
         return Err(too_many(review.display().to_string()));
     }
 
     let t_write = Instant::now();
+    let c_write = output::cpu_seconds();
     tracing::info!(
         phase = "write",
         elapsed_s = started.elapsed().as_secs_f64(),
@@ -361,10 +368,13 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
     progress.begin("write", None);
     let result = (|| -> Result<()> {
-        let files = asm.write_tables(dest(&tmp), lineage, tx_files)?;
-        output::write_manifest(&meta, &asm.products, &tmp, &files)?;
-        timings.push(("write", t_write.elapsed().as_secs_f64()));
-        timings.push(("total", started.elapsed().as_secs_f64()));
+        // The inputs are hashed on whichever thread the tables leave idle (their writing is
+        // mostly one thread's: a chunk is built, then its columns are encoded in parallel).
+        let (files, inputs) =
+            rayon::join(|| asm.write_tables(dest(&tmp), lineage, tx_files), || output::hash_inputs(&intake));
+        output::write_manifest(&meta, &asm.products, &tmp, &files?, &inputs?)?;
+        timings.push(("write", t_write.elapsed().as_secs_f64(), output::cpu_seconds() - c_write));
+        timings.push(("total", started.elapsed().as_secs_f64(), output::cpu_seconds() - c0));
         output::write_stats(&meta, &tmp, &timings)?;
         Ok(())
     })();
@@ -404,7 +414,7 @@ fn rate_and_write<'a>(
     dest: Option<output::Dest>,
     run_id: &'a str,
     progress: &dyn crate::progress::Progress,
-) -> Result<(output::Ledger<'a>, Vec<(String, usize)>)> {
+) -> Result<(output::Ledger<'a>, Vec<output::OutFile>)> {
     use crate::rate::AccountIn;
     let as_of = ctx.as_of;
     let mut ledger = output::Ledger::new(st, lineage);

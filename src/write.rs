@@ -193,7 +193,7 @@ pub fn write_parquet(path: &Path, schema: &Schema, batches: &[RecordBatch]) -> R
             sink.write(b).map_err(|e| parquet_io(ctx(), e))?;
         }
     }
-    w.finish()
+    w.finish().map(drop)
 }
 
 /// A file being written chunk by chunk (every chunk with the same columns).
@@ -204,10 +204,30 @@ pub struct TableWriter {
 
 enum Sink {
     Parquet(ParquetSink),
-    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Csv(csv::Writer<FileSink>),
 }
 
-type FileSink = std::io::BufWriter<std::fs::File>;
+type FileSink = std::io::BufWriter<HashedFile>;
+
+/// A file that hashes (SHA-256) every byte written to it: an output's checksum for the
+/// manifest comes with its writing, on the thread that writes it, not from a second read.
+pub struct HashedFile {
+    file: std::fs::File,
+    hash: sha2::Sha256,
+}
+
+impl std::io::Write for HashedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
+        let n = self.file.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
 
 /// A Parquet file whose columns are encoded in parallel (one task per column), through
 /// parquet's low-level column writers — the path `ArrowWriter` takes, with the same row group
@@ -278,7 +298,7 @@ impl TableWriter {
     pub fn create(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
         let ctx = || format!("writing {}", path.display());
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-        let buf = std::io::BufWriter::with_capacity(1 << 20, file);
+        let buf = std::io::BufWriter::with_capacity(1 << 20, HashedFile { file, hash: Default::default() });
         let sink = match format {
             OutputFormat::Parquet => {
                 Sink::Parquet(ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?)
@@ -312,15 +332,16 @@ impl TableWriter {
         Ok(())
     }
 
-    /// Flush, close and fsync the file.
-    pub fn finish(self) -> Result<()> {
+    /// Flush, close and fsync the file; returns its SHA-256 (hex).
+    pub fn finish(self) -> Result<String> {
         let ctx = || format!("writing {}", self.path.display());
         let buf = match self.sink {
             Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
             Sink::Csv(w) => w.into_inner().map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?,
         };
-        let file = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(ctx(), e))
+        let HashedFile { file, hash } = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(ctx(), e))?;
+        Ok(crate::read::hex_digest(hash))
     }
 }
 
