@@ -347,8 +347,14 @@ pub fn decimal_from_i128(mut v: i128, scale: i8) -> Option<Decimal> {
 /// times cheaper than `Decimal::normalize` on 96 bits.
 pub fn normalized_from_i128(v: i128, scale: i8) -> Option<Decimal> {
     if scale > 0 {
-        if let Ok(mut m) = u64::try_from(v.unsigned_abs()) {
-            let mut s = scale as u32;
+        let (mut m, mut s) = (v.unsigned_abs(), scale as u32);
+        // A wide scale (Decimal(38,18)) puts most quantities above u64: shed blocks of nine
+        // trailing zeros in u128 first (one division each) rather than normalizing a Decimal.
+        while m > u64::MAX as u128 && s >= 9 && m % 1_000_000_000 == 0 {
+            m /= 1_000_000_000;
+            s -= 9;
+        }
+        if let Ok(mut m) = u64::try_from(m) {
             if m == 0 {
                 return Some(Decimal::ZERO);
             }
@@ -869,7 +875,12 @@ mod tests {
 
     #[test]
     fn fast_normalization_agrees_with_rust_decimal() {
-        let values: [i128; 12] = [
+        let values = [
+            123_500_000_000_000_000_000i128,
+            -42_000_000_000_000_000_000_000_000_000,
+            99_999_999_999_999_999_999_999_999_999_999_999_999,
+            10i128.pow(37),
+            1_000_000_001_000_000_000_000_000_000,
             0,
             1,
             -1,
@@ -888,6 +899,19 @@ mod tests {
                 let slow = decimal_from_i128(v, scale).map(|d| d.normalize());
                 let fast = normalized_from_i128(v, scale);
                 assert_eq!(fast.map(|d| d.to_string()), slow.map(|d| d.to_string()), "{v} scale {scale}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Mantissas as Parquet Decimal(38, s) columns hold them: a value with trailing
+        /// zeros from the scale (the common case), and arbitrary ones.
+        #[test]
+        fn fast_normalization_agrees_on_any_mantissa(m in proptest::num::i64::ANY, zeros in 0u32..=20, raw in proptest::num::i128::ANY, scale in 0i8..=38) {
+            for v in [(m as i128) * 10i128.pow(zeros), raw / 10, raw] {
+                let slow = decimal_from_i128(v, scale).map(|d| d.normalize());
+                let fast = normalized_from_i128(v, scale);
+                proptest::prop_assert_eq!(fast.map(|d| d.to_string()), slow.map(|d| d.to_string()), "{} scale {}", v, scale);
             }
         }
     }

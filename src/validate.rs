@@ -386,13 +386,20 @@ impl Intake {
         let table = src.table;
         // A failed row's key is taken in the parallel step: the merge reads no column.
         let per_row = |r: &Row| parse(r).map_err(|(reason, detail)| (reason, detail, key_of(table, r)));
-        self.load_rows(src, specs, &[], per_row, |intake, p, o, _| {
-            match p {
-                Ok(t) => out.push((t, o)),
-                Err((reason, detail, key)) => intake.reject(table, o, key, reason, detail),
-            }
-            Ok(())
-        })?;
+        self.load_rows(
+            src,
+            specs,
+            &[],
+            per_row,
+            |_| {},
+            |intake, p, o, _| {
+                match p {
+                    Ok(t) => out.push((t, o)),
+                    Err((reason, detail, key)) => intake.reject(table, o, key, reason, detail),
+                }
+                Ok(())
+            },
+        )?;
         Ok(out)
     }
 
@@ -401,13 +408,16 @@ impl Intake {
     /// row in parallel, and hand the results to `merge` in read order, with the row itself
     /// restricted to the columns `merge_reads` (the other columns of a batch are dropped as
     /// soon as its rows are computed, so a wave in flight holds little beyond the outcomes).
-    /// A file of one unit (CSV) is streamed batch by batch.
+    /// A file of one unit (CSV) is streamed batch by batch. `before_merge` sees the outcomes
+    /// of each wave (every batch's, in read order) before they are merged, on the merge's
+    /// side of the pipeline: work over a whole wave that the pool can share goes there.
     pub fn load_rows<O: Send>(
         &mut self,
         src: &TableSource,
         specs: &[ColSpec],
         merge_reads: &[usize],
         per_row: impl Fn(&Row) -> O + Sync,
+        mut before_merge: impl FnMut(&mut [&mut Vec<O>]) + Send,
         mut merge: impl FnMut(&mut Intake, O, Origin, &Row) -> Result<()> + Send,
     ) -> Result<()> {
         use rayon::prelude::*;
@@ -434,7 +444,8 @@ impl Intake {
             };
             if units.len() == 1 {
                 total = crate::read::read_unit(file, specs, 0, units[0].0, |mut b| {
-                    let outcomes = rows_of(&mut b);
+                    let mut outcomes = rows_of(&mut b);
+                    before_merge(&mut [&mut outcomes]);
                     merge_batch(self, &b, outcomes)
                 })?;
             } else {
@@ -457,10 +468,12 @@ impl Intake {
                         .collect()
                 };
                 let mut merge_wave = |intake: &mut Intake, results: Wave<O>| -> Result<u64> {
-                    let mut rows = 0;
-                    for r in results {
-                        let (v, n) = r?;
-                        rows += n;
+                    let mut units = results.into_iter().collect::<Result<Vec<_>>>()?;
+                    let rows = units.iter().map(|u| u.1).sum();
+                    before_merge(
+                        &mut units.iter_mut().flat_map(|u| u.0.iter_mut().map(|b| &mut b.1)).collect::<Vec<_>>(),
+                    );
+                    for (v, _) in units {
                         for (b, outcomes) in v {
                             merge_batch(intake, &b, outcomes)?;
                         }
@@ -913,7 +926,12 @@ pub struct UsageIntake {
 /// outcomes of a wave are what a wave holds in flight): the rare outcomes are boxed.
 enum RowOutcome {
     Bad(Box<(Reason, String)>),
-    Good { fp: [u64; 2], fate: Fate },
+    Good {
+        fp: [u64; 2],
+        fate: Fate,
+    },
+    /// A `Good` row whose usage_id was seen before (marked before the merge).
+    Duplicate,
 }
 
 enum Fate {
@@ -932,12 +950,9 @@ pub fn ingest_usage(
     cutoff: Micros,
     lineage: bool,
 ) -> Result<UsageIntake> {
-    let mut out = UsageIntake {
-        qty: vec![Decimal::ZERO; st.items.len()],
-        deferred: Vec::new(),
-        rated_rows: 0,
-        lineage: lineage.then(Vec::new),
-    };
+    use rayon::prelude::*;
+    let mut out = UsageIntake { qty: Vec::new(), deferred: Vec::new(), rated_rows: 0, lineage: lineage.then(Vec::new) };
+    let mut qty = vec![Decimal::ZERO; st.items.len()];
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
     let (expected, _) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let mut seen = SeenIds::with_expected(expected);
@@ -962,37 +977,62 @@ pub fn ingest_usage(
                     }
                 }
             },
+            |wave| {
+                seen.mark_duplicates(wave);
+                add_quantities(&mut qty, wave);
+            },
             |intake, oc, o, r| {
                 match oc {
                     RowOutcome::Bad(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
-                    RowOutcome::Good { fp, fate } => {
-                        if !seen.first(fp[0] as u128 | (fp[1] as u128) << 64) {
-                            let id = r.raw(0);
-                            let detail = format!("duplicate usage_id {id}; the first occurrence wins");
-                            intake.reject(table, o, id, Reason::DuplicateKey, detail);
-                            return Ok(());
-                        }
-                        match fate {
-                            Fate::Rate(ii, q) => {
-                                out.qty[ii as usize] += q;
-                                out.rated_rows += 1;
-                                if let Some(l) = &mut out.lineage {
-                                    l.push((ii, r.raw(0).into_boxed_str()));
-                                }
-                            }
-                            Fate::Defer(u) => out.deferred.push(*u),
-                            Fate::Reject(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
-                        }
+                    RowOutcome::Duplicate => {
+                        let id = r.raw(0);
+                        let detail = format!("duplicate usage_id {id}; the first occurrence wins");
+                        intake.reject(table, o, id, Reason::DuplicateKey, detail);
                     }
+                    RowOutcome::Good { fate, .. } => match fate {
+                        Fate::Rate(ii, _) => {
+                            out.rated_rows += 1;
+                            if let Some(l) = &mut out.lineage {
+                                l.push((ii, r.raw(0).into_boxed_str()));
+                            }
+                        }
+                        Fate::Defer(u) => out.deferred.push(*u),
+                        Fate::Reject(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
+                    },
                 }
                 Ok(())
             },
         )?;
     }
-    for q in &mut out.qty {
-        *q = q.normalize();
-    }
+    qty.par_iter_mut().for_each(|q| *q = q.normalize());
+    out.qty = qty;
     Ok(out)
+}
+
+/// How many disjoint ranges a wave's work over `n` tables or items is split into: one per
+/// thread (each range's task scans the whole wave and takes the rows that fall in it).
+fn ranges(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1)))
+}
+
+/// Add the quantity of every rated row of a wave to its item's sum (duplicates marked
+/// already). Items are split into ranges, one task each; within an item rows are added in
+/// read order, so the sums do not depend on the thread count.
+fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
+    use rayon::prelude::*;
+    let per = ranges(qty.len()).max(1);
+    qty.par_chunks_mut(per).enumerate().for_each(|(g, part)| {
+        let lo = g * per;
+        for v in wave {
+            for o in v.iter() {
+                if let RowOutcome::Good { fate: Fate::Rate(ii, q), .. } = o {
+                    if let Some(sum) = (*ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
+                        *sum += *q;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// The usage_id fingerprints seen so far (xxh3-128 of the id): hash tables over disjoint
@@ -1020,17 +1060,65 @@ impl SeenIds {
         SeenIds { shards: (0..n).map(|_| HashTable::with_capacity(cap)).collect() }
     }
 
+    /// The table (of `n`) that holds `fp`.
+    fn shard(n: usize, fp: u128) -> usize {
+        ((fp >> 96) as u64 % n as u64) as usize
+    }
+
     /// Whether `fp` is seen for the first time (and remember it).
+    #[cfg(test)]
     fn first(&mut self, fp: u128) -> bool {
-        let k = ((fp >> 96) as u64 % self.shards.len() as u64) as usize;
-        let low = [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32];
-        let hash = |v: &[u32; 3]| v[0] as u64 | (v[1] as u64) << 32;
-        match self.shards[k].entry(hash(&low), |v| *v == low, hash) {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(low);
-                true
-            }
+        let k = SeenIds::shard(self.shards.len(), fp);
+        first_in(&mut self.shards[k], fp)
+    }
+
+    /// Mark every row of a wave whose usage_id was seen before (in an earlier wave or
+    /// earlier in this one) as [`RowOutcome::Duplicate`]. The tables are split into ranges,
+    /// one task each, and each task takes the wave's rows in read order: the first
+    /// occurrence wins on any thread count.
+    fn mark_duplicates(&mut self, wave: &mut [&mut Vec<RowOutcome>]) {
+        use rayon::prelude::*;
+        let fp_of = |fp: &[u64; 2]| fp[0] as u128 | (fp[1] as u128) << 64;
+        let n = self.shards.len();
+        let per = ranges(n);
+        let shared = &*wave;
+        let dups: Vec<Vec<(u32, u32)>> = self
+            .shards
+            .par_chunks_mut(per)
+            .enumerate()
+            .map(|(g, tables)| {
+                let mut dups = Vec::new();
+                for (vi, v) in shared.iter().enumerate() {
+                    for (ri, o) in v.iter().enumerate() {
+                        if let RowOutcome::Good { fp, .. } = o {
+                            let fp = fp_of(fp);
+                            let k = SeenIds::shard(n, fp);
+                            if let Some(t) = k.checked_sub(g * per).and_then(|i| tables.get_mut(i)) {
+                                if !first_in(t, fp) {
+                                    dups.push((vi as u32, ri as u32));
+                                }
+                            }
+                        }
+                    }
+                }
+                dups
+            })
+            .collect();
+        for (vi, ri) in dups.into_iter().flatten() {
+            wave[vi as usize][ri as usize] = RowOutcome::Duplicate;
+        }
+    }
+}
+
+/// Whether `fp` is new to `table` (and remember it).
+fn first_in(table: &mut hashbrown::HashTable<[u32; 3]>, fp: u128) -> bool {
+    let low = [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32];
+    let hash = |v: &[u32; 3]| v[0] as u64 | (v[1] as u64) << 32;
+    match table.entry(hash(&low), |v| *v == low, hash) {
+        hashbrown::hash_table::Entry::Occupied(_) => false,
+        hashbrown::hash_table::Entry::Vacant(e) => {
+            e.insert(low);
+            true
         }
     }
 }
@@ -1053,6 +1141,66 @@ mod tests {
         let s = SeenIds::with_expected(17_200_000);
         let buckets: usize = s.shards.iter().map(|x| x.capacity() * 8 / 7 + 1).sum();
         assert!(buckets < 17_200_000 * 8 / 7 * 11 / 10, "{buckets} buckets");
+    }
+
+    #[test]
+    fn duplicates_and_sums_of_a_wave_do_not_depend_on_the_thread_count() {
+        // Waves of rows whose ids repeat within and across waves (every id seen before in
+        // read order is a duplicate), over many tables and items, on 1, 2 and 3 threads.
+        let fp = |id: u64| {
+            let f = xxhash_rust::xxh3::xxh3_128(&id.to_le_bytes());
+            [f as u64, (f >> 64) as u64]
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut seen = SeenIds::with_expected(1_000_000);
+                assert!(seen.shards.len() > 1);
+                let mut qty = vec![Decimal::ZERO; 7];
+                let mut marks = Vec::new();
+                for w in 0..3u64 {
+                    let mut batches: Vec<Vec<RowOutcome>> = (0..2u64)
+                        .map(|b| {
+                            (0..5000u64)
+                                .map(|i| {
+                                    let id = (w * 7919 + b * 104_729 + i * 31) % 12_000;
+                                    let fate = Fate::Rate((id % 7) as u32, Decimal::new(i as i64 + 1, 1));
+                                    RowOutcome::Good { fp: fp(id), fate }
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let mut wave: Vec<&mut Vec<RowOutcome>> = batches.iter_mut().collect();
+                    seen.mark_duplicates(&mut wave);
+                    add_quantities(&mut qty, &wave);
+                    marks.extend(batches.iter().flatten().map(|o| matches!(o, RowOutcome::Duplicate)));
+                }
+                (marks, qty)
+            })
+        };
+        let (marks, qty) = run(1);
+        // The reference: a plain set over the ids in read order.
+        let mut set = std::collections::HashSet::new();
+        let mut want_qty = vec![Decimal::ZERO; 7];
+        let mut want = Vec::new();
+        for w in 0..3u64 {
+            for b in 0..2u64 {
+                for i in 0..5000u64 {
+                    let id = (w * 7919 + b * 104_729 + i * 31) % 12_000;
+                    let first = set.insert(id);
+                    if first {
+                        want_qty[(id % 7) as usize] += Decimal::new(i as i64 + 1, 1);
+                    }
+                    want.push(!first);
+                }
+            }
+        }
+        assert!(want.iter().any(|&d| d) && want.iter().any(|&d| !d));
+        assert_eq!(marks, want);
+        assert_eq!(qty, want_qty);
+        for t in [2, 3] {
+            assert_eq!(run(t), (want.clone(), want_qty.clone()), "{t} threads");
+        }
     }
 
     #[test]
