@@ -6,10 +6,10 @@ use crate::external::ExtOut;
 use crate::job::Estimation;
 use crate::job::{Layout, OutputFormat};
 use crate::model::*;
-use crate::rate::{AccountIn, AccountOut, TxnKind};
+use crate::rate::{AccountIn, AccountOut, Txn, TxnKind};
 use crate::run::RunMeta;
 use crate::validate::{Intake, State};
-use crate::write::{OutTable, TableWriter};
+use crate::write::{ColData, OutCol, OutTable, TableWriter};
 use chrono::NaiveDate;
 use rayon::prelude::*;
 use rust_decimal::Decimal;
@@ -242,14 +242,46 @@ pub fn transactions_table<'a>(
     accounts: &[AccountIn<'a>],
     rated: &[AccountOut<'a>],
 ) -> OutTable {
-    let mut tx = TxCols::with_capacity(rated.iter().map(|r| r.txns.len()).sum());
-    for (k, r) in rated.iter().enumerate() {
-        let w = accounts[k].wallet;
-        for t in &r.txns {
-            tx.push(run_id, as_of, w, t);
+    use std::fmt::Write;
+    // One task per column, each walking the chunk's transactions in order.
+    let n: usize = rated.iter().map(|r| r.txns.len()).sum();
+    let rows = || rated.iter().zip(accounts).flat_map(|(r, a)| r.txns.iter().map(move |t| (a.wallet, t)));
+    let id = || {
+        let mut b = arrow_array::builder::StringBuilder::with_capacity(n, n * (run_id.len() + 24));
+        for (w, t) in rows() {
+            // Written into the column's buffer: no String per row.
+            write!(b, "{run_id}/{}/{}", w.wallet_id, t.n).expect("writing to memory");
+            b.append_value("");
         }
-    }
-    tx.finish()
+        OutCol { name: "transaction_id", nullable: false, data: ColData::Str(b.finish()) }
+    };
+    let minor = |d: Decimal, w: &Wallet| Some(with_minor_scale(d, w.minor));
+    OutTable::par_columns(
+        "wallet_transactions",
+        &[
+            &id,
+            &|| OutCol::str("run_id", false, rows().map(|_| s(run_id))),
+            &|| OutCol::date("as_of", false, rows().map(|_| Some(as_of))),
+            &|| OutCol::str("wallet_id", false, rows().map(|(w, _)| s(&w.wallet_id))),
+            &|| OutCol::str("account_id", false, rows().map(|(w, _)| s(&w.account_id))),
+            &|| OutCol::str("subscription_id", true, rows().map(|(_, t)| t.subscription_id)),
+            &|| OutCol::int("item_no", true, rows().map(|(_, t)| t.item_no)),
+            &|| OutCol::str("service_id", true, rows().map(|(_, t)| t.service_id)),
+            &|| OutCol::str("kind", false, rows().map(|(_, t)| s(t.kind.as_str()))),
+            &|| OutCol::str("transaction_type", false, rows().map(|(_, t)| s(t.transaction_type))),
+            &|| {
+                let dir = |t: &Txn| if t.kind == TxnKind::Credit { "CREDIT" } else { "DEBIT" };
+                OutCol::str("direction", false, rows().map(|(_, t)| s(dir(t))))
+            },
+            &|| OutCol::dec("amount", false, rows().map(|(w, t)| minor(t.amount, w))),
+            &|| OutCol::str("currency", false, rows().map(|(w, _)| s(&w.currency))),
+            &|| OutCol::dec("quantity", true, rows().map(|(_, t)| t.quantity)),
+            &|| OutCol::dec("unit_price", true, rows().map(|(_, t)| t.unit_price)),
+            &|| OutCol::date("period_start", true, rows().map(|(_, t)| t.period.map(|p| p.0))),
+            &|| OutCol::date("period_end", true, rows().map(|(_, t)| t.period.map(|p| p.1))),
+            &|| OutCol::dec("balance_after", false, rows().map(|(w, t)| minor(t.balance_after, w))),
+        ],
+    )
 }
 
 /// Row numbers of `v` in `key` order (keys are unique: any sort gives the same order).
@@ -452,7 +484,7 @@ fn write_chunked(
     d: Dest,
     n: usize,
     chunk: usize,
-    f: impl Fn(std::ops::Range<usize>) -> OutTable,
+    f: impl Fn(std::ops::Range<usize>) -> OutTable + Sync,
 ) -> Result<Vec<OutFile>> {
     let mut w = ChunkedWriter::create(d, &f(0..0))?;
     let mut start = 0;
@@ -656,77 +688,6 @@ fn events_table(name: &'static str, ev: &[&Event]) -> OutTable {
         .dec("amount", true, ev.iter().map(|e| e.amount))
         .str("currency", true, ev.iter().map(|e| e.currency.clone()))
         .str("payment_status", true, ev.iter().map(|e| e.payment_status.clone()))
-}
-
-#[derive(Default)]
-struct TxCols<'a> {
-    id: Vec<Option<String>>,
-    run_id: Vec<Option<&'a str>>,
-    as_of: Vec<Option<NaiveDate>>,
-    wallet_id: Vec<Option<&'a str>>,
-    account_id: Vec<Option<&'a str>>,
-    subscription_id: Vec<Option<&'a str>>,
-    item_no: Vec<Option<i64>>,
-    service_id: Vec<Option<&'a str>>,
-    kind: Vec<Option<&'a str>>,
-    ttype: Vec<Option<&'a str>>,
-    direction: Vec<Option<&'a str>>,
-    amount: Vec<Option<Decimal>>,
-    currency: Vec<Option<&'a str>>,
-    quantity: Vec<Option<Decimal>>,
-    unit_price: Vec<Option<Decimal>>,
-    period_start: Vec<Option<NaiveDate>>,
-    period_end: Vec<Option<NaiveDate>>,
-    balance_after: Vec<Option<Decimal>>,
-}
-
-impl<'a> TxCols<'a> {
-    fn with_capacity(n: usize) -> Self {
-        let mut t = TxCols::default();
-        t.id.reserve(n);
-        t
-    }
-    fn push(&mut self, run_id: &'a str, as_of: NaiveDate, w: &'a Wallet, t: &crate::rate::Txn<'a>) {
-        self.id.push(Some(format!("{run_id}/{}/{}", w.wallet_id, t.n)));
-        self.run_id.push(s(run_id));
-        self.as_of.push(Some(as_of));
-        self.wallet_id.push(s(&w.wallet_id));
-        self.account_id.push(s(&w.account_id));
-        self.subscription_id.push(t.subscription_id);
-        self.item_no.push(t.item_no);
-        self.service_id.push(t.service_id);
-        self.kind.push(s(t.kind.as_str()));
-        self.ttype.push(s(t.transaction_type));
-        self.direction.push(s(if t.kind == TxnKind::Credit { "CREDIT" } else { "DEBIT" }));
-        self.amount.push(Some(with_minor_scale(t.amount, w.minor)));
-        self.currency.push(s(&w.currency));
-        self.quantity.push(t.quantity);
-        self.unit_price.push(t.unit_price);
-        self.period_start.push(t.period.map(|p| p.0));
-        self.period_end.push(t.period.map(|p| p.1));
-        self.balance_after.push(Some(with_minor_scale(t.balance_after, w.minor)));
-    }
-    fn finish(self) -> OutTable {
-        OutTable::new("wallet_transactions")
-            .str("transaction_id", false, self.id)
-            .str("run_id", false, self.run_id)
-            .date("as_of", false, self.as_of)
-            .str("wallet_id", false, self.wallet_id)
-            .str("account_id", false, self.account_id)
-            .str("subscription_id", true, self.subscription_id)
-            .int("item_no", true, self.item_no)
-            .str("service_id", true, self.service_id)
-            .str("kind", false, self.kind)
-            .str("transaction_type", false, self.ttype)
-            .str("direction", false, self.direction)
-            .dec("amount", false, self.amount)
-            .str("currency", false, self.currency)
-            .dec("quantity", true, self.quantity)
-            .dec("unit_price", true, self.unit_price)
-            .date("period_start", true, self.period_start)
-            .date("period_end", true, self.period_end)
-            .dec("balance_after", false, self.balance_after)
-    }
 }
 
 #[derive(Default)]

@@ -439,11 +439,18 @@ fn rate_and_write<'a>(
         progress.advance(accounts.len() as u64);
         Ok((first, accounts, r))
     };
+    // The chunk's transactions are built column-parallel, then encoded while the ledger
+    // absorbs the chunk (both on the pool, beside the next chunk's rating).
     let mut fold = |(first, accounts, rated): Rated<'a>| -> Result<()> {
-        if let Some(w) = writer.as_mut() {
-            w.append(&output::transactions_table(run_id, as_of, &accounts, &rated))?;
-        }
-        ledger.absorb(&accounts, first, rated)
+        let table = writer.as_ref().map(|_| output::transactions_table(run_id, as_of, &accounts, &rated));
+        let (written, absorbed) = rayon::join(
+            || match (writer.as_mut(), &table) {
+                (Some(w), Some(t)) => w.append(t),
+                _ => Ok(()),
+            },
+            || ledger.absorb(&accounts, first, rated),
+        );
+        written.and(absorbed)
     };
     let mut pending: Option<Rated<'a>> = None;
     for first in (0..plan.len()).step_by(ACCOUNTS_PER_CHUNK) {

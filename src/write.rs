@@ -49,6 +49,21 @@ pub struct OutCol {
     pub data: ColData,
 }
 
+impl OutCol {
+    pub fn str<S: AsRef<str>>(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<S>>) -> Self {
+        OutCol { name, nullable, data: ColData::Str(v.into_iter().collect()) }
+    }
+    pub fn dec(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Decimal>>) -> Self {
+        OutCol { name, nullable, data: ColData::Dec(v.into_iter().collect()) }
+    }
+    pub fn date(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<NaiveDate>>) -> Self {
+        OutCol { name, nullable, data: ColData::Date(v.into_iter().collect()) }
+    }
+    pub fn int(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<i64>>) -> Self {
+        OutCol { name, nullable, data: ColData::Int(v.into_iter().collect()) }
+    }
+}
+
 /// A column-major output table.
 pub struct OutTable {
     pub name: &'static str,
@@ -59,6 +74,11 @@ impl OutTable {
     pub fn new(name: &'static str) -> Self {
         OutTable { name, cols: Vec::new() }
     }
+    /// A table whose columns are built in parallel, one task per column builder.
+    pub fn par_columns(name: &'static str, builders: &[&(dyn Fn() -> OutCol + Sync)]) -> Self {
+        use rayon::prelude::*;
+        OutTable { name, cols: builders.par_iter().map(|f| f()).collect() }
+    }
     /// A string column, built straight into an Arrow array (no per-cell `String`).
     pub fn str<S: AsRef<str>>(
         mut self,
@@ -66,15 +86,15 @@ impl OutTable {
         nullable: bool,
         v: impl IntoIterator<Item = Option<S>>,
     ) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Str(v.into_iter().collect()) });
+        self.cols.push(OutCol::str(name, nullable, v));
         self
     }
     pub fn dec(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Decimal>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Dec(v.into_iter().collect()) });
+        self.cols.push(OutCol::dec(name, nullable, v));
         self
     }
     pub fn date(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<NaiveDate>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Date(v.into_iter().collect()) });
+        self.cols.push(OutCol::date(name, nullable, v));
         self
     }
     pub fn ts(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Micros>>) -> Self {
@@ -82,7 +102,7 @@ impl OutTable {
         self
     }
     pub fn int(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<i64>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Int(v.into_iter().collect()) });
+        self.cols.push(OutCol::int(name, nullable, v));
         self
     }
     pub fn rows(&self) -> usize {
