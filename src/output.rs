@@ -484,7 +484,7 @@ fn write_chunked(
     d: Dest,
     n: usize,
     chunk: usize,
-    f: impl Fn(std::ops::Range<usize>) -> OutTable + Sync,
+    f: impl Fn(std::ops::Range<usize>) -> OutTable,
 ) -> Result<Vec<OutFile>> {
     let mut w = ChunkedWriter::create(d, &f(0..0))?;
     let mut start = 0;
@@ -887,9 +887,31 @@ pub fn peak_rss_bytes() -> Option<u64> {
     proc_status_bytes("VmHWM:")
 }
 
+/// Wall and CPU time since a phase began, for `run_stats.json`.
+#[derive(Clone, Copy)]
+pub struct PhaseClock {
+    wall: std::time::Instant,
+    cpu: f64,
+}
+
+impl PhaseClock {
+    pub fn start() -> Self {
+        PhaseClock { wall: std::time::Instant::now(), cpu: cpu_seconds() }
+    }
+    /// Wall seconds so far.
+    pub fn seconds(&self) -> f64 {
+        self.wall.elapsed().as_secs_f64()
+    }
+    /// `(phase, wall seconds, CPU seconds)` so far.
+    pub fn lap(&self, phase: &'static str) -> (&'static str, f64, f64) {
+        (phase, self.seconds(), cpu_seconds() - self.cpu)
+    }
+}
+
 /// CPU time (user + system, all threads) this process has used so far, in seconds, from
-/// /proc (Linux; 0 elsewhere). With the wall time of a phase it tells how busy the pool was.
-pub fn cpu_seconds() -> f64 {
+/// /proc (Linux, in clock ticks of 1/100 s; 0 elsewhere). With the wall time of a phase it
+/// tells how busy the pool was.
+fn cpu_seconds() -> f64 {
     let Ok(s) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
     // The command name (field 2) may hold spaces; the fields after it are plain numbers.
     let Some(rest) = s.rsplit_once(')').map(|r| r.1) else { return 0.0 };

@@ -13,7 +13,6 @@ use chrono::NaiveDate;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -119,9 +118,7 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
 }
 
 fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress) -> Result<RunReport> {
-    let started = Instant::now();
-    let t0 = Instant::now();
-    let c0 = output::cpu_seconds();
+    let t0 = output::PhaseClock::start();
     let mut timings = Vec::new();
     if !args.state.is_dir() {
         return Err(Error::Usage(format!("state directory {} does not exist", args.state.display())));
@@ -173,17 +170,17 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         wallets = st.wallets.len(),
         subscriptions = st.subs.len(),
         items = st.items.len(),
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         rss_mib = output::rss_mib(),
         "read: state {} services, {} wallets, {} subscriptions, {} items ({:.2}s)",
         st.services.len(),
         st.wallets.len(),
         st.subs.len(),
         st.items.len(),
-        t0.elapsed().as_secs_f64()
+        t0.seconds()
     );
-    timings.push(("read_state", t0.elapsed().as_secs_f64(), output::cpu_seconds() - c0));
-    let (t_usage, c_usage) = (Instant::now(), output::cpu_seconds());
+    timings.push(t0.lap("read_state"));
+    let t_usage = output::PhaseClock::start();
     // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
     // per-item sums. Nothing but the sums and the deferred rows is kept.
     let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
@@ -197,37 +194,36 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         phase = "read",
         usage_rated,
         usage_deferred = deferred_usage.len(),
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         rss_mib = output::rss_mib(),
         "read: usage {usage_rated} rows rated, {} deferred ({:.2}s)",
         deferred_usage.len(),
-        t0.elapsed().as_secs_f64()
+        t0.seconds()
     );
 
-    timings.push(("read_usage", t_usage.elapsed().as_secs_f64(), output::cpu_seconds() - c_usage));
+    timings.push(t_usage.lap("read_usage"));
     let (credits, credit_wallet) = validate_credits(&mut intake, credits_src.as_ref(), &st)?;
     let event_sources: Vec<&TableSource> =
         [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten().collect();
     let events = validate_events(&mut intake, &event_sources, &st)?;
-    timings.push(("read_validate", t0.elapsed().as_secs_f64(), output::cpu_seconds() - c0));
+    timings.push(t0.lap("read_validate"));
     progress.end();
     tracing::info!(
         phase = "read",
         rows = intake.rows_read,
         files = intake.files.len(),
         rejects = intake.rejects.len(),
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         "read: {} rows from {} files, {} usage rows rated, {} rejects ({:.2}s)",
         intake.rows_read,
         intake.files.len(),
         usage_rated,
         intake.rejects.len(),
-        t0.elapsed().as_secs_f64()
+        t0.seconds()
     );
 
     // ---- partition + rate ------------------------------------------------------------
-    let t1 = Instant::now();
-    let c1 = output::cpu_seconds();
+    let t1 = output::PhaseClock::start();
     let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty);
     let ctx = RateCtx {
         as_of,
@@ -241,7 +237,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         phase = "rate",
         accounts = plan.len(),
         threads,
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         "rate: {} accounts on {} threads",
         plan.len(),
         threads
@@ -293,18 +289,17 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         .filter(|(_, s)| !s.is_internal())
         .map(|(i, s)| (i, apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff)))
         .collect();
-    timings.push(("rate", t1.elapsed().as_secs_f64(), output::cpu_seconds() - c1));
+    timings.push(t1.lap("rate"));
     progress.end();
     tracing::info!(
         phase = "rate",
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         rss_mib = output::rss_mib(),
         "rate: done ({:.2}s)",
-        t1.elapsed().as_secs_f64()
+        t1.seconds()
     );
 
-    let t2 = Instant::now();
-    let c2 = output::cpu_seconds();
+    let t2 = output::PhaseClock::start();
     let asm = output::assemble(
         output::BuildInput {
             run_id: &run_id,
@@ -319,13 +314,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         ledger,
     )
     .map_err(remove_tmp)?;
-    timings.push(("assemble", t2.elapsed().as_secs_f64(), output::cpu_seconds() - c2));
-    tracing::info!(
-        phase = "assemble",
-        elapsed_s = started.elapsed().as_secs_f64(),
-        rss_mib = output::rss_mib(),
-        "assembled"
-    );
+    timings.push(t2.lap("assemble"));
+    tracing::info!(phase = "assemble", elapsed_s = t0.seconds(), rss_mib = output::rss_mib(), "assembled");
     let meta = RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake };
 
     let mut summary = output::summary(&meta, &asm.products, ratio);
@@ -357,11 +347,10 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         return Err(too_many(review.display().to_string()));
     }
 
-    let t_write = Instant::now();
-    let c_write = output::cpu_seconds();
+    let t_write = output::PhaseClock::start();
     tracing::info!(
         phase = "write",
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         output = %out.display(),
         "write: {}",
         out.display()
@@ -373,8 +362,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let (files, inputs) =
             rayon::join(|| asm.write_tables(dest(&tmp), lineage, tx_files), || output::hash_inputs(&intake));
         output::write_manifest(&meta, &asm.products, &tmp, &files?, &inputs?)?;
-        timings.push(("write", t_write.elapsed().as_secs_f64(), output::cpu_seconds() - c_write));
-        timings.push(("total", started.elapsed().as_secs_f64(), output::cpu_seconds() - c0));
+        timings.push(t_write.lap("write"));
+        timings.push(t0.lap("total"));
         output::write_stats(&meta, &tmp, &timings)?;
         Ok(())
     })();
@@ -390,11 +379,11 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     progress.end();
     tracing::info!(
         phase = "done",
-        elapsed_s = started.elapsed().as_secs_f64(),
+        elapsed_s = t0.seconds(),
         peak_rss_mib = output::peak_rss_bytes().unwrap_or(0) >> 20,
         output = %out.display(),
         "done in {:.2}s",
-        started.elapsed().as_secs_f64()
+        t0.seconds()
     );
     Ok(RunReport { summary, published: Some(out) })
 }

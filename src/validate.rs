@@ -1009,10 +1009,11 @@ pub fn ingest_usage(
     Ok(out)
 }
 
-/// How many disjoint ranges a wave's work over `n` tables or items is split into: one per
-/// thread (each range's task scans the whole wave and takes the rows that fall in it).
-fn ranges(n: usize) -> usize {
-    n.div_ceil(rayon::current_num_threads().clamp(1, n.max(1)))
+/// The length of the disjoint ranges a wave's work over `n` tables or items is split into
+/// (at least 1): one range per thread, each range's task scanning the whole wave and taking
+/// the rows that fall in it.
+fn range_len(n: usize) -> usize {
+    n.div_ceil(rayon::current_num_threads().max(1)).max(1)
 }
 
 /// Add the quantity of every rated row of a wave to its item's sum (duplicates marked
@@ -1020,7 +1021,7 @@ fn ranges(n: usize) -> usize {
 /// read order, so the sums do not depend on the thread count.
 fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
     use rayon::prelude::*;
-    let per = ranges(qty.len()).max(1);
+    let per = range_len(qty.len());
     qty.par_chunks_mut(per).enumerate().for_each(|(g, part)| {
         let lo = g * per;
         for v in wave {
@@ -1080,7 +1081,7 @@ impl SeenIds {
         use rayon::prelude::*;
         let fp_of = |fp: &[u64; 2]| fp[0] as u128 | (fp[1] as u128) << 64;
         let n = self.shards.len();
-        let per = ranges(n);
+        let per = range_len(n);
         let shared = &*wave;
         let dups: Vec<Vec<(u32, u32)>> = self
             .shards

@@ -59,6 +59,9 @@ impl OutCol {
     pub fn date(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<NaiveDate>>) -> Self {
         OutCol { name, nullable, data: ColData::Date(v.into_iter().collect()) }
     }
+    pub fn ts(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Micros>>) -> Self {
+        OutCol { name, nullable, data: ColData::Ts(v.into_iter().collect()) }
+    }
     pub fn int(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<i64>>) -> Self {
         OutCol { name, nullable, data: ColData::Int(v.into_iter().collect()) }
     }
@@ -98,7 +101,7 @@ impl OutTable {
         self
     }
     pub fn ts(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<Micros>>) -> Self {
-        self.cols.push(OutCol { name, nullable, data: ColData::Ts(v.into_iter().collect()) });
+        self.cols.push(OutCol::ts(name, nullable, v));
         self
     }
     pub fn int(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<i64>>) -> Self {
