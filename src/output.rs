@@ -788,14 +788,25 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
     Value::Object(m)
 }
 
-/// SHA-256 (hex) of every input file, in the intake's order, files in parallel.
-pub fn hash_inputs(intake: &Intake) -> Result<Vec<String>> {
-    intake.files.par_iter().map(|f| crate::read::sha256_file(&f.path)).collect()
+/// Write a run's tables with `write` and then `run_manifest.json` into `dir`. The inputs are
+/// hashed meanwhile, on whichever thread the tables leave idle (a table's writing is mostly
+/// one thread's: a chunk is built, then its columns are encoded in parallel); the outputs'
+/// checksums are taken as they are written.
+pub fn write_with_manifest(
+    c: &RunMeta,
+    p: &Products,
+    dir: &Path,
+    write: impl FnOnce() -> Result<Vec<OutFile>> + Send,
+) -> Result<()> {
+    let hash_inputs =
+        || -> Result<Vec<String>> { c.intake.files.par_iter().map(|f| crate::read::sha256_file(&f.path)).collect() };
+    let (files, inputs) = rayon::join(write, hash_inputs);
+    write_manifest(c, p, dir, &files?, &inputs?)
 }
 
-/// `run_manifest.json`: deterministic (no clock, host or thread count). `input_sha256` is
-/// [`hash_inputs`]' answer; the outputs' checksums were taken as they were written.
-pub fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[OutFile], input_sha256: &[String]) -> Result<()> {
+/// `run_manifest.json`: deterministic (no clock, host or thread count). `input_sha256`: one
+/// per input file, in the intake's order.
+fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[OutFile], input_sha256: &[String]) -> Result<()> {
     let inputs: Vec<Value> = c
         .intake
         .files

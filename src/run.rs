@@ -341,8 +341,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let review = sibling(&out, "rejected");
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
-        let (files, inputs) = rayon::join(|| asm.write_rejects(dest(&tmp)), || output::hash_inputs(&intake));
-        output::write_manifest(&meta, &asm.products, &tmp, &files?, &inputs?)?;
+        output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_rejects(dest(&tmp)))?;
         replace_dir(&tmp, &review)?;
         return Err(too_many(review.display().to_string()));
     }
@@ -357,11 +356,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
     progress.begin("write", None);
     let result = (|| -> Result<()> {
-        // The inputs are hashed on whichever thread the tables leave idle (their writing is
-        // mostly one thread's: a chunk is built, then its columns are encoded in parallel).
-        let (files, inputs) =
-            rayon::join(|| asm.write_tables(dest(&tmp), lineage, tx_files), || output::hash_inputs(&intake));
-        output::write_manifest(&meta, &asm.products, &tmp, &files?, &inputs?)?;
+        output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_tables(dest(&tmp), lineage, tx_files))?;
         timings.push(t_write.lap("write"));
         timings.push(t0.lap("total"));
         output::write_stats(&meta, &tmp, &timings)?;

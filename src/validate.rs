@@ -951,8 +951,14 @@ pub fn ingest_usage(
     lineage: bool,
 ) -> Result<UsageIntake> {
     use rayon::prelude::*;
-    let mut out = UsageIntake { qty: Vec::new(), deferred: Vec::new(), rated_rows: 0, lineage: lineage.then(Vec::new) };
-    let mut qty = vec![Decimal::ZERO; st.items.len()];
+    let mut out = UsageIntake {
+        qty: vec![Decimal::ZERO; st.items.len()],
+        deferred: Vec::new(),
+        rated_rows: 0,
+        lineage: lineage.then(Vec::new),
+    };
+    // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
+    let UsageIntake { qty, deferred, rated_rows, lineage } = &mut out;
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
     let (expected, _) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let mut seen = SeenIds::with_expected(expected);
@@ -979,7 +985,7 @@ pub fn ingest_usage(
             },
             |wave| {
                 seen.mark_duplicates(wave);
-                add_quantities(&mut qty, wave);
+                add_quantities(qty, wave);
             },
             |intake, oc, o, r| {
                 match oc {
@@ -991,12 +997,12 @@ pub fn ingest_usage(
                     }
                     RowOutcome::Good { fate, .. } => match fate {
                         Fate::Rate(ii, _) => {
-                            out.rated_rows += 1;
-                            if let Some(l) = &mut out.lineage {
+                            *rated_rows += 1;
+                            if let Some(l) = lineage {
                                 l.push((ii, r.raw(0).into_boxed_str()));
                             }
                         }
-                        Fate::Defer(u) => out.deferred.push(*u),
+                        Fate::Defer(u) => deferred.push(*u),
                         Fate::Reject(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
                     },
                 }
@@ -1004,26 +1010,24 @@ pub fn ingest_usage(
             },
         )?;
     }
-    qty.par_iter_mut().for_each(|q| *q = q.normalize());
-    out.qty = qty;
+    out.qty.par_iter_mut().for_each(|q| *q = q.normalize());
     Ok(out)
 }
 
-/// The length of the disjoint ranges a wave's work over `n` tables or items is split into
-/// (at least 1): one range per thread, each range's task scanning the whole wave and taking
-/// the rows that fall in it.
-fn range_len(n: usize) -> usize {
-    n.div_ceil(rayon::current_num_threads().max(1)).max(1)
+/// Work over a whole wave split by disjoint ranges of `v` (fingerprint tables, item sums):
+/// one range per thread, `f(first index, range)` run for each in parallel (each task scans
+/// the wave and takes the rows that fall in its range, in read order).
+fn par_ranges<T: Send, R: Send>(v: &mut [T], f: impl Fn(usize, &mut [T]) -> R + Sync) -> Vec<R> {
+    use rayon::prelude::*;
+    let per = v.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+    v.par_chunks_mut(per).enumerate().map(|(g, part)| f(g * per, part)).collect()
 }
 
 /// Add the quantity of every rated row of a wave to its item's sum (duplicates marked
 /// already). Items are split into ranges, one task each; within an item rows are added in
 /// read order, so the sums do not depend on the thread count.
 fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
-    use rayon::prelude::*;
-    let per = range_len(qty.len());
-    qty.par_chunks_mut(per).enumerate().for_each(|(g, part)| {
-        let lo = g * per;
+    par_ranges(qty, |lo, part| {
         for v in wave {
             for o in v.iter() {
                 if let RowOutcome::Good { fate: Fate::Rate(ii, q), .. } = o {
@@ -1078,33 +1082,26 @@ impl SeenIds {
     /// one task each, and each task takes the wave's rows in read order: the first
     /// occurrence wins on any thread count.
     fn mark_duplicates(&mut self, wave: &mut [&mut Vec<RowOutcome>]) {
-        use rayon::prelude::*;
         let fp_of = |fp: &[u64; 2]| fp[0] as u128 | (fp[1] as u128) << 64;
         let n = self.shards.len();
-        let per = range_len(n);
         let shared = &*wave;
-        let dups: Vec<Vec<(u32, u32)>> = self
-            .shards
-            .par_chunks_mut(per)
-            .enumerate()
-            .map(|(g, tables)| {
-                let mut dups = Vec::new();
-                for (vi, v) in shared.iter().enumerate() {
-                    for (ri, o) in v.iter().enumerate() {
-                        if let RowOutcome::Good { fp, .. } = o {
-                            let fp = fp_of(fp);
-                            let k = SeenIds::shard(n, fp);
-                            if let Some(t) = k.checked_sub(g * per).and_then(|i| tables.get_mut(i)) {
-                                if !first_in(t, fp) {
-                                    dups.push((vi as u32, ri as u32));
-                                }
+        let dups = par_ranges(&mut self.shards, |lo, tables| {
+            let mut dups = Vec::new();
+            for (vi, v) in shared.iter().enumerate() {
+                for (ri, o) in v.iter().enumerate() {
+                    if let RowOutcome::Good { fp, .. } = o {
+                        let fp = fp_of(fp);
+                        let k = SeenIds::shard(n, fp);
+                        if let Some(t) = k.checked_sub(lo).and_then(|i| tables.get_mut(i)) {
+                            if !first_in(t, fp) {
+                                dups.push((vi as u32, ri as u32));
                             }
                         }
                     }
                 }
-                dups
-            })
-            .collect();
+            }
+            dups
+        });
         for (vi, ri) in dups.into_iter().flatten() {
             wave[vi as usize][ri as usize] = RowOutcome::Duplicate;
         }
