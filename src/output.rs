@@ -523,28 +523,35 @@ impl<'a> Assembled<'a> {
             write_chunked(d, self.wallet_order.len(), CHUNK, |r| {
                 let idx = &self.wallet_order[r];
                 let w = |i: u32| &st.wallets[i as usize];
-                OutTable::new("wallets")
-                    .str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id)))
-                    .str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id)))
-                    .str("currency", false, idx.iter().map(|&i| s(&w(i).currency)))
-                    .dec(
-                        "balance",
-                        false,
-                        idx.iter().map(|&i| Some(with_minor_scale(self.closing[i as usize], w(i).minor))),
-                    )
-                    .ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at))
+                OutTable::par_columns(
+                    "wallets",
+                    &[
+                        &|| OutCol::str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id))),
+                        &|| OutCol::str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id))),
+                        &|| OutCol::str("currency", false, idx.iter().map(|&i| s(&w(i).currency))),
+                        &|| {
+                            let balance = |i: u32| Some(with_minor_scale(self.closing[i as usize], w(i).minor));
+                            OutCol::dec("balance", false, idx.iter().map(|&i| balance(i)))
+                        },
+                        &|| OutCol::ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at)),
+                    ],
+                )
             })
         }));
 
         jobs.push(Box::new(move || {
             write_chunked(d, self.sub_order.len(), CHUNK, |r| {
                 let idx = || self.sub_order[r.clone()].iter().map(|&i| i as usize);
-                OutTable::new("subscriptions")
-                    .str("subscription_id", false, idx().map(|i| s(&st.subs[i].subscription_id)))
-                    .str("account_id", false, idx().map(|i| s(self.account[i])))
-                    .str("source", false, idx().map(|i| s(&st.subs[i].source)))
-                    .str("status", false, idx().map(|i| s(self.status[i].as_str())))
-                    .ts("expires_at", true, idx().map(|i| self.expires[i]))
+                OutTable::par_columns(
+                    "subscriptions",
+                    &[
+                        &|| OutCol::str("subscription_id", false, idx().map(|i| s(&st.subs[i].subscription_id))),
+                        &|| OutCol::str("account_id", false, idx().map(|i| s(self.account[i]))),
+                        &|| OutCol::str("source", false, idx().map(|i| s(&st.subs[i].source))),
+                        &|| OutCol::str("status", false, idx().map(|i| s(self.status[i].as_str()))),
+                        &|| OutCol::ts("expires_at", true, idx().map(|i| self.expires[i])),
+                    ],
+                )
             })
         }));
 
@@ -552,27 +559,35 @@ impl<'a> Assembled<'a> {
             write_chunked(d, self.item_order.len(), CHUNK, |r| {
                 let idx = &self.item_order[r];
                 let it = |i: u32| &st.items[i as usize];
-                OutTable::new("subscription_items")
-                    .str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id)))
-                    .int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no)))
-                    .str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id)))
-                    .dec("quantity", true, idx.iter().map(|&i| it(i).quantity))
-                    .dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price))
-                    .date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date)))
-                    .date("end_date", true, idx.iter().map(|&i| it(i).end_date))
-                    .date("billed_through", true, idx.iter().map(|&i| self.billed[i as usize]))
+                OutTable::par_columns(
+                    "subscription_items",
+                    &[
+                        &|| OutCol::str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id))),
+                        &|| OutCol::int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no))),
+                        &|| OutCol::str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id))),
+                        &|| OutCol::dec("quantity", true, idx.iter().map(|&i| it(i).quantity)),
+                        &|| OutCol::dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price)),
+                        &|| OutCol::date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date))),
+                        &|| OutCol::date("end_date", true, idx.iter().map(|&i| it(i).end_date)),
+                        &|| OutCol::date("billed_through", true, idx.iter().map(|&i| self.billed[i as usize])),
+                    ],
+                )
             })
         }));
 
         jobs.push(Box::new(move || {
             write_chunked(d, self.usage_order.len(), CHUNK, |r| {
                 let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
-                OutTable::new("deferred_usage")
-                    .str("usage_id", false, du.iter().map(|u| s(&u.usage_id)))
-                    .str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id)))
-                    .str("service_id", false, du.iter().map(|u| s(&u.service_id)))
-                    .ts("event_time", false, du.iter().map(|u| Some(u.event_time)))
-                    .dec("quantity", false, du.iter().map(|u| Some(u.quantity)))
+                OutTable::par_columns(
+                    "deferred_usage",
+                    &[
+                        &|| OutCol::str("usage_id", false, du.iter().map(|u| s(&u.usage_id))),
+                        &|| OutCol::str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id))),
+                        &|| OutCol::str("service_id", false, du.iter().map(|u| s(&u.service_id))),
+                        &|| OutCol::ts("event_time", false, du.iter().map(|u| Some(u.event_time))),
+                        &|| OutCol::dec("quantity", false, du.iter().map(|u| Some(u.quantity))),
+                    ],
+                )
             })
         }));
 
@@ -665,13 +680,17 @@ impl<'a> Assembled<'a> {
         let rj = &self.b.intake.rejects;
         write_chunked(d, self.reject_order.len(), CHUNK, |r| {
             let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i as usize]).collect();
-            OutTable::new("rejects")
-                .str("table", false, v.iter().map(|r| s(r.table)))
-                .int("row", false, v.iter().map(|r| Some(r.row as i64)))
-                .str("file", false, v.iter().map(|r| s(self.b.intake.file_of(r))))
-                .str("key", false, v.iter().map(|r| s(&r.key)))
-                .str("reason", false, v.iter().map(|r| s(r.reason.as_str())))
-                .str("detail", false, v.iter().map(|r| s(&r.detail)))
+            OutTable::par_columns(
+                "rejects",
+                &[
+                    &|| OutCol::str("table", false, v.iter().map(|r| s(r.table))),
+                    &|| OutCol::int("row", false, v.iter().map(|r| Some(r.row as i64))),
+                    &|| OutCol::str("file", false, v.iter().map(|r| s(self.b.intake.file_of(r)))),
+                    &|| OutCol::str("key", false, v.iter().map(|r| s(&r.key))),
+                    &|| OutCol::str("reason", false, v.iter().map(|r| s(r.reason.as_str()))),
+                    &|| OutCol::str("detail", false, v.iter().map(|r| s(&r.detail))),
+                ],
+            )
         })
     }
 }

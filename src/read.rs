@@ -350,9 +350,11 @@ pub fn normalized_from_i128(v: i128, scale: i8) -> Option<Decimal> {
         let (mut m, mut s) = (v.unsigned_abs(), scale as u32);
         // A wide scale (Decimal(38,18)) puts most quantities above u64: shed blocks of nine
         // trailing zeros in u128 first (one division each) rather than normalizing a Decimal.
-        while m > u64::MAX as u128 && s >= 9 && m % 1_000_000_000 == 0 {
-            m /= 1_000_000_000;
-            s -= 9;
+        while m > u64::MAX as u128 && s >= 9 {
+            match div_rem_1e9(m) {
+                (q, 0) => (m, s) = (q, s - 9),
+                _ => break,
+            }
         }
         if let Ok(mut m) = u64::try_from(m) {
             if m == 0 {
@@ -374,6 +376,20 @@ pub fn normalized_from_i128(v: i128, scale: i8) -> Option<Decimal> {
         }
     }
     decimal_from_i128(v, scale).map(|d| d.normalize())
+}
+
+/// `m / 10^9` and `m % 10^9` by three u64 divisions (which compile to multiplications)
+/// instead of two u128 ones (library calls: 2 % of a 1M run's CPU went to them).
+fn div_rem_1e9(m: u128) -> (u128, u64) {
+    const D: u64 = 1_000_000_000;
+    let (hi, lo) = ((m >> 64) as u64, m as u64);
+    let (qh, r) = (hi / D, hi % D);
+    // Long division by 32-bit digits: r < D < 2^30, so each partial dividend fits in u64
+    // and each partial quotient in 32 bits.
+    let x = (r << 32) | (lo >> 32);
+    let (q1, r1) = (x / D, x % D);
+    let y = (r1 << 32) | (lo & 0xffff_ffff);
+    (((qh as u128) << 64) | ((q1 as u128) << 32) | (y / D) as u128, y % D)
 }
 
 /// Whether `s` has the decimal grammar `-?\d+(\.\d+)?`, whatever its size.
@@ -904,6 +920,11 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn div_rem_1e9_agrees_with_u128(m in proptest::num::u128::ANY) {
+            proptest::prop_assert_eq!(div_rem_1e9(m), (m / 1_000_000_000, (m % 1_000_000_000) as u64));
+        }
+
         /// Mantissas as Parquet Decimal(38, s) columns hold them: a value with trailing
         /// zeros from the scale (the common case), and arbitrary ones.
         #[test]
