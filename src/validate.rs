@@ -908,8 +908,8 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros) -> UsageFate {
             format!("service {} is {}", u.service_id, st.services[sv].billing_method.as_str()),
         );
     }
-    let Some(ii) = st.post_items(si).iter().map(|&i| i as usize).find(|&i| st.items[i].service_id == u.service_id)
-    else {
+    // A POST_RATE item's service is linked (and ids are unique): compare links, not ids.
+    let Some(ii) = st.post_items(si).iter().map(|&i| i as usize).find(|&i| st.item_service[i] == sv as u32) else {
         return R(
             Reason::UnknownItem,
             format!("subscription {} has no item for service {}", u.subscription_id, u.service_id),
