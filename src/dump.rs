@@ -123,9 +123,8 @@ pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
     for e in std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?.flatten() {
         let p = e.path();
         let hidden = e.file_name().to_string_lossy().starts_with('.');
-        if p.is_dir() && !hidden {
-            files.extend(crate::read::table_at(&p, "table")?.files);
-        } else if matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "csv")) {
+        let table_file = matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "csv"));
+        if (p.is_dir() && !hidden) || table_file {
             files.extend(crate::read::table_at(&p, "table")?.files);
         }
     }

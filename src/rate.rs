@@ -469,7 +469,7 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
             i64::try_from(q.floor()).ok()
         };
         let depletion_date =
-            days_remaining.and_then(|d| chrono::TimeDelta::try_days(d)).and_then(|d| as_of.checked_add_signed(d));
+            days_remaining.and_then(chrono::TimeDelta::try_days).and_then(|d| as_of.checked_add_signed(d));
         let class = if bal <= thr {
             "DEPLETED"
         } else if days_remaining.is_some_and(|d| d < steps.low_balance_days) {
