@@ -242,12 +242,11 @@ type FileSink = std::io::BufWriter<HashedFile>;
 /// manifest comes with its writing, on the thread that writes it, not from a second read.
 pub struct HashedFile {
     file: std::fs::File,
-    hash: sha2::Sha256,
+    hash: crate::read::Sha256,
 }
 
 impl std::io::Write for HashedFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        use sha2::Digest;
         let n = self.file.write(buf)?;
         self.hash.update(&buf[..n]);
         Ok(n)
@@ -370,7 +369,7 @@ impl TableWriter {
         };
         let HashedFile { file, hash } = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(ctx(), e))?;
-        Ok(crate::read::hex_digest(hash))
+        Ok(hash.hex())
     }
 }
 
