@@ -484,14 +484,21 @@ fn write_chunked(
     d: Dest,
     n: usize,
     chunk: usize,
-    f: impl Fn(std::ops::Range<usize>) -> OutTable,
+    f: impl Fn(std::ops::Range<usize>) -> OutTable + Sync,
 ) -> Result<Vec<OutFile>> {
     let mut w = ChunkedWriter::create(d, &f(0..0))?;
-    let mut start = 0;
-    while start < n {
+    // Chunk k+1 is built while chunk k is encoded (both column-parallel): the pool's
+    // threads idle less than between a build and an encode. One chunk more in flight.
+    let mut pending: Option<OutTable> = None;
+    for start in (0..n).step_by(chunk.max(1)) {
         let end = (start + chunk).min(n);
-        w.append(&f(start..end))?;
-        start = end;
+        let prev = pending.take();
+        let (next, written) = rayon::join(|| f(start..end), || prev.map_or(Ok(()), |t| w.append(&t)));
+        written?;
+        pending = Some(next);
+    }
+    if let Some(t) = pending {
+        w.append(&t)?;
     }
     w.finish()
 }
