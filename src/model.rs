@@ -172,6 +172,15 @@ pub fn minor_units(code: &str) -> Option<u32> {
 
 /// Present a money amount with at least the currency's minor-unit decimals ("2130.00").
 pub fn with_minor_scale(d: Decimal, minor: u32) -> Decimal {
+    // Already at the minor unit's scale (a rounded debit, most balances): nothing to strip
+    // or pad; the same result as below without normalizing 96 bits.
+    if d.scale() == minor {
+        let mut d = d;
+        if d.is_zero() {
+            d.set_sign_positive(true);
+        }
+        return d;
+    }
     let mut d = d.normalize();
     if d.is_zero() {
         d.set_sign_positive(true);
@@ -430,6 +439,24 @@ mod tests {
         assert_eq!(minor_units("JPY"), Some(0));
         assert_eq!(minor_units("KWD"), Some(3));
         assert_eq!(minor_units("ZZZ"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn with_minor_scale_fast_path_agrees(m in -10_000_000_000i64..10_000_000_000, scale in 0u32..8, minor in 0u32..4, neg in proptest::bool::ANY) {
+            let mut d = Decimal::new(m, scale);
+            d.set_sign_negative(neg);
+            let mut slow = d.normalize();
+            if slow.is_zero() {
+                slow.set_sign_positive(true);
+            }
+            if slow.scale() < minor {
+                slow.rescale(minor);
+            }
+            let fast = with_minor_scale(d, minor);
+            proptest::prop_assert_eq!(fast.to_string(), slow.to_string());
+            proptest::prop_assert_eq!(fast.serialize(), slow.serialize());
+        }
     }
 
     proptest::proptest! {
