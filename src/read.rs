@@ -360,13 +360,13 @@ pub fn normalized_from_i128(v: i128, scale: i8) -> Option<Decimal> {
             if m == 0 {
                 return Some(Decimal::ZERO);
             }
-            while s >= 4 && m % 10_000 == 0 {
-                m /= 10_000;
-                s -= 4;
-            }
-            while s > 0 && m % 10 == 0 {
-                m /= 10;
-                s -= 1;
+            // Strip min(trailing zeros, s) zeros in at most five steps (16, 8, 4, 2, 1: each
+            // taken once at most, since fewer than 32 zeros can be stripped from a u64).
+            for (k, p) in [(16, 10_000_000_000_000_000u64), (8, 100_000_000), (4, 10_000), (2, 100), (1, 10)] {
+                if s >= k && m % p == 0 {
+                    m /= p;
+                    s -= k;
+                }
             }
             if s <= MAX_SCALE {
                 let mut d = Decimal::from_i128_with_scale(m as i128, s);
