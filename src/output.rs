@@ -132,7 +132,8 @@ pub struct Assembled<'a> {
     payments: Vec<(&'a Event, &'a str)>,
     deferred_events: Vec<&'a Event>,
     service_order: Vec<u32>,
-    wallet_order: Vec<u32>,
+    /// Wallets in wallet_id order: the plan's account order (the same sort).
+    wallet_order: &'a [u32],
     sub_order: Vec<u32>,
     item_order: Vec<u32>,
     usage_order: Vec<u32>,
@@ -339,16 +340,9 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
         }
         deferred_events.extend(o.deferred.iter().copied());
     }
-    deferred_events.sort_by(|a, b| a.event_id.as_bytes().cmp(b.event_id.as_bytes()));
-    disc.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
-    reco.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
-
     for r in &b.intake.rejects {
         *p.rejects_by_reason.entry(r.reason.as_str()).or_default() += 1;
     }
-    let mut reject_order: Vec<u32> = (0..b.intake.rejects.len() as u32).collect();
-    let rj = &b.intake.rejects;
-    reject_order.par_sort_unstable_by_key(|&i| (rj[i as usize].file_ord, rj[i as usize].row));
 
     // Per-currency conservation.
     for (cur, t) in &p.totals {
@@ -362,16 +356,43 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     p.n_estimates = estimates.len() as u64;
     p.n_payments = payments.len() as u64;
 
-    let mut item_order: Vec<u32> = (0..st.items.len() as u32).collect();
-    item_order.par_sort_unstable_by(|&a, &b| {
-        let (x, y) = (&st.items[a as usize], &st.items[b as usize]);
-        (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
-    });
+    // The output orders, sorted side by side: a parallel sort's first partition runs on one
+    // thread, and one sort after another left the other thread idle at every start.
+    // (Stable sorts where keys may repeat, unstable ones where they are unique.)
+    let rj = &b.intake.rejects;
+    let items_sorted = || {
+        let mut o: Vec<u32> = (0..st.items.len() as u32).collect();
+        o.par_sort_unstable_by(|&a, &b| {
+            let (x, y) = (&st.items[a as usize], &st.items[b as usize]);
+            (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
+        });
+        o
+    };
+    let rejects_sorted = || {
+        let mut o: Vec<u32> = (0..rj.len() as u32).collect();
+        o.par_sort_unstable_by_key(|&i| (rj[i as usize].file_ord, rj[i as usize].row));
+        o
+    };
+    // (std's stable sort: rayon's would take a copy of each list as scratch.)
+    let lists_sorted = || {
+        deferred_events.sort_by(|a, b| a.event_id.as_bytes().cmp(b.event_id.as_bytes()));
+        disc.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
+        reco.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
+    };
+    let ((item_order, sub_order), ((usage_order, reject_order), ())) = rayon::join(
+        || rayon::join(items_sorted, || sorted_by(&st.subs, |x| x.subscription_id.as_bytes())),
+        || {
+            rayon::join(
+                || rayon::join(|| sorted_by(b.deferred_usage, |x| x.usage_id.as_bytes()), rejects_sorted),
+                lists_sorted,
+            )
+        },
+    );
     Ok(Assembled {
         service_order: sorted_by(&st.services, |x| x.service_id.as_bytes()),
-        wallet_order: sorted_by(&st.wallets, |x| x.wallet_id.as_bytes()),
-        sub_order: sorted_by(&st.subs, |x| x.subscription_id.as_bytes()),
-        usage_order: sorted_by(b.deferred_usage, |x| x.usage_id.as_bytes()),
+        wallet_order: b.plan.account_wallets(),
+        sub_order,
+        usage_order,
         item_order,
         reject_order,
         b,

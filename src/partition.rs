@@ -37,31 +37,43 @@ impl<'a> Plan<'a> {
     /// parallel sorts give one order on any thread count.)
     pub fn new(st: &'a State, credits: &'a [Credit], credit_wallet: &[usize], usage_qty: &'a [Decimal]) -> Plan<'a> {
         use rayon::prelude::*;
-        let mut wallets: Vec<u32> = (0..st.wallets.len() as u32).collect();
-        wallets.par_sort_unstable_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
+        // The three sorts side by side (a parallel sort's first partition runs on one thread).
+        let wallets_sorted = || {
+            let mut w: Vec<u32> = (0..st.wallets.len() as u32).collect();
+            w.par_sort_unstable_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
+            w
+        };
+        let credits_sorted = || {
+            let mut by_time: Vec<u32> = (0..credits.len() as u32).collect();
+            by_time.par_sort_unstable_by(|&x, &y| {
+                let (x, y) = (&credits[x as usize], &credits[y as usize]);
+                (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id))
+            });
+            by_time
+        };
+        // Billable INTERNAL subscriptions, by account in subscription_id order.
+        let subs_sorted = || {
+            let mut subs: Vec<u32> = (0..st.subs.len() as u32)
+                .into_par_iter()
+                .filter(|&si| {
+                    let s = &st.subs[si as usize];
+                    s.is_internal() && st.sub_ok[si as usize] && st.wallet_of_sub(si as usize).is_some()
+                })
+                .collect();
+            subs.par_sort_unstable_by(|&x, &y| {
+                st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
+            });
+            subs
+        };
+        let (wallets, (by_time, subs)) = rayon::join(wallets_sorted, || rayon::join(credits_sorted, subs_sorted));
         // wallet index -> account position
         let mut pos = vec![0usize; st.wallets.len()];
         for (p, &w) in wallets.iter().enumerate() {
             pos[w as usize] = p;
         }
         let n = wallets.len();
-        let mut by_time: Vec<u32> = (0..credits.len() as u32).collect();
-        by_time.par_sort_unstable_by(|&x, &y| {
-            let (x, y) = (&credits[x as usize], &credits[y as usize]);
-            (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id))
-        });
         let (credit_idx, credit_at) = group_csr(n, by_time.iter().map(|&c| (c, pos[credit_wallet[c as usize]])));
 
-        // Billable INTERNAL subscriptions, by account in subscription_id order.
-        let mut subs: Vec<u32> = (0..st.subs.len() as u32)
-            .filter(|&si| {
-                let s = &st.subs[si as usize];
-                s.is_internal() && st.sub_ok[si as usize] && st.wallet_of_sub(si as usize).is_some()
-            })
-            .collect();
-        subs.par_sort_unstable_by(|&x, &y| {
-            st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
-        });
         let account_of = |si: u32| pos[st.wallet_of_sub(si as usize).expect("filtered above")];
         let (sub_idx, sub_at) = group_csr(n, subs.iter().map(|&si| (si, account_of(si))));
         // subscription index -> its position in `sub_idx`
@@ -70,6 +82,7 @@ impl<'a> Plan<'a> {
             sub_slot[si as usize] = Some(k);
         }
         let mut items: Vec<u32> = (0..st.items.len() as u32)
+            .into_par_iter()
             .filter(|&ii| {
                 let ii = ii as usize;
                 st.item_state[ii] == ItemState::Billable
@@ -85,6 +98,11 @@ impl<'a> Plan<'a> {
 
     pub fn len(&self) -> usize {
         self.wallets.len()
+    }
+
+    /// Wallet indices in account (wallet_id) order.
+    pub fn account_wallets(&self) -> &[u32] {
+        &self.wallets
     }
 
     pub fn is_empty(&self) -> bool {
