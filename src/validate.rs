@@ -286,6 +286,9 @@ impl UsageRef<'_> {
 }
 
 pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
+    if let Some(u) = usage_fast(r.b, r.i) {
+        return Ok(u);
+    }
     let usage_id = r.s(0)?;
     let subscription_id = r.s(1)?;
     let service_id = r.s(2)?;
@@ -293,6 +296,32 @@ pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
     let quantity = r.d(4)?;
     r.domain(4, quantity >= Decimal::ZERO, "is negative")?;
     Ok(UsageRef { usage_id, subscription_id, service_id, event_time, quantity })
+}
+
+/// The common usage row (Parquet types; no cell null or empty; quantity >= 0) read in one
+/// go, without `Row`'s per-cell error plumbing: the same values the checks of `parse_usage`
+/// give such a row, which every other row goes through. (That plumbing was 3 % of a run's
+/// instructions.)
+fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
+    use crate::read::Col;
+    use arrow_array::{Array, StringArray};
+    fn text(a: &StringArray, i: usize) -> Option<&str> {
+        a.is_valid(i).then(|| a.value(i)).filter(|s| !s.is_empty())
+    }
+    let [Col::Str(id), Col::Str(sub), Col::Str(svc), Col::Ts(ts), Col::Dec(q, scale)] = &b.cols[..] else {
+        return None;
+    };
+    let quantity = q.is_valid(i).then(|| crate::read::normalized_from_i128(q.value(i), *scale)).flatten()?;
+    if quantity < Decimal::ZERO {
+        return None;
+    }
+    Some(UsageRef {
+        usage_id: text(id, i)?,
+        subscription_id: text(sub, i)?,
+        service_id: text(svc, i)?,
+        event_time: ts[i]?,
+        quantity,
+    })
 }
 
 pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
@@ -1154,6 +1183,60 @@ fn first_in(table: &mut hashbrown::HashTable<[u32; 3]>, fp: u128) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parquet-typed usage rows: the common ones take `usage_fast`, the others the checks,
+    /// and each comes out as the checks alone would have it.
+    #[test]
+    fn usage_rows_parse_alike_on_the_fast_path_and_the_checks() {
+        use crate::read::Col;
+        use arrow_array::{Decimal128Array, StringArray};
+        let ids = StringArray::from(vec![
+            Some("u1"),
+            None,
+            Some(""),
+            Some("u4"),
+            Some("u5"),
+            Some("u6"),
+            Some("u7"),
+            Some("u8"),
+        ]);
+        let subs = StringArray::from(vec![Some("s1"); 8]);
+        let svcs = StringArray::from(vec![
+            Some("svc"),
+            Some("svc"),
+            Some("svc"),
+            Some("svc"),
+            Some("svc"),
+            Some("svc"),
+            Some("svc"),
+            None,
+        ]);
+        let ts = vec![Some(5), Some(5), Some(5), None, Some(5), Some(5), Some(5), Some(5)];
+        let q = Decimal128Array::from(vec![Some(1500), Some(1), Some(1), Some(1), Some(-1), None, Some(0), Some(1)])
+            .with_precision_and_scale(38, 3)
+            .unwrap();
+        let b = Batch {
+            cols: vec![Col::Str(ids), Col::Str(subs), Col::Str(svcs), Col::Ts(ts), Col::Dec(q, 3)],
+            len: 8,
+            first_row: 1,
+        };
+        let parsed: Vec<_> = (0..8)
+            .map(|i| match parse_usage(&Row { b: &b, i, specs: USAGE }) {
+                Ok(u) => Ok((u.usage_id, u.subscription_id, u.service_id, u.event_time, u.quantity.to_string())),
+                Err((reason, detail)) => Err((reason, detail)),
+            })
+            .collect();
+        let miss = |c: &str| Err((Reason::MissingRequired, format!("{c} is missing")));
+        assert_eq!(parsed[0], Ok(("u1", "s1", "svc", 5, "1.5".to_string())));
+        assert_eq!(parsed[1], miss("usage_id"));
+        assert_eq!(parsed[2], miss("usage_id"));
+        assert_eq!(parsed[3], miss("event_time"));
+        assert_eq!(parsed[4], Err((Reason::InvalidValue, "quantity: -0.001 is negative".to_string())));
+        assert_eq!(parsed[5], miss("quantity"));
+        assert_eq!(parsed[6], Ok(("u7", "s1", "svc", 5, "0".to_string())));
+        assert_eq!(parsed[7], miss("service_id"));
+        assert!(usage_fast(&b, 0).is_some() && (1..6).chain([7]).all(|i| usage_fast(&b, i).is_none()));
+    }
 
     #[test]
     fn seen_ids_first_occurrence_wins_in_every_shard_layout() {
