@@ -868,7 +868,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(h.hex())
 }
 
-/// A SHA-256 in progress, for the manifest's checksums. ring's implementation: its AVX2 path
+/// A SHA-256 in progress, for the manifest's checksums. ring's implementation: its AVX path
 /// hashes 190 MB/s on the project machine (no SHA instructions) against 105 MB/s for the
 /// `sha2` crate's portable code, and a run hashes every input and output byte.
 pub struct Sha256(ring::digest::Context);
