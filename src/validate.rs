@@ -780,9 +780,9 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         })
         .collect();
     // The rejects (rare) and the POST_RATE items in one pass that reads the items in place;
-    // the links become columns and the items drop their origins in parallel or in place
-    // (moving 3M items one by one into a new vector was 0.5 s of one thread at 1M, most
-    // of it faulting in the new vector's pages).
+    // the links become columns and the items drop their origins, both in parallel (moving
+    // 3M items one by one into a new vector was 0.5 s of one thread at 1M, most of it
+    // faulting in the new vector's pages).
     let mut post_items: Vec<(u32, usize)> = Vec::new();
     for (idx, ((it, o), &(si, sv, state))) in items.iter().zip(&links).enumerate() {
         if let ItemState::Carried(reason) = state {
