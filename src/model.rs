@@ -173,15 +173,8 @@ pub fn minor_units(code: &str) -> Option<u32> {
 /// Present a money amount with at least the currency's minor-unit decimals ("2130.00").
 pub fn with_minor_scale(d: Decimal, minor: u32) -> Decimal {
     // Already at the minor unit's scale (a rounded debit, most balances): nothing to strip
-    // or pad; the same result as below without normalizing 96 bits.
-    if d.scale() == minor {
-        let mut d = d;
-        if d.is_zero() {
-            d.set_sign_positive(true);
-        }
-        return d;
-    }
-    let mut d = d.normalize();
+    // or pad, so no normalizing of 96 bits.
+    let mut d = if d.scale() == minor { d } else { d.normalize() };
     if d.is_zero() {
         d.set_sign_positive(true);
     }

@@ -514,18 +514,26 @@ fn write_chunked(
     let mut w = ChunkedWriter::create(d, &f(0..0))?;
     // Chunk k+1 is built while chunk k is encoded (both column-parallel): the pool's
     // threads idle less than between a build and an encode. One chunk more in flight.
-    let mut pending: Option<OutTable> = None;
-    for start in (0..n).step_by(chunk.max(1)) {
-        let end = (start + chunk).min(n);
-        let prev = pending.take();
-        let (next, written) = rayon::join(|| f(start..end), || prev.map_or(Ok(()), |t| w.append(&t)));
-        written?;
-        pending = Some(next);
-    }
-    if let Some(t) = pending {
-        w.append(&t)?;
-    }
+    pipelined((0..n).step_by(chunk.max(1)), |start| Ok(f(start..(start + chunk).min(n))), |t| w.append(&t))?;
     w.finish()
+}
+
+/// Produce an item per key and consume the items in key order, each consumed while the
+/// next is produced (`rayon::join`, both on the pool): a chunk is built or rated while the
+/// one before it is encoded. At most two items are alive at once.
+pub(crate) fn pipelined<K: Send, T: Send>(
+    keys: impl IntoIterator<Item = K>,
+    produce: impl Fn(K) -> Result<T> + Sync,
+    mut consume: impl FnMut(T) -> Result<()> + Send,
+) -> Result<()> {
+    let mut pending: Option<T> = None;
+    for k in keys {
+        let prev = pending.take();
+        let (next, consumed) = rayon::join(|| produce(k), || prev.map_or(Ok(()), &mut consume));
+        consumed?;
+        pending = Some(next?);
+    }
+    pending.map_or(Ok(()), consume)
 }
 
 impl<'a> Assembled<'a> {

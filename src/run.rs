@@ -425,7 +425,7 @@ fn rate_and_write<'a>(
     };
     // The chunk's transactions are built column-parallel, then encoded while the ledger
     // absorbs the chunk (both on the pool, beside the next chunk's rating).
-    let mut fold = |(first, accounts, rated): Rated<'a>| -> Result<()> {
+    let fold = |(first, accounts, rated): Rated<'a>| -> Result<()> {
         let table = writer.as_ref().map(|_| output::transactions_table(run_id, as_of, &accounts, &rated));
         let (written, absorbed) = rayon::join(
             || match (writer.as_mut(), &table) {
@@ -436,17 +436,7 @@ fn rate_and_write<'a>(
         );
         written.and(absorbed)
     };
-    let mut pending: Option<Rated<'a>> = None;
-    for first in (0..plan.len()).step_by(ACCOUNTS_PER_CHUNK) {
-        let prev = pending.take();
-        let (rated, folded) = rayon::join(|| rate(first), || prev.map_or(Ok(()), &mut fold));
-        folded?;
-        pending = Some(rated?);
-    }
-    if let Some(p) = pending {
-        fold(p)?;
-    }
-    drop(fold);
+    output::pipelined((0..plan.len()).step_by(ACCOUNTS_PER_CHUNK), rate, fold)?;
     let files = match writer {
         Some(w) => w.finish()?,
         None => Vec::new(),

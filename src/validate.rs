@@ -308,14 +308,9 @@ pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
 /// run's instructions for the usage alone.)
 mod fast {
     use crate::read::{normalized_from_i128, Col};
-    use arrow_array::{Array, StringArray};
+    use arrow_array::Array;
     use chrono::NaiveDate;
     use rust_decimal::Decimal;
-
-    /// A required text cell: present and not empty.
-    pub fn text(a: &StringArray, i: usize) -> Option<&str> {
-        a.is_valid(i).then(|| a.value(i)).filter(|s| !s.is_empty())
-    }
 
     /// A decimal cell >= 0 (`Some(None)`: null).
     pub fn non_negative(c: &Col, i: usize) -> Option<Option<Decimal>> {
@@ -339,15 +334,14 @@ mod fast {
 /// The common usage row (no cell null or empty; quantity >= 0); see [`fast`].
 fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
     use crate::read::Col;
-    use fast::text;
-    let [Col::Str(id), Col::Str(sub), Col::Str(svc), Col::Ts(ts), q] = &b.cols[..] else {
+    let [id, sub, svc, Col::Ts(ts), q] = &b.cols[..] else {
         return None;
     };
     let quantity = fast::non_negative(q, i)??;
     Some(UsageRef {
-        usage_id: text(id, i)?,
-        subscription_id: text(sub, i)?,
-        service_id: text(svc, i)?,
+        usage_id: id.str(i)?,
+        subscription_id: sub.str(i)?,
+        service_id: svc.str(i)?,
         event_time: ts[i]?,
         quantity,
     })
@@ -358,13 +352,13 @@ fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
 fn item_fast(b: &Batch, i: usize) -> Option<Item> {
     use crate::read::Col;
     use arrow_array::Array;
-    let [Col::Str(sub), Col::Int(no), Col::Str(svc), qty, price, start, end, billed] = &b.cols[..] else {
+    let [sub, Col::Int(no), svc, qty, price, start, end, billed] = &b.cols[..] else {
         return None;
     };
     Some(Item {
-        subscription_id: Text::from(fast::text(sub, i)?),
+        subscription_id: Text::from(sub.str(i)?),
         item_no: no.is_valid(i).then(|| no.value(i)).filter(|&n| n >= 1)?,
-        service_id: Text::from(fast::text(svc, i)?),
+        service_id: Text::from(svc.str(i)?),
         quantity: fast::non_negative(qty, i)?,
         custom_price: fast::non_negative(price, i)?,
         start_date: fast::date(start, i)??,
