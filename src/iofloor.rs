@@ -63,14 +63,14 @@ fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
     let mut units = Vec::new();
     for (src, specs) in &tables {
         for f in &src.files {
-            for (i, u) in crate::read::units(f)?.into_iter().enumerate() {
-                units.push((f, *specs, i, u.0));
+            for u in crate::read::units(f)? {
+                units.push((f, *specs, u));
             }
         }
     }
     let rows: u64 = units
         .par_iter()
-        .map(|(f, specs, i, first)| crate::read::read_unit(f, specs, *i, *first, |_| Ok(())))
+        .map(|(f, specs, u)| crate::read::read_unit(f, specs, u, |_| Ok(())))
         .collect::<Result<Vec<u64>>>()?
         .into_iter()
         .sum();

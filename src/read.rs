@@ -11,7 +11,7 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 use parquet::arrow::ProjectionMask;
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
@@ -655,33 +655,60 @@ fn guarded<T>(file: &SourceFile, f: impl FnOnce() -> Result<T>) -> Result<T> {
 pub fn metadata_rows<'f>(files: impl IntoIterator<Item = &'f SourceFile>) -> Result<(u64, bool)> {
     let (mut rows, mut all) = (0, true);
     for f in files {
-        for (_, n) in units(f)? {
-            rows += n.unwrap_or(0);
-            all &= n.is_some();
+        for u in units(f)? {
+            rows += u.rows.unwrap_or(0);
+            all &= u.rows.is_some();
         }
     }
     Ok((rows, all))
 }
 
-/// The independently decodable units of a file: `(first row, rows)` of each Parquet row
-/// group; a CSV file is one unit of unknown length.
-pub fn units(file: &SourceFile) -> Result<Vec<(u64, Option<u64>)>> {
+/// An independently decodable piece of a file: a range of at most [`UNIT_ROWS`] rows of
+/// one Parquet row group (a CSV file is one unit of unknown length). Units bound what a
+/// reader holds in flight whatever the writer's row-group size (a 1M-row row group is four
+/// units), and give the pool work to share even in a file of one row group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unit {
+    pub row_group: usize,
+    /// Rows of the row group before this unit.
+    pub skip: u64,
+    /// The 1-based data row of the file the unit starts at.
+    pub first_row: u64,
+    /// Rows in the unit (None: a CSV file, length unknown).
+    pub rows: Option<u64>,
+}
+
+/// The most rows in a [`Unit`]: four batches.
+pub const UNIT_ROWS: u64 = 4 * BATCH_ROWS as u64;
+
+/// The units of a file, in read order (see [`Unit`]).
+pub fn units(file: &SourceFile) -> Result<Vec<Unit>> {
+    units_of(file, UNIT_ROWS)
+}
+
+/// [`units`] of at most `max_rows` rows.
+fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
+    let whole = Unit { row_group: 0, skip: 0, first_row: 1, rows: None };
     match file.format {
-        Format::Csv => Ok(vec![(1, None)]),
+        Format::Csv => Ok(vec![whole]),
         Format::Parquet => guarded(file, || {
             let fh = std::fs::File::open(&file.path)
                 .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
                 .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
-            let mut first = 1u64;
+            let mut first_row = 1u64;
             let mut out = Vec::new();
-            for rg in builder.metadata().row_groups() {
+            for (row_group, rg) in builder.metadata().row_groups().iter().enumerate() {
                 let n = rg.num_rows().max(0) as u64;
-                out.push((first, Some(n)));
-                first += n;
+                let mut skip = 0;
+                while skip < n {
+                    let rows = (n - skip).min(max_rows.max(1));
+                    out.push(Unit { row_group, skip, first_row, rows: Some(rows) });
+                    (skip, first_row) = (skip + rows, first_row + rows);
+                }
             }
             if out.is_empty() {
-                out.push((1, Some(0)));
+                out.push(Unit { rows: Some(0), ..whole });
             }
             Ok(out)
         }),
@@ -692,12 +719,11 @@ pub fn units(file: &SourceFile) -> Result<Vec<(u64, Option<u64>)>> {
 pub fn read_unit(
     file: &SourceFile,
     specs: &[ColSpec],
-    unit: usize,
-    first_row: u64,
+    unit: &Unit,
     mut f: impl FnMut(Batch) -> Result<()>,
 ) -> Result<u64> {
     match file.format {
-        Format::Parquet => guarded(file, || read_parquet(file, specs, Some((unit, first_row)), &mut f)),
+        Format::Parquet => guarded(file, || read_parquet(file, specs, Some(unit), &mut f)),
         Format::Csv => read_csv(file, specs, &mut f),
     }
 }
@@ -709,7 +735,7 @@ fn missing_column(file: &SourceFile, name: &str) -> Error {
 fn read_parquet(
     file: &SourceFile,
     specs: &[ColSpec],
-    unit: Option<(usize, u64)>,
+    unit: Option<&Unit>,
     f: &mut dyn FnMut(Batch) -> Result<()>,
 ) -> Result<u64> {
     let fh =
@@ -735,12 +761,18 @@ fn read_parquet(
     let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
     let mut builder = builder.with_projection(mask).with_batch_size(BATCH_ROWS);
     let mut row: u64 = 1;
-    if let Some((rg, first)) = unit {
-        if rg >= builder.metadata().num_row_groups() {
+    if let Some(u) = unit {
+        let Some(rg) = builder.metadata().row_groups().get(u.row_group) else {
             return Ok(0);
+        };
+        let rows = u.rows.unwrap_or(rg.num_rows().max(0) as u64);
+        if (u.skip, rows) != (0, rg.num_rows().max(0) as u64) {
+            // Pages wholly before the range are skipped undecompressed.
+            let pick = [RowSelector::skip(u.skip as usize), RowSelector::select(rows as usize)];
+            builder = builder.with_row_selection(RowSelection::from(pick.to_vec()));
         }
-        builder = builder.with_row_groups(vec![rg]);
-        row = first;
+        builder = builder.with_row_groups(vec![u.row_group]);
+        row = u.first_row;
     }
     let start = row;
     let reader =
@@ -897,6 +929,65 @@ impl Sha256 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file of three row groups (10, 10 and 5 rows, pages of 3 rows) read in units of at
+    /// most 4 rows gives the rows and row numbers of reading each row group whole: units that
+    /// start inside a row group (and inside a page) skip exactly the rows before them.
+    #[test]
+    fn units_inside_row_groups_read_the_rows_of_the_whole_groups() {
+        use parquet::arrow::ArrowWriter;
+        use parquet::file::properties::WriterProperties;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.parquet");
+        let ids: Vec<String> = (1..=25).map(|i| format!("u{i:02}")).collect();
+        let batch =
+            RecordBatch::try_from_iter([("usage_id", std::sync::Arc::new(StringArray::from(ids.clone())) as ArrayRef)])
+                .unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(10))
+            .set_data_page_row_count_limit(3)
+            .set_write_batch_size(1)
+            .build();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let file = SourceFile { path, name: "usage.parquet".into(), format: Format::Parquet };
+        let specs = [ColSpec { name: "usage_id", kind: Kind::Text, required: true }];
+        let read = |units: &[Unit]| {
+            let mut rows = Vec::new();
+            for u in units {
+                let n = read_unit(&file, &specs, u, |b| {
+                    for i in 0..b.len {
+                        rows.push((b.first_row + i as u64, b.cols[0].str(i).unwrap().to_string()));
+                    }
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(Some(n), u.rows);
+            }
+            rows
+        };
+        let whole = units_of(&file, 1000).unwrap();
+        assert_eq!(whole.iter().map(|u| u.rows.unwrap()).collect::<Vec<_>>(), [10, 10, 5]);
+        let small = units_of(&file, 4).unwrap();
+        let shape: Vec<_> = small.iter().map(|u| (u.row_group, u.skip, u.first_row, u.rows.unwrap())).collect();
+        assert_eq!(
+            shape,
+            [
+                (0, 0, 1, 4),
+                (0, 4, 5, 4),
+                (0, 8, 9, 2),
+                (1, 0, 11, 4),
+                (1, 4, 15, 4),
+                (1, 8, 19, 2),
+                (2, 0, 21, 4),
+                (2, 4, 25, 1)
+            ]
+        );
+        let expected: Vec<_> = ids.into_iter().enumerate().map(|(i, id)| (i as u64 + 1, id)).collect();
+        assert_eq!(read(&whole), expected);
+        assert_eq!(read(&small), expected);
+    }
 
     #[test]
     fn strict_decimals() {

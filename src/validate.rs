@@ -537,7 +537,7 @@ impl Intake {
                 Ok(())
             };
             if units.len() == 1 {
-                total = crate::read::read_unit(file, specs, 0, units[0].0, |mut b| {
+                total = crate::read::read_unit(file, specs, &units[0], |mut b| {
                     let mut outcomes = rows_of(&mut b);
                     before_merge(&mut [&mut outcomes]);
                     merge_batch(self, &b, outcomes)
@@ -546,13 +546,12 @@ impl Intake {
                 // Waves of row groups as wide as the pool; the (sequential) merge of wave k
                 // runs while wave k+1 is decoded and parsed, so no core waits for the merge.
                 let width = rayon::current_num_threads().max(1);
-                let indexed: Vec<(usize, u64)> = units.iter().enumerate().map(|(i, u)| (i, u.0)).collect();
                 type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
-                let decode = |wave: &[(usize, u64)]| -> Wave<O> {
+                let decode = |wave: &[crate::read::Unit]| -> Wave<O> {
                     wave.par_iter()
-                        .map(|&(unit, first)| {
+                        .map(|unit| {
                             let mut v = Vec::new();
-                            let n = crate::read::read_unit(file, specs, unit, first, |mut b| {
+                            let n = crate::read::read_unit(file, specs, unit, |mut b| {
                                 let outcomes = rows_of(&mut b);
                                 v.push((b, outcomes));
                                 Ok(())
@@ -575,7 +574,7 @@ impl Intake {
                     Ok(rows)
                 };
                 let mut pending: Option<Wave<O>> = None;
-                for wave in indexed.chunks(width) {
+                for wave in units.chunks(width) {
                     let prev = pending.take();
                     let intake = &mut *self;
                     let (results, merged) =
