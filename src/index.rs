@@ -193,3 +193,124 @@ mod tests {
         }
     }
 }
+
+/// A set of 96-bit fingerprints whose bits are uniform (slices of a good 128-bit hash),
+/// by open addressing over cache-line buckets of five: a lookup reads one 64-byte line
+/// (and the next on overflow, linear probing), whose address follows from the
+/// fingerprint alone, so a caller going through many can [`FpSet::prefetch`] rows ahead
+/// and overlap the cache misses that dominate a large set. Nothing is ever removed, so a
+/// probe ends at the first bucket with room. 64 bytes per five fingerprints: 14.6 bytes a
+/// fingerprint at the 7/8 load it grows at (hashbrown's table of `[u32; 3]`: 14.9).
+pub struct FpSet {
+    /// Per bucket: five fingerprints (`[3k, 3k + 3)`), then the count in use (`[15]`).
+    buckets: Vec<[u32; 16]>,
+    len: usize,
+}
+
+const PER_BUCKET: usize = 5;
+
+impl FpSet {
+    /// An empty set of `buckets` buckets (rounded up to a power of two), room for
+    /// `buckets * 5 * 7 / 8` fingerprints before it doubles. Allocated zeroed (untouched
+    /// pages cost nothing until used).
+    pub fn with_buckets(buckets: usize) -> FpSet {
+        FpSet { buckets: vec![[0u32; 16]; buckets.max(1).next_power_of_two()], len: 0 }
+    }
+
+    /// The number of buckets (a power of two).
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// How many fingerprints fit before the set doubles.
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * PER_BUCKET * 7 / 8
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn home(&self, fp: [u32; 3]) -> usize {
+        (fp[0] as usize | (fp[1] as usize) << 32) & (self.buckets.len() - 1)
+    }
+
+    /// Hint that `fp` is about to be looked up (no effect on the contents).
+    #[inline]
+    pub fn prefetch(&self, fp: [u32; 3]) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let p = self.buckets[self.home(fp)].as_ptr() as *const i8;
+            // SAFETY: a prefetch is a hint; it never faults, and `p` points into the table.
+            #[allow(unused_unsafe)]
+            unsafe {
+                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p)
+            };
+        }
+    }
+
+    /// Add `fp`; whether it was new.
+    pub fn insert(&mut self, fp: [u32; 3]) -> bool {
+        if self.len >= self.capacity() {
+            self.grow();
+        }
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(fp);
+        loop {
+            let b = &mut self.buckets[i];
+            let n = b[15] as usize;
+            if (0..n).any(|k| b[3 * k..3 * k + 3] == fp) {
+                return false;
+            }
+            if n < PER_BUCKET {
+                b[3 * n..3 * n + 3].copy_from_slice(&fp);
+                b[15] += 1;
+                self.len += 1;
+                return true;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    fn grow(&mut self) {
+        let old = std::mem::replace(self, FpSet::with_buckets(self.buckets.len() * 2));
+        for b in &old.buckets {
+            for k in 0..b[15] as usize {
+                self.insert([b[3 * k], b[3 * k + 1], b[3 * k + 2]]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod fp_tests {
+    use super::FpSet;
+
+    /// Against a std set: new fingerprints are taken once, repeats never, through growth
+    /// from one bucket and in a set sized up front; fingerprints that share their home
+    /// bucket (overflowing into the next ones) are told apart.
+    #[test]
+    fn fp_set_agrees_with_a_hash_set() {
+        let fp = |i: u64| {
+            let h = xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes());
+            [h as u32, (h >> 32) as u32, (h >> 64) as u32]
+        };
+        // Every 4th id a repeat of an earlier one; ids 0..50 share one home bucket.
+        let ids: Vec<u64> = (0..60_000u64).map(|i| if i % 4 == 3 { i / 3 } else { i }).collect();
+        let same_home = |i: u64| [7, (i as u32) << 8, i as u32];
+        for mut set in [FpSet::with_buckets(0), FpSet::with_buckets(20_000)] {
+            let mut want = std::collections::HashSet::new();
+            for &i in &ids {
+                let f = if i < 50 { same_home(i) } else { fp(i) };
+                set.prefetch(f);
+                assert_eq!(set.insert(f), want.insert(f), "id {i}");
+            }
+            assert_eq!(set.len(), want.len());
+            assert!(set.len() <= set.capacity());
+        }
+    }
+}

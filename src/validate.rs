@@ -2,7 +2,7 @@
 //! per bad row, in the order parse → domain → DUPLICATE_KEY → references.
 
 use crate::error::Result;
-use crate::index::{hash_key, split_rows, IdIndex};
+use crate::index::{hash_key, split_rows, FpSet, IdIndex};
 use crate::model::*;
 use crate::read::{opt, req, Batch, ColSpec, Kind, TableSource};
 use rust_decimal::Decimal;
@@ -1141,83 +1141,86 @@ fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
     });
 }
 
-/// The usage_id fingerprints seen so far (xxh3-128 of the id): hash tables over disjoint
+/// The usage_id fingerprints seen so far (xxh3-128 of the id): [`FpSet`]s over disjoint
 /// slices of the fingerprint space (picked by its top 32 bits), each holding the low 96 bits
-/// of its fingerprints (12 bytes a row; with the slice, ~100 bits tell ids apart: a false
-/// duplicate among 10^9 ids has a chance of about 10^-12). Each table is sized to be nearly
-/// full at the expected row count: one table would round up to the next power of two buckets
-/// (up to twice what the rows need: 32M buckets for 17.2M rows); 16–32 tables of one
-/// power-of-two size track the count within a few percent.
+/// of its fingerprints (~14.6 bytes a row; with the slice, ~100 bits tell ids apart: a false
+/// duplicate among 10^9 ids has a chance of about 10^-12). Each set is sized to be nearly
+/// full at the expected row count: one set would round up to the next power of two buckets
+/// (up to twice what the rows need); 16–32 sets of one power-of-two size track the count
+/// within a few percent.
 struct SeenIds {
-    shards: Vec<hashbrown::HashTable<[u32; 3]>>,
+    shards: Vec<FpSet>,
 }
+
+/// Rows whose buckets are prefetched ahead of their lookup in [`SeenIds::mark_duplicates`]
+/// (enough to cover a memory access at this loop's rate).
+const PREFETCH_AHEAD: usize = 16;
 
 impl SeenIds {
     fn with_expected(rows: u64) -> SeenIds {
-        use hashbrown::HashTable;
-        // hashbrown keeps at most 7/8 of its buckets full.
-        let buckets = rows.saturating_mul(8) / 7 + 1;
-        if buckets < 1 << 16 {
-            return SeenIds { shards: vec![HashTable::with_capacity(rows as usize)] };
+        // Five fingerprints a bucket, at most 7/8 full, and 1 % for the sets' uneven shares.
+        let buckets = (rows.saturating_mul(8) / 7).div_ceil(5) * 101 / 100 + 1;
+        if buckets < 1 << 12 {
+            return SeenIds { shards: vec![FpSet::with_buckets(buckets as usize)] };
         }
         let per = 1u64 << (63 - (buckets / 16).leading_zeros()); // largest power of two <= buckets/16
         let n = buckets.div_ceil(per) as usize;
-        let cap = (per / 8 * 7) as usize;
-        SeenIds { shards: (0..n).map(|_| HashTable::with_capacity(cap)).collect() }
+        SeenIds { shards: (0..n).map(|_| FpSet::with_buckets(per as usize)).collect() }
     }
 
-    /// The table (of `n`) that holds `fp`.
-    fn shard(n: usize, fp: u128) -> usize {
-        ((fp >> 96) as u64 % n as u64) as usize
+    /// The set (of `n`) that holds `fp`, and the part of `fp` it stores.
+    fn place(n: usize, fp: u128) -> (usize, [u32; 3]) {
+        (((fp >> 96) as u64 % n as u64) as usize, [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32])
     }
 
     /// Whether `fp` is seen for the first time (and remember it).
     #[cfg(test)]
     fn first(&mut self, fp: u128) -> bool {
-        let k = SeenIds::shard(self.shards.len(), fp);
-        first_in(&mut self.shards[k], fp)
+        let (k, low) = SeenIds::place(self.shards.len(), fp);
+        self.shards[k].insert(low)
     }
 
     /// Mark every row of a wave whose usage_id was seen before (in an earlier wave or
-    /// earlier in this one) as [`RowOutcome::Duplicate`]. The tables are split into ranges,
-    /// one task each, and each task takes the wave's rows in read order: the first
-    /// occurrence wins on any thread count.
+    /// earlier in this one) as [`RowOutcome::Duplicate`]. The sets are split into ranges,
+    /// one task each, and each task takes the wave's rows in read order (through a queue
+    /// that prefetches each row's bucket [`PREFETCH_AHEAD`] rows before its lookup): the
+    /// first occurrence wins on any thread count.
     fn mark_duplicates(&mut self, wave: &mut [&mut Vec<RowOutcome>]) {
-        let fp_of = |fp: &[u64; 2]| fp[0] as u128 | (fp[1] as u128) << 64;
         let n = self.shards.len();
         let shared = &*wave;
-        let dups = par_ranges(&mut self.shards, |lo, tables| {
-            let mut dups = Vec::new();
-            for (vi, v) in shared.iter().enumerate() {
-                for (ri, o) in v.iter().enumerate() {
-                    if let RowOutcome::Good { fp, .. } = o {
-                        let fp = fp_of(fp);
-                        let k = SeenIds::shard(n, fp);
-                        if let Some(t) = k.checked_sub(lo).and_then(|i| tables.get_mut(i)) {
-                            if !first_in(t, fp) {
-                                dups.push((vi as u32, ri as u32));
-                            }
-                        }
+        let dups = par_ranges(&mut self.shards, |lo, sets| {
+            let count = sets.len();
+            let mine = shared.iter().enumerate().flat_map(|(vi, v)| {
+                v.iter().enumerate().filter_map(move |(ri, o)| match o {
+                    RowOutcome::Good { fp, .. } => {
+                        let (k, low) = SeenIds::place(n, fp[0] as u128 | (fp[1] as u128) << 64);
+                        let k = k.checked_sub(lo).filter(|&k| k < count)?;
+                        Some((k, low, vi as u32, ri as u32))
                     }
+                    _ => None,
+                })
+            });
+            let mut dups = Vec::new();
+            let mut queue = std::collections::VecDeque::with_capacity(PREFETCH_AHEAD);
+            let mut look = |(k, low, vi, ri): (usize, [u32; 3], u32, u32), sets: &mut [FpSet]| {
+                if !sets[k].insert(low) {
+                    dups.push((vi, ri));
                 }
+            };
+            for row in mine {
+                sets[row.0].prefetch(row.1);
+                if queue.len() == PREFETCH_AHEAD {
+                    look(queue.pop_front().unwrap(), sets);
+                }
+                queue.push_back(row);
+            }
+            for row in queue {
+                look(row, sets);
             }
             dups
         });
         for (vi, ri) in dups.into_iter().flatten() {
             wave[vi as usize][ri as usize] = RowOutcome::Duplicate;
-        }
-    }
-}
-
-/// Whether `fp` is new to `table` (and remember it).
-fn first_in(table: &mut hashbrown::HashTable<[u32; 3]>, fp: u128) -> bool {
-    let low = [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32];
-    let hash = |v: &[u32; 3]| v[0] as u64 | (v[1] as u64) << 32;
-    match table.entry(hash(&low), |v| *v == low, hash) {
-        hashbrown::hash_table::Entry::Occupied(_) => false,
-        hashbrown::hash_table::Entry::Vacant(e) => {
-            e.insert(low);
-            true
         }
     }
 }
@@ -1342,10 +1345,14 @@ mod tests {
             assert!(fps.iter().all(|&f| seen.first(f)), "{expected}: a new id was taken for a duplicate");
             assert!(fps.iter().all(|&f| !seen.first(f)), "{expected}: a duplicate was taken for new");
         }
-        // Sized within a few percent of what the rows need (not the next power of two).
-        let s = SeenIds::with_expected(17_200_000);
-        let buckets: usize = s.shards.iter().map(|x| x.capacity() * 8 / 7 + 1).sum();
-        assert!(buckets < 17_200_000 * 8 / 7 * 11 / 10, "{buckets} buckets");
+        // Sized within a few percent of what the rows need (not the next power of two),
+        // with room for them all.
+        for rows in [1_720_000usize, 17_200_000] {
+            let s = SeenIds::with_expected(rows as u64);
+            let slots: usize = s.shards.iter().map(|x| x.buckets() * 5).sum();
+            assert!(slots < rows * 8 / 7 * 11 / 10, "{slots} slots");
+            assert!(s.shards.iter().map(|x| x.capacity()).sum::<usize>() > rows * 1005 / 1000);
+        }
     }
 
     #[test]
