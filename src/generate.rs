@@ -42,7 +42,7 @@ impl Rng {
     pub fn new(seed: u64) -> Rng {
         Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
     }
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -54,7 +54,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            self.next() % n
+            self.next_u64() % n
         }
     }
     pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
@@ -85,7 +85,16 @@ const CURRENCIES: &[Cur] = &[
 ];
 
 /// (service_id, method, price, currency, rate_period, advance_period, unit_size)
-const SERVICES: &[(&str, &str, &str, &str, Option<&str>, Option<&str>, Option<&str>)] = &[
+type ServiceRow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+const SERVICES: &[ServiceRow] = &[
     ("ANNUAL", "PRE_RATE", "99.00", "USD", Some("12 months"), Some("1 month"), None),
     ("ACTIVATION", "ONE_TIME", "500", "JPY", None, None, None),
     ("BASIC", "PRE_RATE", "9.99", "USD", Some("1 month"), Some("0 days"), None),

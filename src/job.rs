@@ -202,7 +202,8 @@ impl Job {
         if raw.threads == 0 {
             return Err("threads: must be >= 1".into());
         }
-        if !(raw.max_reject_ratio >= 0.0) {
+        // (NaN is refused too.)
+        if raw.max_reject_ratio.is_nan() || raw.max_reject_ratio < 0.0 {
             return Err("max_reject_ratio: must be >= 0".into());
         }
         if raw.name.is_empty() {

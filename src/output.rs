@@ -141,6 +141,9 @@ pub struct Assembled<'a> {
     pub products: Products,
 }
 
+/// Item key -> item index, and per item the (account, n) of its POST_RATE transaction.
+type LineageIndex<'a> = (rustc_hash::FxHashMap<(&'a str, i64), u32>, Vec<Option<(u32, u32)>>);
+
 /// The rating results folded in chunk by chunk, in account order: the next-state changes,
 /// the lists, the estimates and the totals. Transactions are not kept: each chunk's are
 /// written (see [`transactions_table`]) and dropped, so memory does not grow with them.
@@ -155,7 +158,7 @@ pub struct Ledger<'a> {
     totals: BTreeMap<String, Totals>,
     n_tx: u64,
     /// With lineage: item key -> item index, and per item its POST_RATE (account, n).
-    lineage: Option<(rustc_hash::FxHashMap<(&'a str, i64), u32>, Vec<Option<(u32, u32)>>)>,
+    lineage: Option<LineageIndex<'a>>,
 }
 
 impl<'a> Ledger<'a> {

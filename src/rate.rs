@@ -409,16 +409,10 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
                     }
                 }
             }
-            Status::Disconnected if candidate[si] => {
-                if covered[si] && (!steps.stop_service || bal > thr) {
-                    active_after[si] = true;
-                    l.out.status.push((s.idx, Status::Active));
-                    l.out.reconnections.push(ListEntry {
-                        sub_idx: s.idx,
-                        reason: "BALANCE_ABOVE_THRESHOLD",
-                        balance: bal,
-                    });
-                }
+            Status::Disconnected if candidate[si] && covered[si] && (!steps.stop_service || bal > thr) => {
+                active_after[si] = true;
+                l.out.status.push((s.idx, Status::Active));
+                l.out.reconnections.push(ListEntry { sub_idx: s.idx, reason: "BALANCE_ABOVE_THRESHOLD", balance: bal });
             }
             _ => {}
         }

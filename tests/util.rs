@@ -18,6 +18,12 @@ pub struct Scratch {
     pub dir: tempfile::TempDir,
 }
 
+impl Default for Scratch {
+    fn default() -> Scratch {
+        Scratch::new()
+    }
+}
+
 impl Scratch {
     pub fn new() -> Scratch {
         Scratch { dir: tempfile::Builder::new().prefix("billrun-test-").tempdir().unwrap() }
