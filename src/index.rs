@@ -5,6 +5,9 @@
 //! [`SHARDS`] hash tables by hash; building indexes each shard as one task, inserting its
 //! rows in row order, so the first row of every key is the one indexed — whatever the thread
 //! count — and later rows with that key are reported as duplicates.
+//!
+//! An [`FpSet`] is the set of usage_id fingerprints the duplicate check of the usage
+//! builds: cache-line buckets whose address a caller can prefetch ahead of each lookup.
 
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
@@ -145,55 +148,6 @@ pub fn split_rows<T>(mut rows: Vec<T>, drop: &[usize]) -> (Vec<T>, Vec<T>, Vec<u
     (rows, dropped, new_of)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn first_row_of_each_key_is_indexed_and_later_ones_are_duplicates() {
-        let keys: Vec<String> = (0..50_000).map(|i| format!("k{}", (i * 7919) % 20_000)).collect();
-        let (ix, dups) = IdIndex::build(keys.len(), |i| Some(keys[i].as_str()));
-        let mut first = std::collections::HashMap::new();
-        let mut expect_dups = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            if first.contains_key(k) {
-                expect_dups.push(i);
-            } else {
-                first.insert(k.clone(), i);
-            }
-        }
-        assert_eq!(dups, expect_dups);
-        for (k, &i) in &first {
-            assert_eq!(ix.get(hash_key(k.as_str()), |j| keys[j] == *k), Some(i));
-        }
-        assert_eq!(ix.get(hash_key("absent"), |j| keys[j] == "absent"), None);
-    }
-
-    #[test]
-    fn splitting_nothing_off_keeps_the_rows_and_their_numbers() {
-        let (kept, dropped, new_of) = split_rows(vec!["a", "b"], &[]);
-        assert_eq!((kept, dropped, new_of), (vec!["a", "b"], vec![], vec![]));
-        let (kept, dropped, new_of) = split_rows(vec!["a", "b", "c"], &[0, 2]);
-        assert_eq!((kept, dropped, new_of), (vec!["b"], vec!["a", "c"], vec![u32::MAX, 0, u32::MAX]));
-    }
-
-    #[test]
-    fn rows_without_a_key_are_left_out_and_renumbering_follows_removals() {
-        let keys = ["a", "b", "a", "c", "b", "d"];
-        let (mut ix, dups) = IdIndex::build(keys.len(), |i| (i != 3).then_some(keys[i]));
-        assert_eq!(dups, vec![2, 4]);
-        assert_eq!(ix.get(hash_key("c"), |j| keys[j] == "c"), None);
-        let (kept, dropped, new_of) = split_rows(keys.to_vec(), &dups);
-        assert_eq!(kept, vec!["a", "b", "c", "d"]);
-        assert_eq!(dropped, vec!["a", "b"]);
-        ix.renumber(&new_of);
-        for k in ["a", "b", "d"] {
-            let row = ix.get(hash_key(k), |j| kept[j] == k).unwrap();
-            assert_eq!(kept[row], k);
-        }
-    }
-}
-
 /// A set of 96-bit fingerprints whose bits are uniform (slices of a good 128-bit hash),
 /// by open addressing over cache-line buckets of five: a lookup reads one 64-byte line
 /// (and the next on overflow, linear probing), whose address follows from the
@@ -287,8 +241,52 @@ impl FpSet {
 }
 
 #[cfg(test)]
-mod fp_tests {
-    use super::FpSet;
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_row_of_each_key_is_indexed_and_later_ones_are_duplicates() {
+        let keys: Vec<String> = (0..50_000).map(|i| format!("k{}", (i * 7919) % 20_000)).collect();
+        let (ix, dups) = IdIndex::build(keys.len(), |i| Some(keys[i].as_str()));
+        let mut first = std::collections::HashMap::new();
+        let mut expect_dups = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            if first.contains_key(k) {
+                expect_dups.push(i);
+            } else {
+                first.insert(k.clone(), i);
+            }
+        }
+        assert_eq!(dups, expect_dups);
+        for (k, &i) in &first {
+            assert_eq!(ix.get(hash_key(k.as_str()), |j| keys[j] == *k), Some(i));
+        }
+        assert_eq!(ix.get(hash_key("absent"), |j| keys[j] == "absent"), None);
+    }
+
+    #[test]
+    fn splitting_nothing_off_keeps_the_rows_and_their_numbers() {
+        let (kept, dropped, new_of) = split_rows(vec!["a", "b"], &[]);
+        assert_eq!((kept, dropped, new_of), (vec!["a", "b"], vec![], vec![]));
+        let (kept, dropped, new_of) = split_rows(vec!["a", "b", "c"], &[0, 2]);
+        assert_eq!((kept, dropped, new_of), (vec!["b"], vec!["a", "c"], vec![u32::MAX, 0, u32::MAX]));
+    }
+
+    #[test]
+    fn rows_without_a_key_are_left_out_and_renumbering_follows_removals() {
+        let keys = ["a", "b", "a", "c", "b", "d"];
+        let (mut ix, dups) = IdIndex::build(keys.len(), |i| (i != 3).then_some(keys[i]));
+        assert_eq!(dups, vec![2, 4]);
+        assert_eq!(ix.get(hash_key("c"), |j| keys[j] == "c"), None);
+        let (kept, dropped, new_of) = split_rows(keys.to_vec(), &dups);
+        assert_eq!(kept, vec!["a", "b", "c", "d"]);
+        assert_eq!(dropped, vec!["a", "b"]);
+        ix.renumber(&new_of);
+        for k in ["a", "b", "d"] {
+            let row = ix.get(hash_key(k), |j| kept[j] == k).unwrap();
+            assert_eq!(kept[row], k);
+        }
+    }
 
     /// Against a std set: new fingerprints are taken once, repeats never, through growth
     /// from one bucket and in a set sized up front; fingerprints that share their home
