@@ -124,6 +124,11 @@ fn tune_allocator() {
         // SAFETY: sets an integer option of the allocator; any value is valid.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 3000) };
     }
+    disable_transparent_huge_pages();
+}
+
+/// See [`tune_allocator`].
+fn disable_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
         // SAFETY: a process-wide flag of the kernel's memory manager; no memory is touched.
@@ -354,7 +359,8 @@ mod tests {
     #[test]
     fn transparent_huge_pages_are_off_for_the_process() {
         if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-            tune_allocator();
+            // (Not `tune_allocator`: the purge delay's test reads the default beside this one.)
+            disable_transparent_huge_pages();
             // SAFETY: reads the process's flag.
             assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
         }
