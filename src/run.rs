@@ -414,12 +414,12 @@ fn rate_and_write<'a>(
     type Rated<'a> = (usize, Vec<AccountIn<'a>>, Vec<AccountOut<'a>>);
     let rate = |first: usize| -> Result<Rated<'a>> {
         let accounts = plan.accounts(first..(first + ACCOUNTS_PER_CHUNK).min(plan.len()));
-        let r = accounts
-            .par_iter()
-            .with_min_len(64)
-            .map(|a| rate_account(ctx, a))
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| Error::Invariant(e.to_string()))?;
+        // Collected indexed (one allocation), then checked: collecting a parallel iterator
+        // into a `Result` gathers per-task vectors and appends them, growing and copying.
+        let mut r = Vec::with_capacity(accounts.len());
+        accounts.par_iter().with_min_len(64).map(|a| rate_account(ctx, a)).collect_into_vec(&mut r);
+        let r =
+            r.into_iter().collect::<std::result::Result<Vec<_>, _>>().map_err(|e| Error::Invariant(e.to_string()))?;
         progress.advance(accounts.len() as u64);
         Ok((first, accounts, r))
     };
