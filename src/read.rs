@@ -11,7 +11,9 @@ use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, TimeUnit};
 use chrono::NaiveDate;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::arrow::ProjectionMask;
 use rust_decimal::Decimal;
 use std::path::{Path, PathBuf};
@@ -667,8 +669,10 @@ pub fn metadata_rows<'f>(files: impl IntoIterator<Item = &'f SourceFile>) -> Res
 /// one Parquet row group (a CSV file is one unit of unknown length). Units bound what a
 /// reader holds in flight whatever the writer's row-group size (a 1M-row row group is four
 /// units), and give the pool work to share even in a file of one row group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Unit {
+    /// The file's footer, parsed once for all its units (None: CSV).
+    meta: Option<ArrowReaderMetadata>,
     pub row_group: usize,
     /// Rows of the row group before this unit.
     pub skip: u64,
@@ -688,31 +692,37 @@ pub fn units(file: &SourceFile) -> Result<Vec<Unit>> {
 
 /// [`units`] of at most `max_rows` rows.
 fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
-    let whole = Unit { row_group: 0, skip: 0, first_row: 1, rows: None };
+    let whole = Unit { meta: None, row_group: 0, skip: 0, first_row: 1, rows: None };
     match file.format {
         Format::Csv => Ok(vec![whole]),
         Format::Parquet => guarded(file, || {
-            let fh = std::fs::File::open(&file.path)
-                .map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
-            let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
-                .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
+            let meta =
+                ArrowReaderMetadata::load(&open(file)?, ArrowReaderOptions::new()).map_err(|e| not_parquet(file, e))?;
             let mut first_row = 1u64;
             let mut out = Vec::new();
-            for (row_group, rg) in builder.metadata().row_groups().iter().enumerate() {
+            for (row_group, rg) in meta.metadata().row_groups().iter().enumerate() {
                 let n = rg.num_rows().max(0) as u64;
                 let mut skip = 0;
                 while skip < n {
                     let rows = (n - skip).min(max_rows.max(1));
-                    out.push(Unit { row_group, skip, first_row, rows: Some(rows) });
+                    out.push(Unit { meta: Some(meta.clone()), row_group, skip, first_row, rows: Some(rows) });
                     (skip, first_row) = (skip + rows, first_row + rows);
                 }
             }
             if out.is_empty() {
-                out.push(Unit { rows: Some(0), ..whole });
+                out.push(Unit { meta: Some(meta), rows: Some(0), ..whole });
             }
             Ok(out)
         }),
     }
+}
+
+fn open(file: &SourceFile) -> Result<std::fs::File> {
+    std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))
+}
+
+fn not_parquet(file: &SourceFile, e: parquet::errors::ParquetError) -> Error {
+    Error::input(file.name.clone(), format!("not a readable Parquet file: {e}"))
 }
 
 /// Decode one unit (see [`units`]) of a file.
@@ -738,10 +748,12 @@ fn read_parquet(
     unit: Option<&Unit>,
     f: &mut dyn FnMut(Batch) -> Result<()>,
 ) -> Result<u64> {
-    let fh =
-        std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(fh)
-        .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
+    let fh = open(file)?;
+    // A unit's file footer is parsed already (once for all the file's units).
+    let builder = match unit.and_then(|u| u.meta.clone()) {
+        Some(meta) => ParquetRecordBatchReaderBuilder::new_with_metadata(fh, meta),
+        None => ParquetRecordBatchReaderBuilder::try_new(fh).map_err(|e| not_parquet(file, e))?,
+    };
     let schema = builder.schema().clone();
     // Map spec columns to root field indices.
     let mut roots = Vec::new();
@@ -765,11 +777,12 @@ fn read_parquet(
         let Some(rg) = builder.metadata().row_groups().get(u.row_group) else {
             return Ok(0);
         };
-        let rows = u.rows.unwrap_or(rg.num_rows().max(0) as u64);
-        if (u.skip, rows) != (0, rg.num_rows().max(0) as u64) {
+        let all = rg.num_rows().max(0) as u64;
+        let rows = u.rows.unwrap_or(all);
+        if (u.skip, rows) != (0, all) {
             // Pages wholly before the range are skipped undecompressed.
-            let pick = [RowSelector::skip(u.skip as usize), RowSelector::select(rows as usize)];
-            builder = builder.with_row_selection(RowSelection::from(pick.to_vec()));
+            let pick = vec![RowSelector::skip(u.skip as usize), RowSelector::select(rows as usize)];
+            builder = builder.with_row_selection(RowSelection::from(pick));
         }
         builder = builder.with_row_groups(vec![u.row_group]);
         row = u.first_row;

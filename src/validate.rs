@@ -498,10 +498,11 @@ impl Intake {
     }
 
     /// The parallel reading loop shared by every table: decode the units of each file
-    /// (Parquet row groups) in waves as wide as the rayon pool, compute `per_row` for every
-    /// row in parallel, and hand the results to `merge` in read order, with the row itself
-    /// restricted to the columns `merge_reads` (the other columns of a batch are dropped as
-    /// soon as its rows are computed, so a wave in flight holds little beyond the outcomes).
+    /// ([`crate::read::Unit`]: ranges of Parquet row groups) in waves as wide as the rayon
+    /// pool, compute `per_row` for every row in parallel, and hand the results to `merge`
+    /// in read order, with the row itself restricted to the columns `merge_reads` (the other
+    /// columns of a batch are dropped as soon as its rows are computed, so a wave in flight
+    /// holds little beyond the outcomes).
     /// A file of one unit (CSV) is streamed batch by batch. `before_merge` sees the outcomes
     /// of each wave (every batch's, in read order) before they are merged, on the merge's
     /// side of the pipeline: work over a whole wave that the pool can share goes there.
@@ -543,7 +544,7 @@ impl Intake {
                     merge_batch(self, &b, outcomes)
                 })?;
             } else {
-                // Waves of row groups as wide as the pool; the (sequential) merge of wave k
+                // Waves of units as wide as the pool; the (sequential) merge of wave k
                 // runs while wave k+1 is decoded and parsed, so no core waits for the merge.
                 let width = rayon::current_num_threads().max(1);
                 type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
