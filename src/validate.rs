@@ -479,7 +479,7 @@ impl Intake {
         let mut out = Vec::with_capacity(expected as usize);
         let table = src.table;
         // A failed row's key is taken in the parallel step: the merge reads no column.
-        let per_row = |r: &Row| parse(r).map_err(|(reason, detail)| (reason, detail, key_of(table, r)));
+        let per_row = |_: &mut (), r: &Row| parse(r).map_err(|(reason, detail)| (reason, detail, key_of(table, r)));
         self.load_rows(
             src,
             specs,
@@ -499,27 +499,33 @@ impl Intake {
 
     /// The parallel reading loop shared by every table: decode the units of each file
     /// ([`crate::read::Unit`]: ranges of Parquet row groups) in waves as wide as the rayon
-    /// pool, compute `per_row` for every row in parallel, and hand the results to `merge`
+    /// pool, compute `per_row` for every row in parallel (each run of consecutive rows a task
+    /// takes shares one `M`, a memo that starts as `M::default()` and must not change the
+    /// outcomes: which rows share one depends on the thread count), and hand the results to
+    /// `merge`
     /// in read order, with the row itself restricted to the columns `merge_reads` (the other
     /// columns of a batch are dropped as soon as its rows are computed, so a wave in flight
     /// holds little beyond the outcomes).
     /// A file of one unit (CSV) is streamed batch by batch. `before_merge` sees the outcomes
     /// of each wave (every batch's, in read order) before they are merged, on the merge's
     /// side of the pipeline: work over a whole wave that the pool can share goes there.
-    pub fn load_rows<O: Send>(
+    pub fn load_rows<O: Send, M: Default>(
         &mut self,
         src: &TableSource,
         specs: &[ColSpec],
         merge_reads: &[usize],
-        per_row: impl Fn(&Row) -> O + Sync,
+        per_row: impl Fn(&mut M, &Row) -> O + Sync,
         mut before_merge: impl FnMut(&mut [&mut Vec<O>]) + Send,
         mut merge: impl FnMut(&mut Intake, O, Origin, &Row) -> Result<()> + Send,
     ) -> Result<()> {
         use rayon::prelude::*;
         let rows_of = |b: &mut Batch| -> Vec<O> {
             let b_ = &*b;
-            let out =
-                (0..b.len).into_par_iter().with_min_len(2048).map(|i| per_row(&Row { b: b_, i, specs })).collect();
+            let out = (0..b.len)
+                .into_par_iter()
+                .with_min_len(2048)
+                .map_init(M::default, |memo, i| per_row(memo, &Row { b: b_, i, specs }))
+                .collect();
             b.keep_only(merge_reads);
             out
         };
@@ -649,6 +655,35 @@ pub struct State {
     post_item_at: Vec<u32>,
 }
 
+/// The last row a lookup found. Rows that name the same subscription tend to come together
+/// (usage sorted by subscription, or by time within one; items grouped by subscription), and
+/// comparing with the last hit's id is one compare in cache where a lookup hashes the id and
+/// probes a table of millions (then compares the id anyway).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LastHit(Option<usize>);
+
+impl LastHit {
+    /// The last hit if `is_it` says it is the one looked for, else `lookup()` (remembered
+    /// when found).
+    pub fn find(&mut self, is_it: impl Fn(&usize) -> bool, lookup: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        match self.0.filter(is_it) {
+            Some(hit) => Some(hit),
+            None => {
+                let found = lookup();
+                self.0 = found.or(self.0);
+                found
+            }
+        }
+    }
+}
+
+/// The last subscription and service the usage checks found (see [`LastHit`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recent {
+    sub: LastHit,
+    service: LastHit,
+}
+
 const NO_WALLET: u32 = u32::MAX;
 /// No subscription or service: a link of an item whose reference is unknown.
 const NONE: u32 = u32::MAX;
@@ -672,6 +707,18 @@ impl State {
     /// The subscription with this `subscription_id`.
     pub fn sub_of(&self, subscription_id: &str) -> Option<usize> {
         self.sub_by_id.get(id_hash(subscription_id), |s| self.subs[s].subscription_id == subscription_id)
+    }
+
+    /// [`State::sub_of`], trying `recent`'s last subscription first.
+    pub fn sub_of_recent(&self, subscription_id: &str, recent: &mut Recent) -> Option<usize> {
+        recent.sub.find(|&s| self.subs[s].subscription_id == subscription_id, || self.sub_of(subscription_id))
+    }
+
+    /// The service with this `service_id`, trying `recent`'s last service first.
+    pub fn service_of_recent(&self, service_id: &str, recent: &mut Recent) -> Option<usize> {
+        recent
+            .service
+            .find(|&v| self.services[v].service_id == service_id, || self.service_idx.get(service_id).copied())
     }
 
     /// The subscription of item `ii`, if known.
@@ -801,8 +848,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let links: Vec<(Option<u32>, Option<u32>, ItemState)> = items
         .par_iter()
         .with_min_len(4096)
-        .map(|(it, _)| {
-            let si = sub_of(&it.subscription_id);
+        .map_init(LastHit::default, |last, (it, _)| {
+            let si = last.find(|&s| subs[s].subscription_id == it.subscription_id, || sub_of(&it.subscription_id));
             let sv = service_idx.get(&it.service_id).copied();
             let state = match (si, sv) {
                 (None, _) => ItemState::Carried(Reason::UnknownSubscription),
@@ -958,16 +1005,16 @@ pub enum UsageFate {
 /// SPEC §4 usage checks, in order: UNKNOWN_SUBSCRIPTION, EXTERNAL_USAGE, UNKNOWN_SERVICE,
 /// NOT_POST_RATE, UNKNOWN_ITEM, CURRENCY_MISMATCH, TERMINATED_SUBSCRIPTION, deferral,
 /// LATE_USAGE, ITEM_ENDED.
-pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros) -> UsageFate {
+pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Recent) -> UsageFate {
     use UsageFate::Reject as R;
-    let Some(si) = st.sub_of(u.subscription_id).filter(|&s| st.sub_ok[s]) else {
+    let Some(si) = st.sub_of_recent(u.subscription_id, recent).filter(|&s| st.sub_ok[s]) else {
         return R(Reason::UnknownSubscription, format!("subscription {} is unknown or rejected", u.subscription_id));
     };
     let sub = &st.subs[si];
     if !sub.is_internal() {
         return R(Reason::ExternalUsage, format!("subscription {} is managed by {}", u.subscription_id, sub.source));
     }
-    let Some(&sv) = st.service_idx.get(u.service_id) else {
+    let Some(sv) = st.service_of_recent(u.service_id, recent) else {
         return R(Reason::UnknownService, format!("service {} is unknown or rejected", u.service_id));
     };
     if st.services[sv].billing_method != BillingMethod::PostRate {
@@ -1071,13 +1118,13 @@ pub fn ingest_usage(
             src,
             USAGE,
             &[0],
-            |r| match parse_usage(r) {
+            |recent: &mut Recent, r| match parse_usage(r) {
                 Err(fail) => RowOutcome::Bad(Box::new(fail)),
                 Ok(u) => {
                     let fp = xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes());
                     RowOutcome::Good {
                         fp: [fp as u64, (fp >> 64) as u64],
-                        fate: match classify_usage(st, &u, cutoff) {
+                        fate: match classify_usage(st, &u, cutoff, recent) {
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
                             UsageFate::Defer => Fate::Defer(Box::new(u.to_owned())),
                             UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail))),
@@ -1421,5 +1468,22 @@ mod tests {
         let (idx, at) = group_csr(3, [(10u32, 2usize), (11, 0), (12, 2), (13, 0)].into_iter());
         assert_eq!(at, vec![0, 2, 2, 4]);
         assert_eq!(idx, vec![11, 13, 10, 12]);
+    }
+
+    #[test]
+    fn last_hit_answers_as_the_lookup_does() {
+        let ids = ["a", "b", "c"];
+        let lookups = std::cell::Cell::new(0);
+        let lookup = |id: &str| {
+            lookups.set(lookups.get() + 1);
+            ids.iter().position(|&x| x == id)
+        };
+        let mut last = LastHit::default();
+        let asked = ["a", "a", "zz", "a", "b", "b", "zz", "zz", "b", "c", "a"];
+        let found: Vec<_> = asked.iter().map(|&id| last.find(|&i| ids[i] == id, || lookup(id))).collect();
+        assert_eq!(found, asked.iter().map(|&id| ids.iter().position(|&x| x == id)).collect::<Vec<_>>());
+        // Looked up: the first "a", the three unknown "zz", the first "b", "c", the last "a";
+        // a miss ("zz") keeps the last hit, so the "a" and "b" after it are not looked up.
+        assert_eq!(lookups.get(), 7);
     }
 }
