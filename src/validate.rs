@@ -811,13 +811,19 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         intake.reject("wallets", o, w.wallet_id.clone(), Reason::DuplicateKey, detail);
     }
     let wallets: Vec<Wallet> = wallets.into_iter().map(|(w, _)| w).collect();
-    let wallet_of_account = |account: &str| {
-        wallet_by_account.get(hash_key(account), |w| wallets[w].account_id == account).map_or(NO_WALLET, |w| w as u32)
-    };
+    let wallet_of_account =
+        |account: &str| wallet_by_account.get(hash_key(account), |w| wallets[w].account_id == account);
 
     let (subs, sub_by_id) = intake.dedupe("subscriptions", subs, |s| (&s.subscription_id, 0));
-    let sub_wallet: Vec<u32> =
-        subs.par_iter().with_min_len(4096).map(|(s, _)| wallet_of_account(&s.account_id)).collect();
+    // An account's subscriptions tend to come together: try the last one's wallet first.
+    let sub_wallet: Vec<u32> = subs
+        .par_iter()
+        .with_min_len(4096)
+        .map_init(LastHit::default, |last, (s, _)| {
+            last.find(|&w| wallets[w].account_id == s.account_id, || wallet_of_account(&s.account_id))
+                .map_or(NO_WALLET, |w| w as u32)
+        })
+        .collect();
     let sub_ok: Vec<bool> =
         subs.par_iter().zip(&sub_wallet).map(|((s, _), &w)| !s.is_internal() || w != NO_WALLET).collect();
     for ((s, o), _) in subs.iter().zip(&sub_ok).filter(|(_, ok)| !**ok) {
