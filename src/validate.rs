@@ -655,25 +655,46 @@ pub struct State {
     post_item_at: Vec<u32>,
 }
 
-/// The last row a lookup found. Rows that name the same subscription tend to come together
-/// (usage sorted by subscription, or by time within one; items grouped by subscription), and
-/// comparing with the last hit's id is one compare in cache where a lookup hashes the id and
-/// probes a table of millions (then compares the id anyway).
+/// The last row a lookup found, and whether the hits move forward through the table. Rows
+/// that name the same subscription tend to come together (usage sorted by subscription, or
+/// by time within one; items grouped by subscription), and files exported in id order name
+/// the rows of a table in id order: comparing with the last hit's id, and while the hits move
+/// forward with the next row's, is a compare in cache where a lookup hashes the id, probes a
+/// table of millions and compares the id of a row at random (two cache misses).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct LastHit(Option<usize>);
+pub struct LastHit {
+    last: Option<usize>,
+    forward: bool,
+}
+
+/// How far past the last hit a lookup may land for the hits to count as moving forward (the
+/// gaps: subscriptions without usage, say).
+const FORWARD_GAP: usize = 8;
 
 impl LastHit {
-    /// The last hit if `is_it` says it is the one looked for, else `lookup()` (remembered
-    /// when found).
-    pub fn find(&mut self, is_it: impl Fn(&usize) -> bool, lookup: impl FnOnce() -> Option<usize>) -> Option<usize> {
-        match self.0.filter(is_it) {
-            Some(hit) => Some(hit),
-            None => {
-                let found = lookup();
-                self.0 = found.or(self.0);
-                found
+    /// Row `last`, or row `last + 1` (of a table of `n` rows) while the hits move forward, if
+    /// `is_it` says it is the row looked for; else `lookup()`, remembered when found.
+    pub fn find(
+        &mut self,
+        n: usize,
+        is_it: impl Fn(usize) -> bool,
+        lookup: impl FnOnce() -> Option<usize>,
+    ) -> Option<usize> {
+        if let Some(l) = self.last {
+            if is_it(l) {
+                return Some(l);
+            }
+            if self.forward && l + 1 < n && is_it(l + 1) {
+                self.last = Some(l + 1);
+                return self.last;
             }
         }
+        let found = lookup();
+        if let Some(f) = found {
+            self.forward = self.last.is_some_and(|l| f > l && f - l <= FORWARD_GAP);
+            self.last = Some(f);
+        }
+        found
     }
 }
 
@@ -711,14 +732,17 @@ impl State {
 
     /// [`State::sub_of`], trying `recent`'s last subscription first.
     pub fn sub_of_recent(&self, subscription_id: &str, recent: &mut Recent) -> Option<usize> {
-        recent.sub.find(|&s| self.subs[s].subscription_id == subscription_id, || self.sub_of(subscription_id))
+        let is_it = |s: usize| self.subs[s].subscription_id == subscription_id;
+        recent.sub.find(self.subs.len(), is_it, || self.sub_of(subscription_id))
     }
 
     /// The service with this `service_id`, trying `recent`'s last service first.
     pub fn service_of_recent(&self, service_id: &str, recent: &mut Recent) -> Option<usize> {
-        recent
-            .service
-            .find(|&v| self.services[v].service_id == service_id, || self.service_idx.get(service_id).copied())
+        recent.service.find(
+            self.services.len(),
+            |v| self.services[v].service_id == service_id,
+            || self.service_idx.get(service_id).copied(),
+        )
     }
 
     /// The subscription of item `ii`, if known.
@@ -820,7 +844,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         .par_iter()
         .with_min_len(4096)
         .map_init(LastHit::default, |last, (s, _)| {
-            last.find(|&w| wallets[w].account_id == s.account_id, || wallet_of_account(&s.account_id))
+            last.find(wallets.len(), |w| wallets[w].account_id == s.account_id, || wallet_of_account(&s.account_id))
                 .map_or(NO_WALLET, |w| w as u32)
         })
         .collect();
@@ -855,7 +879,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         .par_iter()
         .with_min_len(4096)
         .map_init(LastHit::default, |last, (it, _)| {
-            let si = last.find(|&s| subs[s].subscription_id == it.subscription_id, || sub_of(&it.subscription_id));
+            let is_it = |s: usize| subs[s].subscription_id == it.subscription_id;
+            let si = last.find(subs.len(), is_it, || sub_of(&it.subscription_id));
             let sv = service_idx.get(&it.service_id).copied();
             let state = match (si, sv) {
                 (None, _) => ItemState::Carried(Reason::UnknownSubscription),
@@ -1484,12 +1509,21 @@ mod tests {
             lookups.set(lookups.get() + 1);
             ids.iter().position(|&x| x == id)
         };
-        let mut last = LastHit::default();
-        let asked = ["a", "a", "zz", "a", "b", "b", "zz", "zz", "b", "c", "a"];
-        let found: Vec<_> = asked.iter().map(|&id| last.find(|&i| ids[i] == id, || lookup(id))).collect();
-        assert_eq!(found, asked.iter().map(|&id| ids.iter().position(|&x| x == id)).collect::<Vec<_>>());
-        // Looked up: the first "a", the three unknown "zz", the first "b", "c", the last "a";
-        // a miss ("zz") keeps the last hit, so the "a" and "b" after it are not looked up.
-        assert_eq!(lookups.get(), 7);
+        let run = |asked: &[&str]| {
+            lookups.set(0);
+            let mut last = LastHit::default();
+            let found: Vec<_> = asked.iter().map(|&id| last.find(ids.len(), |i| ids[i] == id, || lookup(id))).collect();
+            assert_eq!(found, asked.iter().map(|&id| ids.iter().position(|&x| x == id)).collect::<Vec<_>>());
+            lookups.get()
+        };
+        // Looked up: the first "a", the three unknown "zz", the first "b", the last "a"; a
+        // miss ("zz") keeps the last hit, so the "a" and "b" after it are not looked up, and
+        // "c" is the row after "b", which followed "a".
+        assert_eq!(run(&["a", "a", "zz", "a", "b", "b", "zz", "zz", "b", "c", "a"]), 6);
+        // In table order: "a" and "b" are looked up, then the hits move forward and "c" is
+        // the row after "b" (the end of the table is never read past).
+        assert_eq!(run(&["a", "a", "b", "b", "c", "c", "zz"]), 3);
+        // A jump back ends the moving forward: "c" after "a" is looked up again.
+        assert_eq!(run(&["a", "b", "a", "c"]), 4);
     }
 }
