@@ -502,13 +502,12 @@ impl Intake {
     /// pool, compute `per_row` for every row in parallel (each run of consecutive rows a task
     /// takes shares one `M`, a memo that starts as `M::default()` and must not change the
     /// outcomes: which rows share one depends on the thread count), and hand the results to
-    /// `merge`
-    /// in read order, with the row itself restricted to the columns `merge_reads` (the other
-    /// columns of a batch are dropped as soon as its rows are computed, so a wave in flight
-    /// holds little beyond the outcomes).
-    /// A file of one unit (CSV) is streamed batch by batch. `before_merge` sees the outcomes
-    /// of each wave (every batch's, in read order) before they are merged, on the merge's
-    /// side of the pipeline: work over a whole wave that the pool can share goes there.
+    /// `merge` in read order, with the row itself restricted to the columns `merge_reads` (the
+    /// other columns of a batch are dropped as soon as its rows are computed, so a wave in
+    /// flight holds little beyond the outcomes). A file of one unit (CSV) is streamed batch by
+    /// batch. `before_merge` sees the outcomes of each wave (every batch's, in read order)
+    /// before they are merged, on the merge's side of the pipeline: work over a whole wave
+    /// that the pool can share goes there.
     pub fn load_rows<O: Send, M: Default>(
         &mut self,
         src: &TableSource,
