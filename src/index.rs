@@ -157,8 +157,91 @@ pub fn split_rows<T>(mut rows: Vec<T>, drop: &[usize]) -> (Vec<T>, Vec<T>, Vec<u
 /// fingerprint at the 7/8 load it grows at (hashbrown's table of `[u32; 3]`: 14.9).
 pub struct FpSet {
     /// Per bucket: five fingerprints (`[3k, 3k + 3)`), then the count in use (`[15]`).
-    buckets: Vec<[u32; 16]>,
+    buckets: Buckets,
     len: usize,
+}
+
+/// The zeroed bucket array of an [`FpSet`]. On Linux a large one is mapped straight from the
+/// kernel and advised to use 2 MiB pages (THP's `madvise` mode, the common setting): lookups
+/// at random into hundreds of MiB (GiB at 10M accounts) of 4 KiB pages each take a TLB miss
+/// and a page walk, which the prefetch cannot hide. Fresh pages read as zero, so nothing is
+/// cleared, and none of the allocator's memory already mapped in 4 KiB pages is reused. The
+/// allocator itself never asks for huge pages (mimalloc is built with `no_thp`: its purges
+/// would split them, see `main.rs`). A small table, or one the kernel refuses to map, is an
+/// ordinary allocation.
+struct Buckets {
+    ptr: std::ptr::NonNull<[u32; 16]>,
+    len: usize,
+    mapped: bool,
+}
+
+// SAFETY: `Buckets` owns its array as a `Box<[[u32; 16]]>` would.
+unsafe impl Send for Buckets {}
+// SAFETY: shared access only reads.
+unsafe impl Sync for Buckets {}
+
+/// Tables at least this large are mapped (two huge pages).
+const MAP_BYTES: usize = 4 << 20;
+
+impl Buckets {
+    fn zeroed(len: usize) -> Buckets {
+        #[cfg(target_os = "linux")]
+        if len * 64 >= MAP_BYTES {
+            let bytes = len * 64;
+            // SAFETY: a new private anonymous mapping (no file, no fixed address), checked.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    bytes,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p != libc::MAP_FAILED {
+                // SAFETY: advice on the mapping just made; a refusal changes nothing.
+                unsafe { libc::madvise(p, bytes, libc::MADV_HUGEPAGE) };
+                if let Some(ptr) = std::ptr::NonNull::new(p.cast()) {
+                    return Buckets { ptr, len, mapped: true };
+                }
+            }
+        }
+        let b: Box<[[u32; 16]]> = vec![[0u32; 16]; len].into_boxed_slice();
+        // SAFETY: a box's pointer is never null.
+        let ptr = unsafe { std::ptr::NonNull::new_unchecked(Box::into_raw(b).cast()) };
+        Buckets { ptr, len, mapped: false }
+    }
+}
+
+impl std::ops::Deref for Buckets {
+    type Target = [[u32; 16]];
+    fn deref(&self) -> &[[u32; 16]] {
+        // SAFETY: `ptr` holds `len` initialized (zeroed or written) buckets, owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl std::ops::DerefMut for Buckets {
+    fn deref_mut(&mut self) -> &mut [[u32; 16]] {
+        // SAFETY: as in `deref`, and `&mut self` is the only access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buckets {
+    fn drop(&mut self) {
+        if self.mapped {
+            #[cfg(target_os = "linux")]
+            // SAFETY: the whole mapping made in `zeroed`, unmapped once.
+            unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), self.len * 64)
+            };
+        } else {
+            // SAFETY: the box `zeroed` leaked, rebuilt once.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr.as_ptr(), self.len)) });
+        }
+    }
 }
 
 const PER_BUCKET: usize = 5;
@@ -168,7 +251,7 @@ impl FpSet {
     /// `buckets * 5 * 7 / 8` fingerprints before it doubles. Allocated zeroed (untouched
     /// pages cost nothing until used).
     pub fn with_buckets(buckets: usize) -> FpSet {
-        FpSet { buckets: vec![[0u32; 16]; buckets.max(1).next_power_of_two()], len: 0 }
+        FpSet { buckets: Buckets::zeroed(buckets.max(1).next_power_of_two()), len: 0 }
     }
 
     /// The number of buckets (a power of two).
@@ -232,7 +315,7 @@ impl FpSet {
 
     fn grow(&mut self) {
         let old = std::mem::replace(self, FpSet::with_buckets(self.buckets.len() * 2));
-        for b in &old.buckets {
+        for b in old.buckets.iter() {
             for k in 0..b[15] as usize {
                 self.insert([b[3 * k], b[3 * k + 1], b[3 * k + 2]]);
             }
@@ -300,7 +383,8 @@ mod tests {
         // Every 4th id a repeat of an earlier one; ids 0..50 share one home bucket.
         let ids: Vec<u64> = (0..60_000u64).map(|i| if i % 4 == 3 { i / 3 } else { i }).collect();
         let same_home = |i: u64| [7, (i as u32) << 8, i as u32];
-        for mut set in [FpSet::with_buckets(0), FpSet::with_buckets(20_000)] {
+        // The last is a table mapped from the kernel (at least `MAP_BYTES`).
+        for mut set in [FpSet::with_buckets(0), FpSet::with_buckets(20_000), FpSet::with_buckets(MAP_BYTES / 64)] {
             let mut want = std::collections::HashSet::new();
             for &i in &ids {
                 let f = if i < 50 { same_home(i) } else { fp(i) };

@@ -110,30 +110,19 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// 19.0–19.4 s, 1.7–1.8 s, 78k, 1.45 GiB; 10 s: 20.9–21.5 s, 1.4 s, 31k, 1.51 GiB.
 /// `MIMALLOC_PURGE_DELAY` in the environment wins.
 ///
-/// And no transparent huge pages for the process (`prctl(PR_SET_THP_DISABLE)`; mimalloc
-/// asks for them on its arenas, and this kernel's default grants them on request): every
+/// The allocator asks for no transparent huge pages (mimalloc built with `no_thp`; it used
+/// to advise them on its arenas, and this kernel's default grants them on request): every
 /// first touch of a 2 MiB page zeroes it whole, and a purge inside one splits it, so the
 /// state phase, which allocates ~1 GiB of small rows at 1M accounts, spent its time in the
 /// kernel. Four interleaved rounds at 1M accounts, 2 threads: with THP 14.6–16.4 s wall,
-/// 5.7–5.9 s system time, state phase 4.0–4.6 s; without 13.6–15.6 s, 2.4–2.9 s, 2.1–2.8 s
-/// (the usage phase's hash tables lose ~0.3 s to TLB misses); peaks equal. At 10M: 196.9 →
-/// 187.5 s, peak 11.63 → 11.50 GiB. `MIMALLOC_ALLOW_THP` in the environment wins (mimalloc
-/// reads it itself).
+/// 5.7–5.9 s system time, state phase 4.0–4.6 s; without 13.6–15.6 s, 2.4–2.9 s, 2.1–2.8 s;
+/// peaks equal. At 10M: 196.9 → 187.5 s, peak 11.63 → 11.50 GiB. (Session 7 turned THP off
+/// for the whole process with `prctl(PR_SET_THP_DISABLE)`, which also refused the one table
+/// that wants huge pages, the usage duplicate check's: see `index::FpSet`.)
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets an integer option of the allocator; any value is valid.
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 3000) };
-    }
-    disable_transparent_huge_pages();
-}
-
-/// See [`tune_allocator`].
-fn disable_transparent_huge_pages() {
-    #[cfg(target_os = "linux")]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-        // SAFETY: a process-wide flag of the kernel's memory manager; no memory is touched.
-        // On failure (an old kernel) the run keeps THP, which changes speed, not results.
-        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     }
 }
 
@@ -352,17 +341,6 @@ mod tests {
             tune_allocator();
             // SAFETY: as above.
             assert_eq!(unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }, 3000);
-        }
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn transparent_huge_pages_are_off_for_the_process() {
-        if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
-            // (Not `tune_allocator`: the purge delay's test reads the default beside this one.)
-            disable_transparent_huge_pages();
-            // SAFETY: reads the process's flag.
-            assert_eq!(unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) }, 1);
         }
     }
 }
