@@ -182,12 +182,12 @@ unsafe impl Sync for Buckets {}
 
 /// Tables at least this large are mapped (two huge pages).
 const MAP_BYTES: usize = 4 << 20;
+const BUCKET_BYTES: usize = std::mem::size_of::<[u32; 16]>();
 
 impl Buckets {
     fn zeroed(len: usize) -> Buckets {
         #[cfg(target_os = "linux")]
-        if len * 64 >= MAP_BYTES {
-            let bytes = len * 64;
+        if let bytes @ MAP_BYTES.. = len * BUCKET_BYTES {
             // SAFETY: a new private anonymous mapping (no file, no fixed address), checked.
             let p = unsafe {
                 libc::mmap(
@@ -235,7 +235,7 @@ impl Drop for Buckets {
             #[cfg(target_os = "linux")]
             // SAFETY: the whole mapping made in `zeroed`, unmapped once.
             unsafe {
-                libc::munmap(self.ptr.as_ptr().cast(), self.len * 64)
+                libc::munmap(self.ptr.as_ptr().cast(), self.len * BUCKET_BYTES)
             };
         } else {
             // SAFETY: the box `zeroed` leaked, rebuilt once.
@@ -384,7 +384,9 @@ mod tests {
         let ids: Vec<u64> = (0..60_000u64).map(|i| if i % 4 == 3 { i / 3 } else { i }).collect();
         let same_home = |i: u64| [7, (i as u32) << 8, i as u32];
         // The last is a table mapped from the kernel (at least `MAP_BYTES`).
-        for mut set in [FpSet::with_buckets(0), FpSet::with_buckets(20_000), FpSet::with_buckets(MAP_BYTES / 64)] {
+        for mut set in
+            [FpSet::with_buckets(0), FpSet::with_buckets(20_000), FpSet::with_buckets(MAP_BYTES / BUCKET_BYTES)]
+        {
             let mut want = std::collections::HashSet::new();
             for &i in &ids {
                 let f = if i < 50 { same_home(i) } else { fp(i) };
