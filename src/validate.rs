@@ -708,6 +708,16 @@ const NO_WALLET: u32 = u32::MAX;
 /// No subscription or service: a link of an item whose reference is unknown.
 const NONE: u32 = u32::MAX;
 
+/// The subscription with this id in `subs` (indexed by `by_id`), trying `last` first: the
+/// one lookup of [`State::sub_of`] and of `validate_state` (before the `State` exists).
+fn sub_lookup(subs: &[Subscription], by_id: &IdIndex, id: &str, last: &mut LastHit) -> Option<usize> {
+    last.find(
+        subs.len(),
+        |s| subs[s].subscription_id == id,
+        || by_id.get(id_hash(id), |s| subs[s].subscription_id == id),
+    )
+}
+
 /// The hash of a single id as [`Intake::dedupe`] indexes it (as the key `(id, 0)`).
 fn id_hash(id: &str) -> u64 {
     hash_key(&(id, 0i64))
@@ -726,13 +736,12 @@ impl State {
 
     /// The subscription with this `subscription_id`.
     pub fn sub_of(&self, subscription_id: &str) -> Option<usize> {
-        self.sub_by_id.get(id_hash(subscription_id), |s| self.subs[s].subscription_id == subscription_id)
+        sub_lookup(&self.subs, &self.sub_by_id, subscription_id, &mut LastHit::default())
     }
 
     /// [`State::sub_of`], trying `recent`'s last subscription first.
     pub fn sub_of_recent(&self, subscription_id: &str, recent: &mut Recent) -> Option<usize> {
-        let is_it = |s: usize| self.subs[s].subscription_id == subscription_id;
-        recent.sub.find(self.subs.len(), is_it, || self.sub_of(subscription_id))
+        sub_lookup(&self.subs, &self.sub_by_id, subscription_id, &mut recent.sub)
     }
 
     /// The service with this `service_id`, trying `recent`'s last service first.
@@ -856,7 +865,6 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     // Into a vector of their own size, in parallel (see the items below).
     let subs: Vec<Subscription> = subs.into_par_iter().map(|(s, _)| s).collect();
     drop(wallet_by_account);
-    let sub_of = |id: &str| sub_by_id.get(id_hash(id), |s| subs[s].subscription_id == id);
 
     let (items, _) = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
     // A second item for the same POST_RATE service of a subscription is a duplicate.
@@ -878,8 +886,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         .par_iter()
         .with_min_len(4096)
         .map_init(LastHit::default, |last, (it, _)| {
-            let is_it = |s: usize| subs[s].subscription_id == it.subscription_id;
-            let si = last.find(subs.len(), is_it, || sub_of(&it.subscription_id));
+            let si = sub_lookup(&subs, &sub_by_id, &it.subscription_id, last);
             let sv = service_idx.get(&it.service_id).copied();
             let state = match (si, sv) {
                 (None, _) => ItemState::Carried(Reason::UnknownSubscription),
