@@ -254,6 +254,17 @@ impl FpSet {
         FpSet { buckets: Buckets::zeroed(buckets.max(1).next_power_of_two()), len: 0 }
     }
 
+    /// Touch every page of an empty set's table, so the kernel maps (and zeroes) it now, on
+    /// the calling thread, rather than on first insert: a run faults the tables in on every
+    /// thread at once (one set per task) instead of on whichever thread first lands in them.
+    pub fn fault_in(&mut self) {
+        debug_assert!(self.is_empty(), "fault_in writes zeros over the table");
+        for b in self.buckets.iter_mut().step_by(4096 / BUCKET_BYTES) {
+            // SAFETY: a write of the zero the bucket already holds; volatile so it is kept.
+            unsafe { std::ptr::write_volatile(&mut b[15], 0) };
+        }
+    }
+
     /// The number of buckets (a power of two).
     pub fn buckets(&self) -> usize {
         self.buckets.len()
@@ -383,10 +394,20 @@ mod tests {
         // Every 4th id a repeat of an earlier one; ids 0..50 share one home bucket.
         let ids: Vec<u64> = (0..60_000u64).map(|i| if i % 4 == 3 { i / 3 } else { i }).collect();
         let same_home = |i: u64| [7, (i as u32) << 8, i as u32];
-        // The last is a table mapped from the kernel (at least `MAP_BYTES`).
-        for mut set in
-            [FpSet::with_buckets(0), FpSet::with_buckets(20_000), FpSet::with_buckets(MAP_BYTES / BUCKET_BYTES)]
-        {
+        // The last two are tables mapped from the kernel (at least `MAP_BYTES`), one faulted
+        // in up front.
+        let faulted = || {
+            let mut s = FpSet::with_buckets(MAP_BYTES / BUCKET_BYTES);
+            s.fault_in();
+            s
+        };
+        for mut set in [
+            FpSet::with_buckets(0),
+            FpSet::with_buckets(20_000),
+            FpSet::with_buckets(MAP_BYTES / BUCKET_BYTES),
+            faulted(),
+        ] {
+            assert!(set.is_empty());
             let mut want = std::collections::HashSet::new();
             for &i in &ids {
                 let f = if i < 50 { same_home(i) } else { fp(i) };

@@ -126,6 +126,17 @@ fn tune_allocator() {
     }
 }
 
+/// Return the memory freed so far to the OS now rather than after the purge delay
+/// (`mi_collect(true)`: the calling thread's heap and the shared arenas). A run calls it once
+/// the state is read: the state phase frees a few hundred MiB that the usage phase, where
+/// the 1M peak was, would otherwise find still held. 1M accounts, 2 threads, four
+/// interleaved pairs: peak 1,515,544–1,532,044 → 1,445,960–1,489,968 KB (`/usr/bin/time`),
+/// the peak moving to the end of the rate phase; wall 7.74–8.11 → 7.33–8.13 s.
+fn release_memory() {
+    // SAFETY: a request to the allocator; valid on any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) };
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     let cli = match Cli::try_parse() {
@@ -317,6 +328,7 @@ fn run(o: RunOpts, mode: Mode, progress: &Progress) -> billrun::Result<()> {
         mode,
         layout: o.layout,
         lineage: o.lineage,
+        release_memory: Some(release_memory),
     };
     let report = execute(&args, progress.clone())?;
     emit(&report.summary)?;

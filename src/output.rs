@@ -460,9 +460,10 @@ pub struct OutFile {
 }
 
 impl<'p> ChunkedWriter<'p> {
-    /// Start table `empty.name` with the columns of `empty` (a zero-row table).
-    pub fn create(d: Dest<'p>, empty: &OutTable) -> Result<ChunkedWriter<'p>> {
-        let mut w = ChunkedWriter { d, name: empty.name, schema: empty.schema(), current: None, files: Vec::new() };
+    /// Start table `like.name` with the columns of `like` (any chunk of it; no rows are
+    /// written).
+    pub fn create(d: Dest<'p>, like: &OutTable) -> Result<ChunkedWriter<'p>> {
+        let mut w = ChunkedWriter { d, name: like.name, schema: like.schema(), current: None, files: Vec::new() };
         w.open()?;
         Ok(w)
     }
@@ -507,18 +508,48 @@ impl<'p> ChunkedWriter<'p> {
     }
 }
 
-/// Write one table `chunk` rows at a time; returns every file written, in order.
-fn write_chunked(
-    d: Dest,
+/// One output table to write: `n` rows, built [`CHUNK`] rows at a time by `build`.
+struct Chunked<'j> {
     n: usize,
-    chunk: usize,
-    f: impl Fn(std::ops::Range<usize>) -> OutTable + Sync,
-) -> Result<Vec<OutFile>> {
-    let mut w = ChunkedWriter::create(d, &f(0..0))?;
-    // Chunk k+1 is built while chunk k is encoded (both column-parallel): the pool's
-    // threads idle less than between a build and an encode. One chunk more in flight.
-    pipelined((0..n).step_by(chunk.max(1)), |start| Ok(f(start..(start + chunk).min(n))), |t| w.append(&t))?;
-    w.finish()
+    build: Box<dyn Fn(std::ops::Range<usize>) -> OutTable + Sync + 'j>,
+}
+
+impl<'j> Chunked<'j> {
+    fn new(n: usize, build: impl Fn(std::ops::Range<usize>) -> OutTable + Sync + 'j) -> Self {
+        Chunked { n, build: Box::new(build) }
+    }
+}
+
+/// Write `tables` one after another, [`CHUNK`] rows at a time, through one pipeline: each
+/// chunk is built while the one before it is encoded (both column-parallel), across tables
+/// too, so a table's first chunk is built while the table before it encodes its last chunk
+/// and writes its last row group and footer. One chunk more in flight. Returns each table's
+/// files, in order (an empty table is written as one chunk of no rows: its schema).
+fn write_all(d: Dest, tables: &[Chunked]) -> Result<Vec<Vec<OutFile>>> {
+    let chunks = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(t, c)| (0..c.n.div_ceil(CHUNK).max(1)).map(move |k| (t, k * CHUNK..((k + 1) * CHUNK).min(c.n))));
+    let mut files = Vec::with_capacity(tables.len());
+    let mut open: Option<ChunkedWriter> = None;
+    pipelined(
+        chunks,
+        |(t, r)| Ok((r.end == tables[t].n, (tables[t].build)(r))),
+        |(last, chunk)| {
+            if open.is_none() {
+                open = Some(ChunkedWriter::create(d, &chunk)?);
+            }
+            let w = open.as_mut().expect("opened above");
+            if chunk.rows() > 0 {
+                w.append(&chunk)?;
+            }
+            if last {
+                files.push(open.take().expect("opened above").finish()?);
+            }
+            Ok(())
+        },
+    )?;
+    Ok(files)
 }
 
 /// Produce an item per key and consume the items in key order, each consumed while the
@@ -545,143 +576,122 @@ impl<'a> Assembled<'a> {
     pub fn write_tables(&self, d: Dest, lineage: bool, tx_files: Vec<OutFile>) -> Result<Vec<OutFile>> {
         let st = self.b.state;
         let as_of = self.b.as_of;
-        type Job<'j> = Box<dyn Fn() -> Result<Vec<OutFile>> + Send + Sync + 'j>;
-        let mut jobs: Vec<Job> = Vec::new();
+        let mut tables: Vec<Chunked> = Vec::new();
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.service_order.len(), CHUNK, |r| {
-                let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i as usize]).collect();
-                OutTable::new("services")
-                    .str("service_id", false, sv.iter().map(|x| s(&x.service_id)))
-                    .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())))
-                    .dec("price", false, sv.iter().map(|x| Some(x.price)))
-                    .str("currency", false, sv.iter().map(|x| s(&x.currency)))
-                    .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.as_str())))
-                    .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.as_str())))
-                    .dec("unit_size", true, sv.iter().map(|x| x.unit_size))
-            })
+        tables.push(Chunked::new(self.service_order.len(), move |r| {
+            let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i as usize]).collect();
+            OutTable::new("services")
+                .str("service_id", false, sv.iter().map(|x| s(&x.service_id)))
+                .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())))
+                .dec("price", false, sv.iter().map(|x| Some(x.price)))
+                .str("currency", false, sv.iter().map(|x| s(&x.currency)))
+                .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.as_str())))
+                .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.as_str())))
+                .dec("unit_size", true, sv.iter().map(|x| x.unit_size))
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.wallet_order.len(), CHUNK, |r| {
-                let idx = &self.wallet_order[r];
-                let w = |i: u32| &st.wallets[i as usize];
-                OutTable::par_columns(
-                    "wallets",
-                    &[
-                        &|| OutCol::str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id))),
-                        &|| OutCol::str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id))),
-                        &|| OutCol::str("currency", false, idx.iter().map(|&i| s(&w(i).currency))),
-                        &|| {
-                            let balance = |i: u32| Some(with_minor_scale(self.closing[i as usize], w(i).minor));
-                            OutCol::dec("balance", false, idx.iter().map(|&i| balance(i)))
-                        },
-                        &|| OutCol::ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at)),
-                    ],
-                )
-            })
+        tables.push(Chunked::new(self.wallet_order.len(), move |r| {
+            let idx = &self.wallet_order[r];
+            let w = |i: u32| &st.wallets[i as usize];
+            OutTable::par_columns(
+                "wallets",
+                &[
+                    &|| OutCol::str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id))),
+                    &|| OutCol::str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id))),
+                    &|| OutCol::str("currency", false, idx.iter().map(|&i| s(&w(i).currency))),
+                    &|| {
+                        let balance = |i: u32| Some(with_minor_scale(self.closing[i as usize], w(i).minor));
+                        OutCol::dec("balance", false, idx.iter().map(|&i| balance(i)))
+                    },
+                    &|| OutCol::ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at)),
+                ],
+            )
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.sub_order.len(), CHUNK, |r| {
-                let idx = || self.sub_order[r.clone()].iter().map(|&i| i as usize);
-                OutTable::par_columns(
-                    "subscriptions",
-                    &[
-                        &|| OutCol::str("subscription_id", false, idx().map(|i| s(&st.subs[i].subscription_id))),
-                        &|| OutCol::str("account_id", false, idx().map(|i| s(self.account[i]))),
-                        &|| OutCol::str("source", false, idx().map(|i| s(&st.subs[i].source))),
-                        &|| OutCol::str("status", false, idx().map(|i| s(self.status[i].as_str()))),
-                        &|| OutCol::ts("expires_at", true, idx().map(|i| self.expires[i])),
-                    ],
-                )
-            })
+        tables.push(Chunked::new(self.sub_order.len(), move |r| {
+            let idx = || self.sub_order[r.clone()].iter().map(|&i| i as usize);
+            OutTable::par_columns(
+                "subscriptions",
+                &[
+                    &|| OutCol::str("subscription_id", false, idx().map(|i| s(&st.subs[i].subscription_id))),
+                    &|| OutCol::str("account_id", false, idx().map(|i| s(self.account[i]))),
+                    &|| OutCol::str("source", false, idx().map(|i| s(&st.subs[i].source))),
+                    &|| OutCol::str("status", false, idx().map(|i| s(self.status[i].as_str()))),
+                    &|| OutCol::ts("expires_at", true, idx().map(|i| self.expires[i])),
+                ],
+            )
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.item_order.len(), CHUNK, |r| {
-                let idx = &self.item_order[r];
-                let it = |i: u32| &st.items[i as usize];
-                OutTable::par_columns(
-                    "subscription_items",
-                    &[
-                        &|| OutCol::str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id))),
-                        &|| OutCol::int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no))),
-                        &|| OutCol::str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id))),
-                        &|| OutCol::dec("quantity", true, idx.iter().map(|&i| it(i).quantity)),
-                        &|| OutCol::dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price)),
-                        &|| OutCol::date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date))),
-                        &|| OutCol::date("end_date", true, idx.iter().map(|&i| it(i).end_date)),
-                        &|| OutCol::date("billed_through", true, idx.iter().map(|&i| self.billed[i as usize])),
-                    ],
-                )
-            })
+        tables.push(Chunked::new(self.item_order.len(), move |r| {
+            let idx = &self.item_order[r];
+            let it = |i: u32| &st.items[i as usize];
+            OutTable::par_columns(
+                "subscription_items",
+                &[
+                    &|| OutCol::str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id))),
+                    &|| OutCol::int("item_no", false, idx.iter().map(|&i| Some(it(i).item_no))),
+                    &|| OutCol::str("service_id", false, idx.iter().map(|&i| s(&it(i).service_id))),
+                    &|| OutCol::dec("quantity", true, idx.iter().map(|&i| it(i).quantity)),
+                    &|| OutCol::dec("custom_price", true, idx.iter().map(|&i| it(i).custom_price)),
+                    &|| OutCol::date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date))),
+                    &|| OutCol::date("end_date", true, idx.iter().map(|&i| it(i).end_date)),
+                    &|| OutCol::date("billed_through", true, idx.iter().map(|&i| self.billed[i as usize])),
+                ],
+            )
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.usage_order.len(), CHUNK, |r| {
-                let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
-                OutTable::par_columns(
-                    "deferred_usage",
-                    &[
-                        &|| OutCol::str("usage_id", false, du.iter().map(|u| s(&u.usage_id))),
-                        &|| OutCol::str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id))),
-                        &|| OutCol::str("service_id", false, du.iter().map(|u| s(&u.service_id))),
-                        &|| OutCol::ts("event_time", false, du.iter().map(|u| Some(u.event_time))),
-                        &|| OutCol::dec("quantity", false, du.iter().map(|u| Some(u.quantity))),
-                    ],
-                )
-            })
+        tables.push(Chunked::new(self.usage_order.len(), move |r| {
+            let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
+            OutTable::par_columns(
+                "deferred_usage",
+                &[
+                    &|| OutCol::str("usage_id", false, du.iter().map(|u| s(&u.usage_id))),
+                    &|| OutCol::str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id))),
+                    &|| OutCol::str("service_id", false, du.iter().map(|u| s(&u.service_id))),
+                    &|| OutCol::ts("event_time", false, du.iter().map(|u| Some(u.event_time))),
+                    &|| OutCol::dec("quantity", false, du.iter().map(|u| Some(u.quantity))),
+                ],
+            )
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.deferred_events.len(), CHUNK, |r| {
-                events_table("deferred_events", &self.deferred_events[r])
-            })
+        tables.push(Chunked::new(self.deferred_events.len(), move |r| {
+            events_table("deferred_events", &self.deferred_events[r])
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.disc.len(), CHUNK, |r| list_table("disconnections", &self.disc[r], as_of))
-        }));
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.reco.len(), CHUNK, |r| list_table("reconnections", &self.reco[r], as_of))
+        tables.push(Chunked::new(self.disc.len(), move |r| list_table("disconnections", &self.disc[r], as_of)));
+        tables.push(Chunked::new(self.reco.len(), move |r| list_table("reconnections", &self.reco[r], as_of)));
+
+        tables.push(Chunked::new(self.estimates.len(), move |r| {
+            let mut est = EstCols::default();
+            for (ai, e) in &self.estimates[r] {
+                let w = self.b.plan.wallet(*ai as usize);
+                est.wallet_id.push(s(&w.wallet_id));
+                est.account_id.push(s(&w.account_id));
+                est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
+                est.daily.push(Some(e.daily));
+                est.days.push(e.days_remaining);
+                est.depletion.push(e.depletion_date);
+                est.class.push(s(e.class));
+            }
+            est.finish()
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.estimates.len(), CHUNK, |r| {
-                let mut est = EstCols::default();
-                for (ai, e) in &self.estimates[r] {
-                    let w = self.b.plan.wallet(*ai as usize);
-                    est.wallet_id.push(s(&w.wallet_id));
-                    est.account_id.push(s(&w.account_id));
-                    est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
-                    est.daily.push(Some(e.daily));
-                    est.days.push(e.days_remaining);
-                    est.depletion.push(e.depletion_date);
-                    est.class.push(s(e.class));
-                }
-                est.finish()
-            })
+        tables.push(Chunked::new(self.payments.len(), move |r| {
+            let mut pay = PayCols::default();
+            for &(e, acc) in &self.payments[r] {
+                pay.push(e, acc, as_of);
+            }
+            pay.finish()
         }));
 
-        jobs.push(Box::new(move || {
-            write_chunked(d, self.payments.len(), CHUNK, |r| {
-                let mut pay = PayCols::default();
-                for &(e, acc) in &self.payments[r] {
-                    pay.push(e, acc, as_of);
-                }
-                pay.finish()
-            })
-        }));
-
-        jobs.push(Box::new(move || self.write_rejects(d)));
+        tables.push(self.rejects());
         if lineage {
-            jobs.push(Box::new(move || self.write_lineage(d)));
+            tables.push(self.lineage());
         }
         // One table at a time, each encoded column-parallel: tables written side by side
         // would each hold a row group in flight, and a thread waiting on its columns would
         // start yet another table (measured: 1M peak up to 1.59 GiB that way).
-        let mut per_table: Vec<Vec<OutFile>> = jobs.iter().map(|j| j()).collect::<Result<_>>()?;
+        let mut per_table = write_all(d, &tables)?;
         // After the six next-state tables, as SPEC §5 lists them.
         per_table.insert(6, tx_files);
         Ok(per_table.into_iter().flatten().collect())
@@ -691,17 +701,15 @@ impl<'a> Assembled<'a> {
     /// the POST_RATE transaction that charged it, sorted by usage_id. A row whose item's
     /// charge came to no transaction (zero quantity or an amount that rounds to zero) has a
     /// null transaction_id.
-    fn write_lineage(&self, d: Dest) -> Result<Vec<OutFile>> {
+    fn lineage(&self) -> Chunked<'_> {
         let st = self.b.state;
-        let empty = Vec::new();
-        let rows = self.b.lineage.unwrap_or(&empty);
+        let rows: &[_] = self.b.lineage.map_or(&[], |v| v);
         // Per item: (account index, transaction n) of its POST_RATE line (from the ledger).
-        let no_charges = Vec::new();
-        let charged = self.charged.as_ref().unwrap_or(&no_charges);
+        let charged: &[_] = self.charged.as_deref().unwrap_or(&[]);
         let mut order: Vec<usize> = (0..rows.len()).collect();
         order.sort_unstable_by(|&a, &b| rows[a].1.as_bytes().cmp(rows[b].1.as_bytes()));
         let (run_id, as_of) = (self.b.run_id, self.b.as_of);
-        write_chunked(d, order.len(), CHUNK, |r| {
+        Chunked::new(order.len(), move |r| {
             let sel: Vec<(&str, &Item, u32)> =
                 order[r].iter().map(|&k| (&*rows[k].1, &st.items[rows[k].0 as usize], rows[k].0)).collect();
             let tx = |ii: u32| -> Option<String> {
@@ -719,9 +727,14 @@ impl<'a> Assembled<'a> {
         })
     }
 
+    /// Write the `rejects` table alone (a run stopped by the reject gate).
     pub fn write_rejects(&self, d: Dest) -> Result<Vec<OutFile>> {
+        Ok(write_all(d, &[self.rejects()])?.concat())
+    }
+
+    fn rejects(&self) -> Chunked<'_> {
         let rj = &self.b.intake.rejects;
-        write_chunked(d, self.reject_order.len(), CHUNK, |r| {
+        Chunked::new(self.reject_order.len(), move |r| {
             let v: Vec<&crate::validate::Reject> = self.reject_order[r].iter().map(|&i| &rj[i as usize]).collect();
             OutTable::par_columns(
                 "rejects",

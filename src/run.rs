@@ -40,6 +40,9 @@ pub struct RunArgs {
     pub layout: Option<crate::job::Layout>,
     /// Write `usage_lineage` (also on when the job says `lineage = true`).
     pub lineage: bool,
+    /// Hands memory freed so far back to the OS; called on every pool thread once the state
+    /// is read. The allocator's owner (the binary) provides it.
+    pub release_memory: Option<fn()>,
 }
 
 /// What a finished run reports.
@@ -180,6 +183,11 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         t0.seconds()
     );
     timings.push(t0.lap("read_state"));
+    // The state phase frees a few hundred MiB (decoded batches, rows before their checks),
+    // which the allocator would hold into the usage phase, where the run's peak was.
+    if let Some(release) = args.release_memory {
+        rayon::broadcast(|_| release());
+    }
     let t_usage = output::PhaseClock::start();
     // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
     // per-item sums. Nothing but the sums and the deferred rows is kept.
@@ -202,10 +210,10 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
 
     timings.push(t_usage.lap("read_usage"));
-    let (credits, credit_wallet) = validate_credits(&mut intake, credits_src.as_ref(), &st)?;
     let event_sources: Vec<&TableSource> =
         [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten().collect();
-    let events = validate_events(&mut intake, &event_sources, &st)?;
+    let ((credits, credit_wallet), events) =
+        validate_credits_and_events(&mut intake, credits_src.as_ref(), &event_sources, &st)?;
     timings.push(t0.lap("read_validate"));
     progress.end();
     tracing::info!(

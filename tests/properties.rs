@@ -41,6 +41,7 @@ fn args(data: &Path, out: &Path, threads: usize) -> RunArgs {
         mode: Mode::Run,
         layout: None,
         lineage: false,
+        release_memory: None,
     }
 }
 
