@@ -976,11 +976,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
 
 /// Credits: parsed, deduplicated on `credit_id`, and matched to their wallet
 /// (`UNKNOWN_WALLET` otherwise). Returns the credits and their wallet indices.
-pub fn validate_credits(
-    intake: &mut Intake,
-    src: Option<&TableSource>,
-    st: &State,
-) -> Result<(Vec<Credit>, Vec<usize>)> {
+pub fn validate_credits(intake: &mut Intake, src: Option<&TableSource>, st: &State) -> Result<ValidCredits> {
     let mut credits = Vec::new();
     let mut wallet = Vec::new();
     let Some(src) = src else { return Ok((credits, wallet)) };
@@ -1000,6 +996,11 @@ pub fn validate_credits(
     Ok((credits, wallet))
 }
 
+/// Valid credits, and the wallet row of each.
+pub type ValidCredits = (Vec<Credit>, Vec<usize>);
+/// Valid store events, each with its subscription's row.
+pub type ValidEvents = Vec<(Event, usize)>;
+
 /// [`validate_credits`] and [`validate_events`] side by side (each table's files are one or
 /// few row groups, and each ends in a sequential dedupe): files and rejects come out
 /// numbered and ordered as running the two one after the other would.
@@ -1008,7 +1009,7 @@ pub fn validate_credits_and_events(
     credits: Option<&TableSource>,
     events: &[&TableSource],
     st: &State,
-) -> Result<((Vec<Credit>, Vec<usize>), Vec<(Event, usize)>)> {
+) -> Result<(ValidCredits, ValidEvents)> {
     let (mut c_in, mut e_in) = (intake.fork(), intake.fork());
     let (c, e) = rayon::join(|| validate_credits(&mut c_in, credits, st), || validate_events(&mut e_in, events, st));
     intake.adopt_files(c_in);
@@ -1021,7 +1022,7 @@ pub fn validate_credits_and_events(
 /// `event_id` across both, and matched to an externally managed subscription of the same
 /// source (`UNKNOWN_SUBSCRIPTION`, `SOURCE_MISMATCH` otherwise). Returns each event with its
 /// subscription index.
-pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State) -> Result<Vec<(Event, usize)>> {
+pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State) -> Result<ValidEvents> {
     let mut rows = Vec::new();
     for src in sources {
         rows.extend(intake.load(src, EVENTS, parse_event)?.into_iter().map(|(e, o)| (e, o, src.table)));
