@@ -311,7 +311,8 @@ impl FpSet {
         loop {
             let b = &mut self.buckets[i];
             let n = b[15] as usize;
-            if (0..n).any(|k| b[3 * k..3 * k + 3] == fp) {
+            // Word by word (a slice comparison here was a call to `memcmp` per entry).
+            if (0..n.min(PER_BUCKET)).any(|k| b[3 * k] == fp[0] && b[3 * k + 1] == fp[1] && b[3 * k + 2] == fp[2]) {
                 return false;
             }
             if n < PER_BUCKET {

@@ -1285,9 +1285,11 @@ impl SeenIds {
         SeenIds { shards }
     }
 
-    /// The set (of `n`) that holds `fp`, and the part of `fp` it stores.
+    /// The set (of `n`) that holds `fp`, and the part of `fp` it stores. The set is the top
+    /// 32 bits scaled to `0..n`: a multiply and a shift, where a remainder was a 64-bit
+    /// division per row and task.
     fn place(n: usize, fp: u128) -> (usize, [u32; 3]) {
-        (((fp >> 96) as u64 % n as u64) as usize, [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32])
+        (((fp >> 96) as u64 * n as u64 >> 32) as usize, [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32])
     }
 
     /// Whether `fp` is seen for the first time (and remember it).
@@ -1299,7 +1301,7 @@ impl SeenIds {
 
     /// Mark every row of a wave whose usage_id was seen before (in an earlier wave or
     /// earlier in this one) as [`RowOutcome::Duplicate`]. The sets are split into ranges,
-    /// one task each, and each task takes the wave's rows in read order (through a queue
+    /// one task each, and each task takes the wave's rows in read order (through a ring
     /// that prefetches each row's bucket [`PREFETCH_AHEAD`] rows before its lookup): the
     /// first occurrence wins on any thread count.
     fn mark_duplicates(&mut self, wave: &mut [&mut Vec<RowOutcome>]) {
@@ -1318,7 +1320,9 @@ impl SeenIds {
                 })
             });
             let mut dups = Vec::new();
-            let mut queue = std::collections::VecDeque::with_capacity(PREFETCH_AHEAD);
+            // A ring of the rows prefetched and not yet looked up (`taken` rows so far).
+            let mut ring = [(0usize, [0u32; 3], 0u32, 0u32); PREFETCH_AHEAD];
+            let mut taken = 0usize;
             let mut look = |(k, low, vi, ri): (usize, [u32; 3], u32, u32), sets: &mut [FpSet]| {
                 if !sets[k].insert(low) {
                     dups.push((vi, ri));
@@ -1326,13 +1330,15 @@ impl SeenIds {
             };
             for row in mine {
                 sets[row.0].prefetch(row.1);
-                if queue.len() == PREFETCH_AHEAD {
-                    look(queue.pop_front().unwrap(), sets);
+                let slot = &mut ring[taken % PREFETCH_AHEAD];
+                if taken >= PREFETCH_AHEAD {
+                    look(*slot, sets);
                 }
-                queue.push_back(row);
+                *slot = row;
+                taken += 1;
             }
-            for row in queue {
-                look(row, sets);
+            for i in taken.saturating_sub(PREFETCH_AHEAD)..taken {
+                look(ring[i % PREFETCH_AHEAD], sets);
             }
             dups
         });
