@@ -247,9 +247,13 @@ pub fn transactions_table<'a>(
     rated: &[AccountOut<'a>],
 ) -> OutTable {
     use std::fmt::Write;
-    // One task per column, each walking the chunk's transactions in order.
+    // One task per column, each walking the chunk's transactions in order: a list of them
+    // (an iterator of known length, so each column's buffers are sized once; nested
+    // per-account iterators reported no length and grew every buffer by doubling).
     let n: usize = rated.iter().map(|r| r.txns.len()).sum();
-    let rows = || rated.iter().zip(accounts).flat_map(|(r, a)| r.txns.iter().map(move |t| (a.wallet, t)));
+    let mut list = Vec::with_capacity(n);
+    list.extend(rated.iter().zip(accounts).flat_map(|(r, a)| r.txns.iter().map(move |t| (a.wallet, t))));
+    let rows = || list.iter().copied();
     let id = || {
         let mut b = arrow_array::builder::StringBuilder::with_capacity(n, n * (run_id.len() + 24));
         let mut num = itoa::Buffer::new();
