@@ -1289,7 +1289,7 @@ impl SeenIds {
     /// 32 bits scaled to `0..n`: a multiply and a shift, where a remainder was a 64-bit
     /// division per row and task.
     fn place(n: usize, fp: u128) -> (usize, [u32; 3]) {
-        (((fp >> 96) as u64 * n as u64 >> 32) as usize, [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32])
+        ((((fp >> 96) as u64 * n as u64) >> 32) as usize, [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32])
     }
 
     /// Whether `fp` is seen for the first time (and remember it).
