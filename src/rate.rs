@@ -462,8 +462,12 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
                 .ok_or_else(|| l.overflow("estimate"))?;
             i64::try_from(q.floor()).ok()
         };
-        let depletion_date =
-            days_remaining.and_then(chrono::TimeDelta::try_days).and_then(|d| as_of.checked_add_signed(d));
+        // A date past 9999-12-31 has no `YYYY-MM-DD` form (SPEC §3) and no DATE in most
+        // warehouses: such a wallet is not running dry, and its date is left null.
+        let depletion_date = days_remaining
+            .and_then(chrono::TimeDelta::try_days)
+            .and_then(|d| as_of.checked_add_signed(d))
+            .filter(|d| d.year() <= 9999);
         let class = if bal <= thr {
             "DEPLETED"
         } else if days_remaining.is_some_and(|d| d < steps.low_balance_days) {

@@ -1,0 +1,123 @@
+//! Differential tests: billrun against a second, independent implementation of SPEC.md
+//! (`tests/reference/reference.py`, plain Python with exact fractions) on generated datasets
+//! mutated with edge cases and random job settings (`tests/reference/mutate.py`), then on the
+//! next run chained from the first one's output. Every output table is compared row by row.
+//!
+//! Needs `python3` >= 3.11 (for `tomllib`). `.ci/run` installs it when missing and sets
+//! `BILLRUN_REQUIRE_PYTHON=1`; elsewhere the test is skipped when no such Python is found.
+
+mod util;
+
+use std::path::Path;
+use std::process::Command;
+use util::*;
+
+fn python() -> Option<&'static str> {
+    let ok = Command::new("python3")
+        .args(["-c", "import sys, tomllib; sys.exit(0 if sys.version_info >= (3, 11) else 1)"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(
+            std::env::var_os("BILLRUN_REQUIRE_PYTHON").is_none(),
+            "python3 >= 3.11 is required for the differential tests"
+        );
+        eprintln!("skipped: no python3 >= 3.11");
+        return None;
+    }
+    Some("python3")
+}
+
+#[track_caller]
+fn py(python: &str, args: &[&str]) -> String {
+    let out = Command::new(python).args(args).current_dir(repo()).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} failed:\n{text}", args[0]);
+    text
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Generate, mutate, run, compare; then the next run from that output, compared again.
+fn differential(seed: u64, as_of: &str, accounts: u32) {
+    let Some(python) = python() else { return };
+    let t = Scratch::new();
+    let (gen, data, out) = (t.path("gen"), t.path("data"), t.path("out"));
+    billrun([
+        "generate",
+        "--accounts",
+        &accounts.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--as-of",
+        as_of,
+        "--format",
+        "csv",
+        "--out",
+        s(&gen),
+    ])
+    .ok();
+    py(python, &["tests/reference/mutate.py", s(&gen), s(&data), &seed.to_string()]);
+    let job = data.join("job.toml");
+    billrun(run_args(&job, &data, &out, Some(as_of))).ok();
+    let report = py(
+        python,
+        &[
+            "tests/reference/reference.py",
+            s(&job),
+            s(&data.join("state")),
+            s(&data.join("usage.csv")),
+            s(&data.join("credits.csv")),
+            s(&data.join("events.csv")),
+            as_of,
+            s(&out),
+        ],
+    );
+    assert!(report.contains("TOTAL MISMATCHES 0"), "{report}");
+    // The rejects are a real part of the comparison: the mutations must have produced some of
+    // every table's kinds.
+    let (_, rejects) = csv_table(&out.join("rejects.csv"));
+    for table in ["services", "wallets", "subscriptions", "subscription_items", "usage", "credits", "external_events"] {
+        assert!(rejects.iter().any(|r| r[0] == table), "no {table} rejects to compare");
+    }
+
+    // The same run written as Parquet, then the next run from each output: the output is the
+    // state (deferred tables, the manifest's as_of), no new inputs. Chained from the Parquet
+    // state, billrun reads its own Parquet; the reference reads the CSV twin.
+    let out_pq = t.path("out-pq");
+    billrun(run_args(&t.job(&job, "parquet"), &data, &out_pq, Some(as_of))).ok();
+    let none = t.path("none.csv");
+    for (state, next) in [(&out, t.path("next")), (&out_pq, t.path("next-pq"))] {
+        next_run(&job, state, &next);
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(next.join("run_manifest.json")).unwrap()).unwrap();
+        let next_as_of = m["as_of"].as_str().unwrap();
+        let report = py(
+            python,
+            &["tests/reference/reference.py", s(&job), s(&out), s(&none), s(&none), s(&none), next_as_of, s(&next)],
+        );
+        assert!(report.contains("TOTAL MISMATCHES 0"), "chained from {}:\n{report}", state.display());
+    }
+}
+
+#[test]
+fn differential_mid_month() {
+    differential(11, "2026-11-22", 700);
+}
+
+#[test]
+fn differential_month_end() {
+    differential(12, "2026-01-31", 700);
+}
+
+#[test]
+fn differential_leap_day() {
+    differential(13, "2024-02-29", 700);
+}
+
+#[test]
+fn differential_year_end() {
+    differential(14, "2026-12-31", 700);
+}

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""mutate.py SRC DST SEED: copy a dataset from `billrun generate --format csv`, injecting edge
+cases (unparsable and out-of-domain values, duplicates, second wallets, unknown references,
+currency mismatches, other timestamp forms and offsets, events of the wrong store, transfers)
+and extra services (2-week periods, a 0-day period, unit_size 0, half-cent prices), and
+writing a job with random steps, thresholds, rounding, recurrence and estimation mode.
+Deterministic for a seed."""
+import csv, os, random, sys, shutil
+
+src, dst, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+R = random.Random(seed)
+shutil.rmtree(dst, ignore_errors=True)
+os.makedirs(dst + '/state')
+
+
+def load(p):
+    with open(p, newline='') as f:
+        r = list(csv.reader(f))
+    return r[0], r[1:]
+
+
+def save(p, h, rows):
+    with open(p, 'w', newline='') as f:
+        w = csv.writer(f, lineterminator='\n')
+        w.writerow(h)
+        w.writerows(rows)
+
+
+T = {}
+for n in ['services', 'wallets', 'subscriptions', 'subscription_items']:
+    T[n] = load(f'{src}/state/{n}.csv')
+for n in ['usage', 'credits', 'events']:
+    T[n] = load(f'{src}/{n}.csv')
+
+P = 0.01  # per-row mutation probability
+
+
+def col(h, name):
+    return h.index(name)
+
+
+def bad_dec():
+    return R.choice(['1.', '.5', 'abc', '1e3', '--1', '1,5', ' 1', '12345678901234567890123456789.5', '0.0000000000000000001'])
+
+
+def bad_date():
+    return R.choice(['2026-02-30', '2026-13-01', '26-11-01', '2026/11/01', '2026-11-1', 'x'])
+
+
+def bad_ts():
+    return R.choice(['2026-11-21', '2026-11-21T25:00:00Z', '2026-11-21T10:00', 'yesterday', '2026-11-21T10:00:00+0100'])
+
+
+def good_ts_variant(s):
+    # rewrite a timestamp in another accepted form with the same instant
+    if not s or 'T' not in s:
+        return s
+    d, t = s.rstrip('Z').split('T')
+    choice = R.randrange(4)
+    if choice == 0:
+        return f'{d} {t}'
+    if choice == 1:
+        return f'{d}T{t}+00:00'
+    if choice == 2:
+        # +01:00 offset: shift hour
+        import datetime as dt
+        base = dt.datetime.fromisoformat(d + 'T' + t)
+        loc = base + dt.timedelta(hours=1)
+        return loc.isoformat() + '+01:00'
+    return f'{d}T{t.split(".")[0]}'
+
+
+services_ids = [r[0] for r in T['services'][1]]
+h, rows = T['services']
+# an extra service with a custom edge: weekly 2 weeks, and a service with unit_size 0 (invalid), and a duplicate
+rows.append(['BIWEEK', 'PRE_RATE', '7.77', 'USD', '2 weeks', '3 days', ''])
+rows.append(['ZERO', 'POST_RATE', '1', 'USD', '', '', '0'])
+rows.append(['NOPERIOD', 'PRE_RATE', '1', 'USD', '', '', ''])
+rows.append(['BADCUR', 'ONE_TIME', '1', 'XYZ', '', '', ''])
+rows.append(['QTR_EUR', 'PRE_RATE', '100', 'EUR', '1 month', '2 months', ''])
+rows.append([rows[0][0]] + rows[0][1:])  # duplicate
+rows.append(['DAYS0', 'PRE_RATE', '5', 'EUR', '0 days', '', ''])
+rows.append(['HALF', 'POST_RATE', '0.005', 'USD', '', '', '1'])
+rows.append(['JPYHALF', 'POST_RATE', '0.5', 'JPY', '', '', '1'])
+svc_all = [r[0] for r in rows]
+svc_cur = {r[0]: r[3] for r in rows}
+svc_bm = {r[0]: r[1] for r in rows}
+
+h, rows = T['wallets']
+accts = [r[1] for r in rows]
+wal_cur = {r[1]: r[2] for r in rows}
+new = []
+for r in rows:
+    r = list(r)
+    x = R.random()
+    if x < P:
+        r[3] = bad_dec()
+    elif x < 2 * P:
+        r[R.choice([0, 1, 2, 3])] = ''
+    elif x < 3 * P:
+        r[2] = 'ABC'
+    elif x < 4 * P and r[4]:
+        r[4] = good_ts_variant(r[4])
+    elif x < 5 * P:
+        r[4] = R.choice(['2026-11-21T06:00:00Z', '2026-11-20T23:59:59Z', '2026-11-22 00:00:00'])
+    new.append(r)
+    if R.random() < P:
+        new.append([r[0] + 'x', r[1], r[2], '5', ''])  # second wallet for account
+    if R.random() < P:
+        new.append(list(r))  # duplicate id
+T['wallets'] = (h, new)
+
+h, rows = T['subscriptions']
+new = []
+for r in rows:
+    r = list(r)
+    x = R.random()
+    if x < P:
+        r[3] = R.choice(['active', 'PAUSED', ''])
+    elif x < 2 * P:
+        r[1] = 'A-NOWALLET-' + r[1]
+    elif x < 3 * P:
+        r[4] = bad_ts()
+    elif x < 4 * P:
+        r[3] = R.choice(['ACTIVE', 'DISCONNECTED', 'TERMINATED'])
+    elif x < 5 * P and r[4]:
+        r[4] = good_ts_variant(r[4])
+    new.append(r)
+    if R.random() < P / 2:
+        new.append(list(r))
+T['subscriptions'] = (h, new)
+sub_src = {r[0]: r[2] for r in new}
+sub_acct = {r[0]: r[1] for r in new}
+
+h, rows = T['subscription_items']
+new = []
+for r in rows:
+    r = list(r)
+    x = R.random()
+    if x < P:
+        r[1] = R.choice(['0', '-1', 'x', '1.5', ''])
+    elif x < 2 * P:
+        r[2] = R.choice(svc_all + ['NOPE'])
+    elif x < 3 * P:
+        r[3] = R.choice(['-1', '2', '0', '3', bad_dec()])
+    elif x < 4 * P:
+        r[4] = R.choice(['0', '1.23', '0.001', '-2', bad_dec()])
+    elif x < 5 * P:
+        r[5] = R.choice([bad_date(), '', '2026-11-22', '2026-11-23', '2026-01-31'])
+    elif x < 6 * P:
+        r[6] = R.choice([bad_date(), '2026-11-22', '2026-11-21', '2026-11-23', '2026-12-31'])
+    elif x < 7 * P:
+        r[7] = R.choice([bad_date(), '', '2026-11-22', '2026-11-23', '2026-10-31', '2027-01-31'])
+    elif x < 8 * P:
+        r[0] = 'S-UNKNOWN-' + r[0]
+    new.append(r)
+    if R.random() < P:
+        new.append(list(r))  # duplicate key
+    if R.random() < P:
+        rr = list(r)
+        rr[1] = str(int(r[1]) + 50) if r[1].isdigit() else '77'
+        new.append(rr)  # same service under another item_no
+T['subscription_items'] = (h, new)
+# some extra items of new services on random internal subs
+internal = [s for s, src_ in sub_src.items() if src_ == 'INTERNAL']
+for s in R.sample(internal, min(len(internal), 60)):
+    sv = R.choice(['BIWEEK', 'ZERO', 'NOPERIOD', 'BADCUR', 'QTR_EUR', 'DAYS0', 'HALF', 'JPYHALF', 'GOLD', 'WEEKLY', 'DAILY'])
+    new.append([s, str(R.randint(90, 99)), sv, R.choice(['', '1', '2', '0.5']), R.choice(['', '', '3.333']),
+                R.choice(['2026-10-31', '2026-11-22', '2026-01-30', '2026-11-25']), R.choice(['', '', '2026-12-05', '2026-11-22']),
+                R.choice(['', '', '2026-11-22', '2026-11-30', '2026-11-01'])])
+
+h, rows = T['usage']
+new = []
+for r in rows:
+    r = list(r)
+    x = R.random()
+    if x < P:
+        r[2] = R.choice(svc_all + ['NOPE'])
+    elif x < 2 * P:
+        r[3] = R.choice([bad_ts(), good_ts_variant(r[3]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59.999999Z'])
+    elif x < 3 * P:
+        r[4] = R.choice(['-1', '0', bad_dec(), '0.5', '1000000'])
+    elif x < 4 * P:
+        r[R.randrange(5)] = ''
+    elif x < 5 * P:
+        r[3] = good_ts_variant(r[3])
+    new.append(r)
+    if R.random() < P:
+        new.append(list(r))
+# usage for the new post-rate services
+for s in R.sample(internal, min(len(internal), 60)):
+    new.append([f'UX-{s}-{R.randrange(10**6)}', s, R.choice(['HALF', 'JPYHALF', 'ZERO', 'DATA', 'PPV', 'GOLD']),
+                R.choice(['2026-11-21T10:00:00Z', '2026-11-10T00:00:00Z', '2026-11-22T01:00:00Z']), R.choice(['1', '3', '0.1', '7'])])
+T['usage'] = (h, new)
+
+h, rows = T['credits']
+new = []
+for r in rows:
+    r = list(r)
+    x = R.random()
+    if x < 2 * P:
+        r[2] = R.choice(['0', '-5', bad_dec(), '0.001'])
+    elif x < 3 * P:
+        r[1] = 'W-UNKNOWN'
+    elif x < 4 * P:
+        r[R.randrange(5)] = ''
+    elif x < 5 * P:
+        r[4] = R.choice([good_ts_variant(r[4]), '2026-11-25T00:00:00Z', bad_ts()])
+    new.append(r)
+    if R.random() < P:
+        new.append(list(r))
+T['credits'] = (h, new)
+
+h, rows = T['events']
+new = []
+subs_all = list(sub_src)
+for r in rows:
+    r = list(r)
+    x = R.random()
+    P2 = 3 * P
+    if x < P2:
+        r[1] = R.choice(subs_all)
+    elif x < 2 * P2:
+        r[3] = R.choice(['PURCHASED', 'RENEWED', 'REVIVED', 'CANCELLED', 'EXPIRED', 'REVOKED', 'TRANSFERRED', 'PAUSED'])
+    elif x < 3 * P2:
+        r[5] = ''
+    elif x < 4 * P2:
+        r[9] = R.choice(['CAPTURED', 'REJECTED', 'REFUNDED', 'PENDING', ''])
+    elif x < 5 * P2:
+        r[3] = 'TRANSFERRED'
+        r[6] = R.choice(['', 'A-NEW', accts[0]])
+    elif x < 6 * P2:
+        r[4] = R.choice([good_ts_variant(r[4]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59Z', bad_ts()])
+    elif x < 7 * P2:
+        r[2] = R.choice(['APPLE', 'GOOGLE', 'INTERNAL'])
+    new.append(r)
+    if R.random() < P:
+        new.append(list(r))
+T['events'] = (h, new)
+
+for n in ['services', 'wallets', 'subscriptions', 'subscription_items']:
+    save(f'{dst}/state/{n}.csv', *T[n])
+for n in ['usage', 'credits', 'events']:
+    save(f'{dst}/{n}.csv', *T[n])
+
+thr = lambda: R.choice(['0', '0', '5', '-1', '2.5'])
+job = f'''name = "mut-{seed}"
+recurrence = "{R.choice(['1 day', '1 day', '1 week', '1 month', '2 days'])}"
+threads = 2
+debit_transaction_type = "{R.choice(['NORMAL_DEBIT', 'USAGE'])}"
+rounding = "{R.choice(['half_up', 'half_even'])}"
+output_format = "csv"
+max_reject_ratio = 1.0
+
+[steps]
+start_service = {R.choice(['true', 'false', 'true'])}
+reconnection_threshold = "{thr()}"
+stop_service = {R.choice(['true', 'false', 'true'])}
+disconnection_threshold = "{thr()}"
+wallet_estimation = "{R.choice(['off', 'changed', 'all'])}"
+low_balance_days = {R.choice([0, 3, 10])}
+'''
+open(f'{dst}/job.toml', 'w').write(job)
