@@ -159,7 +159,8 @@ def charge_exact(frm, to, per, p):
 
 
 def read_table(path):
-    """Returns (file label, rows as list of (rownum, dict of raw or None))."""
+    """The rows of a CSV file as (file name, 1-based data row, {column: raw text}); a field
+    missing at the end of a short row reads as empty (null). No file: no rows."""
     if path is None or not os.path.exists(path):
         return []
     out = []
@@ -468,13 +469,13 @@ class Ref:
         for sid, s in self.subs.items():
             subs_by_acct.setdefault(s['account_id'], []).append(s)
         estimates = []
-        prev_cutoff_date = None
+        # The previous run's cutoff: the state's manifest as_of, else as_of - recurrence.
         mpath = os.path.join(self.state, 'run_manifest.json')
         if os.path.exists(mpath):
             prev_cutoff_date = date.fromisoformat(json.load(open(mpath))['as_of'])
         else:
             n, u = self.recurrence
-            prev_cutoff_date = add_period(as_of, (-n, u)) if u == 'month' else as_of - timedelta(days=n * (7 if u == 'week' else 1))
+            prev_cutoff_date = add_period(as_of, (-n, u))
         prev_cutoff = datetime(prev_cutoff_date.year, prev_cutoff_date.month, prev_cutoff_date.day, tzinfo=timezone.utc)
         accounts = sorted(set(list(self.wallet_by_acct) + list(subs_by_acct)))
         for acct in accounts:
