@@ -75,7 +75,6 @@ fn three_daily_runs_chain() {
         field(&day3, "subscription_items", "subscription_id", "S-NEW", "billed_through"),
         ["2026-12-01", "2026-11-22"]
     );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(day3.join("run_manifest.json")).unwrap()).unwrap();
+    let m = manifest(&day3);
     assert_eq!(m["as_of"], "2026-11-24");
 }

@@ -63,20 +63,8 @@ fn differential(seed: u64, as_of: &str, accounts: u32) {
     py(python, &["tests/reference/mutate.py", s(&gen), s(&data), &seed.to_string()]);
     let job = data.join("job.toml");
     billrun(run_args(&job, &data, &out, Some(as_of))).ok();
-    let report = py(
-        python,
-        &[
-            "tests/reference/reference.py",
-            s(&job),
-            s(&data.join("state")),
-            s(&data.join("usage.csv")),
-            s(&data.join("credits.csv")),
-            s(&data.join("events.csv")),
-            as_of,
-            s(&out),
-        ],
-    );
-    assert!(report.contains("TOTAL MISMATCHES 0"), "{report}");
+    let inputs = Some(data.as_path());
+    assert_agrees(python, &job, &data.join("state"), inputs, &out, "the first run");
     // The rejects are a real part of the comparison: the mutations must have produced some of
     // every table's kinds.
     let (_, rejects) = csv_table(&out.join("rejects.csv"));
@@ -89,17 +77,9 @@ fn differential(seed: u64, as_of: &str, accounts: u32) {
     // state, billrun reads its own Parquet; the reference reads the CSV twin.
     let out_pq = t.path("out-pq");
     billrun(run_args(&t.job(&job, "parquet"), &data, &out_pq, Some(as_of))).ok();
-    let none = t.path("none.csv");
     for (state, next) in [(&out, t.path("next")), (&out_pq, t.path("next-pq"))] {
         next_run(&job, state, &next);
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(next.join("run_manifest.json")).unwrap()).unwrap();
-        let next_as_of = m["as_of"].as_str().unwrap();
-        let report = py(
-            python,
-            &["tests/reference/reference.py", s(&job), s(&out), s(&none), s(&none), s(&none), next_as_of, s(&next)],
-        );
-        assert!(report.contains("TOTAL MISMATCHES 0"), "chained from {}:\n{report}", state.display());
+        assert_agrees(python, &job, &out, None, &next, &format!("the run chained from {}", state.display()));
     }
 
     // The next run again, with the same input files delivered a second time: the deferred
@@ -108,26 +88,23 @@ fn differential(seed: u64, as_of: &str, accounts: u32) {
     let mut args = run_args(&job, &data, &again, None);
     let state_at = args.iter().position(|a| a == "--state").unwrap() + 1;
     args[state_at] = s(&out).to_string(); // the first run's output
-    let run = billrun(args).ok();
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(again.join("run_manifest.json")).unwrap()).unwrap();
-    let next_as_of = m["as_of"].as_str().unwrap();
-    let report = py(
-        python,
-        &[
-            "tests/reference/reference.py",
-            s(&job),
-            s(&out),
-            s(&data.join("usage.csv")),
-            s(&data.join("credits.csv")),
-            s(&data.join("events.csv")),
-            next_as_of,
-            s(&again),
-        ],
-    );
-    assert!(report.contains("TOTAL MISMATCHES 0"), "inputs delivered again:\n{report}\n{}", run.stdout());
+    billrun(args).ok();
+    assert_agrees(python, &job, &out, inputs, &again, "the inputs delivered again");
     let (_, rejects) = csv_table(&again.join("rejects.csv"));
     assert!(rejects.iter().any(|r| r[0] == "usage" && r[4] == "DUPLICATE_KEY"), "no redelivered duplicates");
+}
+
+/// The reference's run of `state` (plus `inputs`' usage, credits and events CSVs, if given)
+/// at the as_of of billrun's output `out` agrees with `out`, table by table.
+#[track_caller]
+fn assert_agrees(python: &str, job: &Path, state: &Path, inputs: Option<&Path>, out: &Path, what: &str) {
+    let as_of = manifest(out)["as_of"].as_str().unwrap().to_string();
+    // A path that does not exist reads as no rows.
+    let input = |name: &str| inputs.map_or_else(|| "-".to_string(), |d| s(&d.join(name)).to_string());
+    let (usage, credits, events) = (input("usage.csv"), input("credits.csv"), input("events.csv"));
+    let report =
+        py(python, &["tests/reference/reference.py", s(job), s(state), &usage, &credits, &events, &as_of, s(out)]);
+    assert!(report.contains("TOTAL MISMATCHES 0"), "{what}:\n{report}");
 }
 
 #[test]

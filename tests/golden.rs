@@ -72,8 +72,7 @@ fn livesplash_usage_at_custom_price() {
     assert_eq!(csv_lookup(&tx, "kind", "PRE_RATE", "amount"), ["50.00"]);
     assert_eq!(csv_lookup(&tx, "kind", "PRE_RATE", "period_end"), ["2026-08-15"]);
     assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-LS", "balance"), ["2130.00"]);
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run_manifest.json")).unwrap()).unwrap();
+    let m = manifest(&out);
     assert_eq!(m["totals"]["USD"]["debits"]["total"], "7870.00");
     assert_eq!(m["totals"]["USD"]["closing"], "2130.00");
 }
@@ -152,8 +151,7 @@ fn multi_channel_store_managed_subscriptions() {
     let rej = out.join("rejects.csv");
     assert_eq!(csv_lookup(&rej, "key", "MU-1", "reason"), ["EXTERNAL_USAGE"]);
     assert_eq!(csv_lookup(&rej, "key", "EV-011", "reason"), ["SOURCE_MISMATCH"]);
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run_manifest.json")).unwrap()).unwrap();
+    let m = manifest(&out);
     assert_eq!(m["external_payments"]["APPLE"]["USD"]["CAPTURED"]["amount"], "19.98");
     assert_eq!(m["external_payments"]["APPLE"]["USD"]["CAPTURED"]["count"], 2);
 }

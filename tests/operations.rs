@@ -51,8 +51,7 @@ fn hive_layout_holds_the_same_rows_and_chains_as_state() {
     let tx = hive.join("wallet_transactions/as_of=2026-11-22/part-00000.parquet");
     assert!(tx.is_file(), "{} missing", tx.display());
     assert!(!hive.join("wallet_transactions.parquet").exists());
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(hive.join("run_manifest.json")).unwrap()).unwrap();
+    let m = manifest(&hive);
     for o in m["outputs"].as_array().unwrap() {
         let f = o["file"].as_str().unwrap();
         assert!(f.starts_with(&format!("{}/as_of=2026-11-22/part-", o["table"].as_str().unwrap())), "{f}");
@@ -125,8 +124,7 @@ fn lineage_traces_every_rated_usage_row_to_its_transaction() {
 
 #[cfg(feature = "report")]
 fn manifest_totals(dir: &Path) -> BTreeMap<String, serde_json::Value> {
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("run_manifest.json")).unwrap()).unwrap();
+    let m = manifest(&dir);
     m["totals"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 

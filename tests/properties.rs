@@ -91,8 +91,7 @@ fn check_conservation(data: &Path, out: &Path) {
             assert_eq!(*b, dec(&r[cb]), "closing balance of {}", r[cw]);
         }
     }
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("run_manifest.json")).unwrap()).unwrap();
+    let m = manifest(out);
     for (cur, t) in m["totals"].as_object().unwrap() {
         let g = |k: &str| dec(t[k].as_str().unwrap());
         assert_eq!(g("opening") + g("credits") - dec(t["debits"]["total"].as_str().unwrap()), g("closing"), "{cur}");

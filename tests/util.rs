@@ -126,6 +126,11 @@ pub fn next_run(job: &Path, state: &Path, out: &Path) -> Run {
     .ok()
 }
 
+/// A run directory's `run_manifest.json`.
+pub fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("run_manifest.json")).unwrap()).unwrap()
+}
+
 /// Every CSV output of a run directory verbatim, then the manifest.
 pub fn render_csv_run(dir: &Path) -> String {
     let mut names: Vec<PathBuf> = std::fs::read_dir(dir)

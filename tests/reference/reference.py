@@ -680,6 +680,7 @@ class Ref:
 
 
 def norm(v):
+    """A reference value as comparable text: decimals by value, timestamps to the µs."""
     if v is None:
         return ''
     if isinstance(v, Decimal):
@@ -690,13 +691,13 @@ def norm(v):
 
 
 def normcsv(s, col):
+    """billrun's CSV text of column `col` as `norm` renders the same value."""
     if s == '':
         return ''
     if DEC_RE.match(s) and col in DEC_COLS:
-        d = Decimal(s)
-        return 'D' + str(d.normalize()) if d != 0 else 'D0'
+        return norm(Decimal(s))
     if TS_RE.match(s):
-        return p_ts(s).strftime('%Y-%m-%dT%H:%M:%S.%f')
+        return norm(p_ts(s))
     return s
 
 
