@@ -122,18 +122,13 @@ pub struct Assembled<'a> {
     expires: Vec<Option<Micros>>,
     account: Vec<&'a str>,
     billed: Vec<Option<NaiveDate>>,
-    closing: Vec<Decimal>,
     disc: Vec<ListRow<'a>>,
     reco: Vec<ListRow<'a>>,
-    /// (account index, estimate)
-    estimates: Vec<(u32, crate::rate::Estimate)>,
     /// With lineage: per item, the (account index, n) of its POST_RATE transaction.
     charged: Option<Vec<Option<(u32, u32)>>>,
     payments: Vec<(&'a Event, &'a str)>,
     deferred_events: Vec<&'a Event>,
     service_order: Vec<u32>,
-    /// Wallets in wallet_id order: the plan's account order (the same sort).
-    wallet_order: &'a [u32],
     sub_order: Vec<u32>,
     item_order: Vec<u32>,
     usage_order: Vec<u32>,
@@ -144,19 +139,19 @@ pub struct Assembled<'a> {
 /// Item key -> item index, and per item the (account, n) of its POST_RATE transaction.
 type LineageIndex<'a> = (rustc_hash::FxHashMap<(&'a str, i64), u32>, Vec<Option<(u32, u32)>>);
 
-/// The rating results folded in chunk by chunk, in account order: the next-state changes,
-/// the lists, the estimates and the totals. Transactions are not kept: each chunk's are
-/// written (see [`transactions_table`]) and dropped, so memory does not grow with them.
+/// The rating results folded in chunk by chunk, in account order: the next-state changes
+/// of subscriptions and items, the lists and the totals. What is in account order already
+/// (the transactions, the wallets' closing balances, the estimates) is not kept: each
+/// chunk's rows are written as they are rated ([`RatedWriters`]) and dropped.
 pub struct Ledger<'a> {
     st: &'a State,
     status: Vec<Status>,
     billed: Vec<Option<NaiveDate>>,
-    closing: Vec<Decimal>,
     disc: Vec<ListRow<'a>>,
     reco: Vec<ListRow<'a>>,
-    estimates: Vec<(u32, crate::rate::Estimate)>,
     totals: BTreeMap<String, Totals>,
     n_tx: u64,
+    n_estimates: u64,
     /// With lineage: item key -> item index, and per item its POST_RATE (account, n).
     lineage: Option<LineageIndex<'a>>,
 }
@@ -167,12 +162,11 @@ impl<'a> Ledger<'a> {
             st,
             status: st.subs.iter().map(|s| s.status).collect(),
             billed: st.items.iter().map(|i| i.billed_through).collect(),
-            closing: st.wallets.iter().map(|w| w.balance).collect(),
             disc: Vec::new(),
             reco: Vec::new(),
-            estimates: Vec::new(),
             totals: BTreeMap::new(),
             n_tx: 0,
+            n_estimates: 0,
             lineage: lineage.then(|| {
                 let keys =
                     st.items.iter().enumerate().map(|(i, it)| ((it.subscription_id.as_str(), it.item_no), i as u32));
@@ -202,7 +196,6 @@ impl<'a> Ledger<'a> {
             }
             t.closing += r.closing;
             t.residual += r.residual;
-            self.closing[a.wallet_idx] = r.closing;
             for (i, st_) in &r.status {
                 self.status[*i] = *st_;
             }
@@ -222,9 +215,7 @@ impl<'a> Ledger<'a> {
                     });
                 }
             }
-            if let Some(e) = r.estimate {
-                self.estimates.push((ai as u32, e));
-            }
+            self.n_estimates += u64::from(r.estimate.is_some());
             if let Some((keys, charged)) = &mut self.lineage {
                 for t in r.txns.iter().filter(|t| t.kind == TxnKind::PostRate) {
                     if let (Some(sid), Some(no)) = (t.subscription_id, t.item_no) {
@@ -240,7 +231,7 @@ impl<'a> Ledger<'a> {
 }
 
 /// The `wallet_transactions` rows of rated `accounts` (in account order).
-pub fn transactions_table<'a>(
+fn transactions_table<'a>(
     run_id: &'a str,
     as_of: NaiveDate,
     accounts: &[AccountIn<'a>],
@@ -296,6 +287,86 @@ pub fn transactions_table<'a>(
     )
 }
 
+/// The next-state `wallets` rows of rated `accounts`: their closing balances.
+fn wallets_table(accounts: &[AccountIn], rated: &[AccountOut]) -> OutTable {
+    let w = || accounts.iter().map(|a| a.wallet);
+    OutTable::new("wallets")
+        .str("wallet_id", false, w().map(|w| s(&w.wallet_id)))
+        .str("account_id", false, w().map(|w| s(&w.account_id)))
+        .str("currency", false, w().map(|w| s(&w.currency)))
+        .dec("balance", false, w().zip(rated).map(|(w, r)| Some(with_minor_scale(r.closing, w.minor))))
+        .ts("updated_at", true, w().map(|w| w.updated_at))
+}
+
+/// The `wallet_estimates` rows of rated `accounts` (those with an estimate).
+fn estimates_table(accounts: &[AccountIn], rated: &[AccountOut]) -> OutTable {
+    let est: Vec<(&Wallet, &crate::rate::Estimate)> =
+        accounts.iter().zip(rated).filter_map(|(a, r)| Some((a.wallet, r.estimate.as_ref()?))).collect();
+    OutTable::new("wallet_estimates")
+        .str("wallet_id", false, est.iter().map(|(w, _)| s(&w.wallet_id)))
+        .str("account_id", false, est.iter().map(|(w, _)| s(&w.account_id)))
+        .dec("balance", false, est.iter().map(|(w, e)| Some(with_minor_scale(e.balance, w.minor))))
+        .dec("daily_consumption", false, est.iter().map(|(_, e)| Some(e.daily)))
+        .int("days_remaining", true, est.iter().map(|(_, e)| e.days_remaining))
+        .date("depletion_date", true, est.iter().map(|(_, e)| e.depletion_date))
+        .str("class", false, est.iter().map(|(_, e)| s(e.class)))
+}
+
+/// The tables whose rows come in account order (wallet_id order: `wallets`,
+/// `wallet_transactions`, `wallet_estimates`), written a rated chunk at a time while the
+/// next chunk is rated: none of them is held for the whole run.
+pub struct RatedWriters<'p> {
+    run_id: &'p str,
+    as_of: NaiveDate,
+    wallets: ChunkedWriter<'p>,
+    transactions: ChunkedWriter<'p>,
+    estimates: ChunkedWriter<'p>,
+}
+
+/// The files of [`RatedWriters`]' tables.
+pub struct RatedFiles {
+    pub wallets: Vec<OutFile>,
+    pub transactions: Vec<OutFile>,
+    pub estimates: Vec<OutFile>,
+}
+
+impl<'p> RatedWriters<'p> {
+    pub fn create(d: Dest<'p>, run_id: &'p str, as_of: NaiveDate) -> Result<RatedWriters<'p>> {
+        Ok(RatedWriters {
+            run_id,
+            as_of,
+            wallets: ChunkedWriter::create(d, &wallets_table(&[], &[]))?,
+            transactions: ChunkedWriter::create(d, &transactions_table(run_id, as_of, &[], &[]))?,
+            estimates: ChunkedWriter::create(d, &estimates_table(&[], &[]))?,
+        })
+    }
+
+    /// The rows of a rated chunk, built (column-parallel for the transactions) but not yet
+    /// written: built before the ledger takes the results, written beside it.
+    pub fn build(&self, accounts: &[AccountIn<'p>], rated: &[AccountOut<'p>]) -> [OutTable; 3] {
+        let (run_id, as_of) = (self.run_id, self.as_of);
+        let ((w, t), e) = rayon::join(
+            || rayon::join(|| wallets_table(accounts, rated), || transactions_table(run_id, as_of, accounts, rated)),
+            || estimates_table(accounts, rated),
+        );
+        [w, t, e]
+    }
+
+    pub fn append(&mut self, [w, t, e]: &[OutTable; 3]) -> Result<()> {
+        self.wallets.append(w)?;
+        self.transactions.append(t)?;
+        self.estimates.append(e)
+    }
+
+    pub fn finish(self) -> Result<RatedFiles> {
+        Ok(RatedFiles {
+            wallets: self.wallets.finish()?,
+            transactions: self.transactions.finish()?,
+            estimates: self.estimates.finish()?,
+        })
+    }
+}
+
 /// Row numbers of `v` in `key` order (keys are unique: any sort gives the same order).
 fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
     let mut o: Vec<u32> = (0..v.len() as u32).collect();
@@ -306,7 +377,7 @@ fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
 /// Apply the rating results, check the invariants and compute the totals.
 pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
-    let Ledger { mut status, billed, closing, mut disc, mut reco, estimates, totals, n_tx, lineage, .. } = ledger;
+    let Ledger { mut status, billed, mut disc, mut reco, totals, n_tx, n_estimates, lineage, .. } = ledger;
     let mut expires: Vec<Option<Micros>> = st.subs.iter().map(|s| s.expires_at).collect();
     let mut account: Vec<&str> = st.subs.iter().map(|s| s.account_id.as_str()).collect();
     let mut p = Products { totals, ..Products::default() };
@@ -360,7 +431,7 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     p.n_transactions = n_tx;
     p.n_disconnections = disc.len() as u64;
     p.n_reconnections = reco.len() as u64;
-    p.n_estimates = estimates.len() as u64;
+    p.n_estimates = n_estimates;
     p.n_payments = payments.len() as u64;
 
     // The output orders, sorted side by side: a parallel sort's first partition runs on one
@@ -397,7 +468,6 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     );
     Ok(Assembled {
         service_order: sorted_by(&st.services, |x| x.service_id.as_bytes()),
-        wallet_order: b.plan.account_wallets(),
         sub_order,
         usage_order,
         item_order,
@@ -407,10 +477,8 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
         expires,
         account,
         billed,
-        closing,
         disc,
         reco,
-        estimates,
         charged: lineage.map(|l| l.1),
         payments,
         deferred_events,
@@ -575,9 +643,9 @@ pub(crate) fn pipelined<K: Send, T: Send>(
 }
 
 impl<'a> Assembled<'a> {
-    /// Write every published table but `wallet_transactions` (written while rating, its
-    /// files given in `tx_files`); returns all the files in a fixed order.
-    pub fn write_tables(&self, d: Dest, lineage: bool, tx_files: Vec<OutFile>) -> Result<Vec<OutFile>> {
+    /// Write every published table but those written while rating (their files given in
+    /// `rated`); returns all the files in a fixed order.
+    pub fn write_tables(&self, d: Dest, lineage: bool, rated: RatedFiles) -> Result<Vec<OutFile>> {
         let st = self.b.state;
         let as_of = self.b.as_of;
         let mut tables: Vec<Chunked> = Vec::new();
@@ -592,24 +660,6 @@ impl<'a> Assembled<'a> {
                 .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.as_str())))
                 .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.as_str())))
                 .dec("unit_size", true, sv.iter().map(|x| x.unit_size))
-        }));
-
-        tables.push(Chunked::new(self.wallet_order.len(), move |r| {
-            let idx = &self.wallet_order[r];
-            let w = |i: u32| &st.wallets[i as usize];
-            OutTable::par_columns(
-                "wallets",
-                &[
-                    &|| OutCol::str("wallet_id", false, idx.iter().map(|&i| s(&w(i).wallet_id))),
-                    &|| OutCol::str("account_id", false, idx.iter().map(|&i| s(&w(i).account_id))),
-                    &|| OutCol::str("currency", false, idx.iter().map(|&i| s(&w(i).currency))),
-                    &|| {
-                        let balance = |i: u32| Some(with_minor_scale(self.closing[i as usize], w(i).minor));
-                        OutCol::dec("balance", false, idx.iter().map(|&i| balance(i)))
-                    },
-                    &|| OutCol::ts("updated_at", true, idx.iter().map(|&i| w(i).updated_at)),
-                ],
-            )
         }));
 
         tables.push(Chunked::new(self.sub_order.len(), move |r| {
@@ -665,21 +715,6 @@ impl<'a> Assembled<'a> {
         tables.push(Chunked::new(self.disc.len(), move |r| list_table("disconnections", &self.disc[r], as_of)));
         tables.push(Chunked::new(self.reco.len(), move |r| list_table("reconnections", &self.reco[r], as_of)));
 
-        tables.push(Chunked::new(self.estimates.len(), move |r| {
-            let mut est = EstCols::default();
-            for (ai, e) in &self.estimates[r] {
-                let w = self.b.plan.wallet(*ai as usize);
-                est.wallet_id.push(s(&w.wallet_id));
-                est.account_id.push(s(&w.account_id));
-                est.balance.push(Some(with_minor_scale(e.balance, w.minor)));
-                est.daily.push(Some(e.daily));
-                est.days.push(e.days_remaining);
-                est.depletion.push(e.depletion_date);
-                est.class.push(s(e.class));
-            }
-            est.finish()
-        }));
-
         tables.push(Chunked::new(self.payments.len(), move |r| {
             let mut pay = PayCols::default();
             for &(e, acc) in &self.payments[r] {
@@ -696,8 +731,11 @@ impl<'a> Assembled<'a> {
         // would each hold a row group in flight, and a thread waiting on its columns would
         // start yet another table (measured: 1M peak up to 1.59 GiB that way).
         let mut per_table = write_all(d, &tables)?;
-        // After the six next-state tables, as SPEC §5 lists them.
-        per_table.insert(6, tx_files);
+        // In SPEC §5's order: the next state (services, wallets, ...), the transactions,
+        // the lists, the estimates, ...
+        per_table.insert(1, rated.wallets);
+        per_table.insert(6, rated.transactions);
+        per_table.insert(9, rated.estimates);
         Ok(per_table.into_iter().flatten().collect())
     }
 
@@ -767,30 +805,6 @@ fn events_table(name: &'static str, ev: &[&Event]) -> OutTable {
         .dec("amount", true, ev.iter().map(|e| e.amount))
         .str("currency", true, ev.iter().map(|e| e.currency.clone()))
         .str("payment_status", true, ev.iter().map(|e| e.payment_status.clone()))
-}
-
-#[derive(Default)]
-struct EstCols<'a> {
-    wallet_id: Vec<Option<&'a str>>,
-    account_id: Vec<Option<&'a str>>,
-    balance: Vec<Option<Decimal>>,
-    daily: Vec<Option<Decimal>>,
-    days: Vec<Option<i64>>,
-    depletion: Vec<Option<NaiveDate>>,
-    class: Vec<Option<&'a str>>,
-}
-
-impl EstCols<'_> {
-    fn finish(self) -> OutTable {
-        OutTable::new("wallet_estimates")
-            .str("wallet_id", false, self.wallet_id)
-            .str("account_id", false, self.account_id)
-            .dec("balance", false, self.balance)
-            .dec("daily_consumption", false, self.daily)
-            .int("days_remaining", true, self.days)
-            .date("depletion_date", true, self.depletion)
-            .str("class", false, self.class)
-    }
 }
 
 #[derive(Default)]

@@ -100,11 +100,6 @@ impl<'a> Plan<'a> {
         self.wallets.len()
     }
 
-    /// Wallet indices in account (wallet_id) order.
-    pub fn account_wallets(&self) -> &[u32] {
-        &self.wallets
-    }
-
     pub fn is_empty(&self) -> bool {
         self.wallets.is_empty()
     }

@@ -277,7 +277,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     };
 
     progress.begin("rate", Some(plan.len() as u64));
-    let (ledger, tx_files) =
+    let (ledger, rated_files) =
         rate_and_write(&ctx, &plan, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
             .map_err(remove_tmp)?;
 
@@ -364,7 +364,9 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
     progress.begin("write", None);
     let result = (|| -> Result<()> {
-        output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_tables(dest(&tmp), lineage, tx_files))?;
+        let rated =
+            rated_files.ok_or_else(|| Error::Internal("a published run's rated tables were not written".into()))?;
+        output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_tables(dest(&tmp), lineage, rated))?;
         timings.push(t_write.lap("write"));
         timings.push(t0.lap("total"));
         output::write_stats(&meta, &tmp, &timings)?;
@@ -395,9 +397,10 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 const ACCOUNTS_PER_CHUNK: usize = 32_768;
 
 /// Rate every account, a chunk at a time, folding the results into a [`output::Ledger`]
-/// and (when publishing) writing each chunk's transactions. Chunk i+1 is rated on the pool
-/// while chunk i is folded and encoded, so writing overlaps rating. Output order is account
-/// order whatever the thread count.
+/// and (when publishing) writing each chunk's rows of the tables in account order (see
+/// [`output::RatedWriters`]). Chunk i+1 is rated on the pool while chunk i is folded and
+/// encoded, so writing overlaps rating. Output order is account order whatever the thread
+/// count.
 fn rate_and_write<'a>(
     ctx: &RateCtx<'a>,
     plan: &partition::Plan<'a>,
@@ -406,15 +409,15 @@ fn rate_and_write<'a>(
     dest: Option<output::Dest>,
     run_id: &'a str,
     progress: &dyn crate::progress::Progress,
-) -> Result<(output::Ledger<'a>, Vec<output::OutFile>)> {
+) -> Result<(output::Ledger<'a>, Option<output::RatedFiles>)> {
     use crate::rate::AccountIn;
     let as_of = ctx.as_of;
     let mut ledger = output::Ledger::new(st, lineage);
-    // The rate phase's progress counts accounts, not the transaction rows written.
+    // The rate phase's progress counts accounts, not the rows written.
     let mut writer = match dest {
         Some(d) => {
             let d = output::Dest { progress: &crate::progress::Silent, ..d };
-            Some(output::ChunkedWriter::create(d, &output::transactions_table(run_id, as_of, &[], &[]))?)
+            Some(output::RatedWriters::create(d, run_id, as_of)?)
         }
         None => None,
     };
@@ -431,12 +434,12 @@ fn rate_and_write<'a>(
         progress.advance(accounts.len() as u64);
         Ok((first, accounts, r))
     };
-    // The chunk's transactions are built column-parallel, then encoded while the ledger
-    // absorbs the chunk (both on the pool, beside the next chunk's rating).
+    // The chunk's rows are built, then encoded while the ledger absorbs the chunk (both on
+    // the pool, beside the next chunk's rating).
     let fold = |(first, accounts, rated): Rated<'a>| -> Result<()> {
-        let table = writer.as_ref().map(|_| output::transactions_table(run_id, as_of, &accounts, &rated));
+        let tables = writer.as_ref().map(|w| w.build(&accounts, &rated));
         let (written, absorbed) = rayon::join(
-            || match (writer.as_mut(), &table) {
+            || match (writer.as_mut(), &tables) {
                 (Some(w), Some(t)) => w.append(t),
                 _ => Ok(()),
             },
@@ -445,11 +448,7 @@ fn rate_and_write<'a>(
         written.and(absorbed)
     };
     output::pipelined((0..plan.len()).step_by(ACCOUNTS_PER_CHUNK), rate, fold)?;
-    let files = match writer {
-        Some(w) => w.finish()?,
-        None => Vec::new(),
-    };
-    Ok((ledger, files))
+    Ok((ledger, writer.map(output::RatedWriters::finish).transpose()?))
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.
