@@ -360,11 +360,14 @@ impl Item {
     }
 }
 
+/// A usage row held for a later run (`deferred_usage`). Its subscription and service are
+/// those of its item, an index into the state's items: the row was matched to that item by
+/// them, so they are the row's ids byte for byte (56 bytes a row instead of 96: the run holds
+/// every deferred row until it writes them, ~8M at 10M accounts).
 #[derive(Clone, Debug)]
-pub struct Usage {
+pub struct DeferredUsage {
     pub usage_id: Text,
-    pub subscription_id: Text,
-    pub service_id: Text,
+    pub item: u32,
     pub event_time: Micros,
     pub quantity: Decimal,
 }

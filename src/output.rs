@@ -59,7 +59,7 @@ pub struct BuildInput<'a> {
     pub state: &'a State,
     pub plan: &'a crate::partition::Plan<'a>,
     pub ext: &'a [(usize, ExtOut<'a>)],
-    pub deferred_usage: &'a [Usage],
+    pub deferred_usage: &'a [DeferredUsage],
     pub intake: &'a Intake,
     /// (item index, usage_id) of the rated usage rows, with `--lineage`.
     pub lineage: Option<&'a Vec<(u32, Box<str>)>>,
@@ -695,13 +695,15 @@ impl<'a> Assembled<'a> {
         }));
 
         tables.push(Chunked::new(self.usage_order.len(), move |r| {
-            let du: Vec<&Usage> = self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
+            let du: Vec<&DeferredUsage> =
+                self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
+            let item = |u: &DeferredUsage| &st.items[u.item as usize];
             OutTable::par_columns(
                 "deferred_usage",
                 &[
                     &|| OutCol::str("usage_id", false, du.iter().map(|u| s(&u.usage_id))),
-                    &|| OutCol::str("subscription_id", false, du.iter().map(|u| s(&u.subscription_id))),
-                    &|| OutCol::str("service_id", false, du.iter().map(|u| s(&u.service_id))),
+                    &|| OutCol::str("subscription_id", false, du.iter().map(|u| s(&item(u).subscription_id))),
+                    &|| OutCol::str("service_id", false, du.iter().map(|u| s(&item(u).service_id))),
                     &|| OutCol::ts("event_time", false, du.iter().map(|u| Some(u.event_time))),
                     &|| OutCol::dec("quantity", false, du.iter().map(|u| Some(u.quantity))),
                 ],

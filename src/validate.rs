@@ -277,11 +277,11 @@ pub struct UsageRef<'a> {
 }
 
 impl UsageRef<'_> {
-    pub fn to_owned(&self) -> Usage {
-        Usage {
+    /// The row held for a later run, matched to item `item`.
+    pub fn deferred(&self, item: usize) -> DeferredUsage {
+        DeferredUsage {
             usage_id: self.usage_id.into(),
-            subscription_id: self.subscription_id.into(),
-            service_id: self.service_id.into(),
+            item: item as u32,
             event_time: self.event_time,
             quantity: self.quantity,
         }
@@ -1059,8 +1059,8 @@ pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State
 pub enum UsageFate {
     /// Rated on this item (index into `State::items`).
     Rate(usize),
-    /// At or after the cutoff: kept in `deferred_usage`.
-    Defer,
+    /// At or after the cutoff: kept in `deferred_usage` (its item's index).
+    Defer(usize),
     Reject(Reason, String),
 }
 
@@ -1101,7 +1101,7 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Rec
     let item = &st.items[ii];
     let ends_after = |t: Micros| item.end_date.is_none_or(|e| t < midnight(e));
     if u.event_time >= cutoff && ends_after(u.event_time) {
-        return UsageFate::Defer;
+        return UsageFate::Defer(ii);
     }
     let from = item.paid_to();
     if u.event_time < midnight(from) {
@@ -1127,7 +1127,7 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Rec
 pub struct UsageIntake {
     /// Summed quantity per item (index into `State::items`).
     pub qty: Vec<Decimal>,
-    pub deferred: Vec<Usage>,
+    pub deferred: Vec<DeferredUsage>,
     pub rated_rows: u64,
     /// With `--lineage`: (item index, usage_id) of every rated row, in read order.
     pub lineage: Option<Vec<(u32, Box<str>)>>,
@@ -1147,7 +1147,7 @@ enum RowOutcome {
 
 enum Fate {
     Rate(u32, Decimal),
-    Defer(Box<Usage>),
+    Defer(Box<DeferredUsage>),
     Reject(Box<(Reason, String)>),
 }
 
@@ -1188,7 +1188,7 @@ pub fn ingest_usage(
                         fp: [fp as u64, (fp >> 64) as u64],
                         fate: match classify_usage(st, &u, cutoff, recent) {
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
-                            UsageFate::Defer => Fate::Defer(Box::new(u.to_owned())),
+                            UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
                             UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail))),
                         },
                     }
