@@ -68,6 +68,43 @@ pub struct Origin {
     pub row: u64,
 }
 
+/// The rows of a table that parsed, in read order, and where each came from: two vectors,
+/// so the rows go into the [`State`] as they are (a vector of (row, origin) pairs took a pass
+/// over millions of rows, into fresh pages, to take the origins off).
+pub struct Loaded<T> {
+    pub rows: Vec<T>,
+    pub origins: Vec<Origin>,
+}
+
+impl<T> Default for Loaded<T> {
+    fn default() -> Self {
+        Loaded { rows: Vec::new(), origins: Vec::new() }
+    }
+}
+
+impl<T> Loaded<T> {
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Each row with its origin.
+    fn iter(&self) -> impl Iterator<Item = (&T, Origin)> {
+        self.rows.iter().zip(self.origins.iter().copied())
+    }
+
+    fn into_pairs(self) -> impl Iterator<Item = (T, Origin)> {
+        self.rows.into_iter().zip(self.origins)
+    }
+
+    /// Take out the rows at the (ascending) positions `drop` (see [`split_rows`]): the rows
+    /// kept, those taken out with their origins, and each old position's new number.
+    fn split(self, drop: &[usize]) -> (Loaded<T>, Vec<(T, Origin)>, Vec<u32>) {
+        let (rows, dropped, new_of) = split_rows(self.rows, drop);
+        let (origins, dropped_at, _) = split_rows(self.origins, drop);
+        (Loaded { rows, origins }, dropped.into_iter().zip(dropped_at).collect(), new_of)
+    }
+}
+
 /// Every input file read, for the manifest.
 #[derive(Clone, Debug)]
 pub struct InputFile {
@@ -453,12 +490,12 @@ impl Intake {
     /// Take back a [`Intake::fork`]'s files, rejects and counts, renumbering its files after
     /// this intake's (and the origins of `rows`, what it loaded): adopting forks in table
     /// order numbers files and rejects as loading the tables one after another would.
-    fn adopt<T: Send>(&mut self, part: Intake, rows: Result<Vec<(T, Origin)>>) -> Result<Vec<(T, Origin)>> {
+    fn adopt<T: Send>(&mut self, part: Intake, rows: Result<Loaded<T>>) -> Result<Loaded<T>> {
         use rayon::prelude::*;
         let base = self.adopt_files(part);
         let mut rows = rows?;
         if base != 0 {
-            rows.par_iter_mut().with_min_len(1 << 14).for_each(|(_, o)| o.file_ord += base);
+            rows.origins.par_iter_mut().with_min_len(1 << 14).for_each(|o| o.file_ord += base);
         }
         Ok(rows)
     }
@@ -480,10 +517,11 @@ impl Intake {
         src: &TableSource,
         specs: &[ColSpec],
         parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
-    ) -> Result<Vec<(T, Origin)>> {
+    ) -> Result<Loaded<T>> {
         // Size the result once from the Parquet metadata (CSV sizes are not known up front).
         let (expected, _) = crate::read::metadata_rows(&src.files)?;
-        let mut out = Vec::with_capacity(expected as usize);
+        let mut out =
+            Loaded { rows: Vec::with_capacity(expected as usize), origins: Vec::with_capacity(expected as usize) };
         let table = src.table;
         // A failed row's key is taken in the parallel step: the merge reads no column.
         let per_row = |_: &mut (), r: &Row| parse(r).map_err(|(reason, detail)| (reason, detail, key_of(table, r)));
@@ -495,12 +533,20 @@ impl Intake {
             |_| {},
             |intake, p, o, _| {
                 match p {
-                    Ok(t) => out.push((t, o)),
+                    Ok(t) => {
+                        out.rows.push(t);
+                        out.origins.push(o);
+                    }
                     Err((reason, detail, key)) => intake.reject(table, o, key, reason, detail),
                 }
                 Ok(())
             },
         )?;
+        // A CSV table grew by doubling: give back what it will not use (the rows are kept
+        // for the whole run).
+        if out.rows.capacity() > out.rows.len() + out.rows.len() / 16 {
+            out.rows.shrink_to_fit();
+        }
         Ok(out)
     }
 
@@ -611,14 +657,14 @@ impl Intake {
     pub fn dedupe<T: Sync>(
         &mut self,
         table: &'static str,
-        rows: Vec<(T, Origin)>,
+        rows: Loaded<T>,
         key: impl for<'x> Fn(&'x T) -> (&'x str, i64) + Sync,
-    ) -> (Vec<(T, Origin)>, IdIndex) {
-        let (mut index, dups) = IdIndex::build(rows.len(), |i| Some(key(&rows[i].0)));
+    ) -> (Loaded<T>, IdIndex) {
+        let (mut index, dups) = IdIndex::build(rows.len(), |i| Some(key(&rows.rows[i])));
         if dups.is_empty() {
             return (rows, index);
         }
-        let (kept, dropped, new_of) = split_rows(rows, &dups);
+        let (kept, dropped, new_of) = rows.split(&dups);
         index.renumber(&new_of);
         for (t, o) in dropped {
             let (a, n) = key(&t);
@@ -807,10 +853,10 @@ fn load_opt<T: Send>(
     src: Option<&TableSource>,
     specs: &[ColSpec],
     parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
-) -> Result<Vec<(T, Origin)>> {
+) -> Result<Loaded<T>> {
     match src {
         Some(s) => intake.load(s, specs, parse),
-        None => Ok(Vec::new()),
+        None => Ok(Loaded::default()),
     }
 }
 
@@ -818,7 +864,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     use rayon::prelude::*;
     let services = load_opt(intake, src.services, SERVICES, parse_service)?;
     let (services, _) = intake.dedupe("services", services, |s| (&s.service_id, 0));
-    let services: Vec<Service> = services.into_iter().map(|(s, _)| s).collect();
+    let services: Vec<Service> = services.rows;
     let service_idx: HashMap<Text, usize> =
         services.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
 
@@ -839,8 +885,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let items = intake.adopt(i_in, items)?;
     let (wallets, mut wallet_by_id) = intake.dedupe("wallets", wallets, |w| (&w.wallet_id, 0));
     // A second wallet for an account is a duplicate too.
-    let (mut wallet_by_account, second) = IdIndex::build(wallets.len(), |i| Some(wallets[i].0.account_id.as_str()));
-    let (wallets, dropped, new_of) = split_rows(wallets, &second);
+    let (mut wallet_by_account, second) = IdIndex::build(wallets.len(), |i| Some(wallets.rows[i].account_id.as_str()));
+    let (wallets, dropped, new_of) = wallets.split(&second);
     if !second.is_empty() {
         wallet_by_id.renumber(&new_of);
         wallet_by_account.renumber(&new_of);
@@ -849,28 +895,28 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         let detail = format!("account {} already has a wallet; the first occurrence wins", w.account_id);
         intake.reject("wallets", o, w.wallet_id.clone(), Reason::DuplicateKey, detail);
     }
-    let wallets: Vec<Wallet> = wallets.into_iter().map(|(w, _)| w).collect();
+    let wallets: Vec<Wallet> = wallets.rows;
     let wallet_of_account =
         |account: &str| wallet_by_account.get(hash_key(account), |w| wallets[w].account_id == account);
 
     let (subs, sub_by_id) = intake.dedupe("subscriptions", subs, |s| (&s.subscription_id, 0));
     // An account's subscriptions tend to come together: try the last one's wallet first.
     let sub_wallet: Vec<u32> = subs
+        .rows
         .par_iter()
         .with_min_len(4096)
-        .map_init(LastHit::default, |last, (s, _)| {
+        .map_init(LastHit::default, |last, s| {
             last.find(wallets.len(), |w| wallets[w].account_id == s.account_id, || wallet_of_account(&s.account_id))
                 .map_or(NO_WALLET, |w| w as u32)
         })
         .collect();
     let sub_ok: Vec<bool> =
-        subs.par_iter().zip(&sub_wallet).map(|((s, _), &w)| !s.is_internal() || w != NO_WALLET).collect();
+        subs.rows.par_iter().zip(&sub_wallet).map(|(s, &w)| !s.is_internal() || w != NO_WALLET).collect();
     for ((s, o), _) in subs.iter().zip(&sub_ok).filter(|(_, ok)| !**ok) {
         let detail = format!("account {} has no wallet", s.account_id);
-        intake.reject("subscriptions", *o, s.subscription_id.clone(), Reason::UnknownWallet, detail);
+        intake.reject("subscriptions", o, s.subscription_id.clone(), Reason::UnknownWallet, detail);
     }
-    // Into a vector of their own size, in parallel (see the items below).
-    let subs: Vec<Subscription> = subs.into_par_iter().map(|(s, _)| s).collect();
+    let subs: Vec<Subscription> = subs.rows;
     drop(wallet_by_account);
 
     let (items, _) = intake.dedupe("subscription_items", items, |i| (&i.subscription_id, i.item_no));
@@ -879,10 +925,10 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         service_idx.get(&it.service_id).is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate)
     };
     let (_, second) = IdIndex::build(items.len(), |i| {
-        let it = &items[i].0;
+        let it = &items.rows[i];
         is_post(it).then(|| (it.subscription_id.as_str(), it.service_id.as_str()))
     });
-    let (items, dropped, _) = split_rows(items, &second);
+    let (items, dropped, _) = items.split(&second);
     for (it, o) in dropped {
         let detail =
             format!("subscription {} already has an item for POST_RATE service {}", it.subscription_id, it.service_id);
@@ -890,9 +936,10 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     }
     // Each item's subscription, service and state, decided in parallel.
     let links: Vec<(Option<u32>, Option<u32>, ItemState)> = items
+        .rows
         .par_iter()
         .with_min_len(4096)
-        .map_init(LastHit::default, |last, (it, _)| {
+        .map_init(LastHit::default, |last, it| {
             let si = sub_lookup(&subs, &sub_by_id, &it.subscription_id, last);
             let sv = service_idx.get(&it.service_id).copied();
             let state = match (si, sv) {
@@ -914,8 +961,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         })
         .collect();
     // The rejects (rare) and the POST_RATE items in one pass that reads the items in place;
-    // the links become columns and the items drop their origins, both in parallel (moving
-    // 3M items one by one into a new vector was 0.5 s of one thread at 1M, most of it
+    // then the links become columns (in parallel), and the items stay where they were parsed
+    // into (moving 3M items into a new vector was 0.5 s of one thread at 1M, most of it
     // faulting in the new vector's pages).
     let mut post_items: Vec<(u32, usize)> = Vec::new();
     for (idx, ((it, o), &(si, sv, state))) in items.iter().zip(&links).enumerate() {
@@ -938,7 +985,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
                     )
                 }
             };
-            intake.reject("subscription_items", *o, it.key(), reason, detail);
+            intake.reject("subscription_items", o, it.key(), reason, detail);
         }
         if let (Some(s), Some(v)) = (si, sv) {
             if services[v as usize].billing_method == BillingMethod::PostRate
@@ -952,9 +999,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let item_sub: Vec<u32> = links.par_iter().map(|l| l.0.unwrap_or(NONE)).collect();
     let item_service: Vec<u32> = links.par_iter().map(|l| l.1.unwrap_or(NONE)).collect();
     drop(links);
-    // Into a vector of their own size, in parallel (in place, the items would keep the
-    // larger allocation of `(Item, Origin)` pairs for the whole run).
-    let items_out: Vec<Item> = items.into_par_iter().map(|(it, _)| it).collect();
+    let items_out: Vec<Item> = items.rows;
     let (post_item_idx, post_item_at) = group_csr(subs.len(), post_items.iter().copied());
     Ok(State {
         services,
@@ -981,7 +1026,7 @@ pub fn validate_credits(intake: &mut Intake, src: Option<&TableSource>, st: &Sta
     let mut wallet = Vec::new();
     let Some(src) = src else { return Ok((credits, wallet)) };
     let rows = intake.load(src, CREDITS, parse_credit)?;
-    for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)).0 {
+    for (c, o) in intake.dedupe("credits", rows, |c| (&c.credit_id, 0)).0.into_pairs() {
         match st.wallet_of(&c.wallet_id) {
             Some(w) => {
                 wallet.push(w);
@@ -1025,7 +1070,7 @@ pub fn validate_credits_and_events(
 pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State) -> Result<ValidEvents> {
     let mut rows = Vec::new();
     for src in sources {
-        rows.extend(intake.load(src, EVENTS, parse_event)?.into_iter().map(|(e, o)| (e, o, src.table)));
+        rows.extend(intake.load(src, EVENTS, parse_event)?.into_pairs().map(|(e, o)| (e, o, src.table)));
     }
     let mut events = Vec::with_capacity(rows.len());
     let mut seen = HashSet::default();
