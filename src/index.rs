@@ -78,8 +78,13 @@ impl IdIndex {
                 let mut table = HashTable::with_capacity(rows.len());
                 let mut dups = Vec::new();
                 for &i in rows {
-                    let k = key(i as usize);
-                    match table.entry(hash(i), |&j| key(j as usize) == k, |&j| hash(j)) {
+                    // The row's key is read only to confirm a candidate of the same full hash
+                    // (a duplicate, or a 64-bit collision): inserting a unique key touches
+                    // no row, where reading each one was a cache miss into a table of
+                    // millions taken in shard order.
+                    let h = hash(i);
+                    let same = |&j: &u32| hash(j) == h && key(j as usize) == key(i as usize);
+                    match table.entry(h, same, |&j| hash(j)) {
                         Entry::Occupied(_) => dups.push(i as usize),
                         Entry::Vacant(v) => {
                             v.insert(i);
