@@ -380,6 +380,11 @@ pub fn normalized_from_i128(v: i128, scale: i8) -> Option<Decimal> {
     decimal_from_i128(v, scale).map(|d| d.normalize())
 }
 
+/// `d` normalized, by [`normalized_from_i128`]'s u64 arithmetic where it applies.
+pub fn normalized(d: Decimal) -> Decimal {
+    normalized_from_i128(d.mantissa(), d.scale() as i8).unwrap_or_else(|| d.normalize())
+}
+
 /// `m / 10^9` and `m % 10^9` by three u64 divisions (which compile to multiplications)
 /// instead of two u128 ones (library calls: 2 % of a 1M run's CPU went to them).
 fn div_rem_1e9(m: u128) -> (u128, u64) {

@@ -320,7 +320,7 @@ impl UsageRef<'_> {
             usage_id: self.usage_id.into(),
             item: item as u32,
             event_time: self.event_time,
-            quantity: self.quantity,
+            quantity: crate::read::normalized(self.quantity),
         }
     }
 }
@@ -358,6 +358,24 @@ mod fast {
         normalized_from_i128(a.value(i), *scale).filter(|d| *d >= Decimal::ZERO).map(Some)
     }
 
+    /// A usage quantity cell >= 0. A Decimal128 at the sums' scale (the common Decimal(38,18)
+    /// column) is taken as it is, trailing zeros and all: normalizing it per row took two
+    /// u128 divisions, and [`super::add_quantity`] adds such values by one i128 addition.
+    /// Any other cell goes through [`non_negative`].
+    pub fn usage_quantity(c: &Col, i: usize) -> Option<Option<Decimal>> {
+        if let Col::Dec(a, scale) = c {
+            let v = a.value(i);
+            if a.is_valid(i) && *scale as u32 == SUM_SCALE && (0..1i128 << 96).contains(&v) {
+                // In 0..2^96: three 32-bit words.
+                return Some(Some(Decimal::from_parts(v as u32, (v >> 32) as u32, (v >> 64) as u32, false, SUM_SCALE)));
+            }
+        }
+        non_negative(c, i)
+    }
+
+    /// The scale usage quantities are summed at when their column has it.
+    pub const SUM_SCALE: u32 = crate::read::MAX_SCALE;
+
     /// A date cell (`Some(None)`: null).
     pub fn date(c: &Col, i: usize) -> Option<Option<NaiveDate>> {
         let Col::Date(a) = c else { return None };
@@ -374,7 +392,7 @@ fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
     let [id, sub, svc, Col::Ts(ts), q] = &b.cols[..] else {
         return None;
     };
-    let quantity = fast::non_negative(q, i)??;
+    let quantity = fast::usage_quantity(q, i)??;
     Some(UsageRef {
         usage_id: id.str(i)?,
         subscription_id: sub.str(i)?,
@@ -1275,7 +1293,7 @@ pub fn ingest_usage(
             },
         )?;
     }
-    out.qty.par_iter_mut().for_each(|q| *q = q.normalize());
+    out.qty.par_iter_mut().for_each(|q| *q = crate::read::normalized(*q));
     Ok(out)
 }
 
@@ -1297,12 +1315,32 @@ fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
             for o in v.iter() {
                 if let RowOutcome::Good { fate: Fate::Rate(ii, q), .. } = o {
                     if let Some(sum) = (*ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
-                        *sum += *q;
+                        *sum = add_quantity(*sum, *q);
                     }
                 }
             }
         }
     });
+}
+
+/// `a + b` for the usage sums: one i128 addition when both are at one scale (quantities
+/// kept at their column's scale 18, see [`fast::usage_quantity`]: rust_decimal's addition
+/// takes its slow path for mantissas above 64 bits, which scale 18 puts most quantities
+/// in). A sum beyond 96 bits is added normalized (trailing zeros shed first, not rounded
+/// away); a first quantity replaces the zero a sum starts at, keeping its scale.
+fn add_quantity(a: Decimal, b: Decimal) -> Decimal {
+    if a.scale() == b.scale() {
+        let m = a.mantissa() + b.mantissa();
+        let u = m.unsigned_abs();
+        if u < 1 << 96 {
+            return Decimal::from_parts(u as u32, (u >> 32) as u32, (u >> 64) as u32, m < 0, a.scale());
+        }
+        return crate::read::normalized(a) + crate::read::normalized(b);
+    }
+    if a.is_zero() {
+        return b;
+    }
+    a + b
 }
 
 /// The usage_id fingerprints seen so far (xxh3-128 of the id): [`FpSet`]s over disjoint
@@ -1458,6 +1496,39 @@ mod tests {
         assert_eq!(parsed[6], Ok(("u7", "s1", "svc", 5, "0".to_string())));
         assert_eq!(parsed[7], miss("service_id"));
         assert!(usage_fast(&b, 0).is_some() && (1..6).chain([7]).all(|i| usage_fast(&b, i).is_none()));
+    }
+
+    /// Usage sums at a Decimal(38,18) column's scale (`fast::usage_quantity`, `add_quantity`)
+    /// come out as the sums of the normalized quantities, past 96 bits too.
+    #[test]
+    fn usage_sums_at_scale_18_equal_the_sums_of_normalized_quantities() {
+        use crate::read::{normalized, normalized_from_i128, Col};
+        use arrow_array::Decimal128Array;
+        let e18 = 10i128.pow(18);
+        let cases: Vec<Vec<i128>> = vec![
+            vec![2407 * e18, 1534 * e18, 0, 488 * e18],
+            vec![1, 123_456_789_012_345_678, 15 * e18 / 10],
+            // 5e10 units each: their sum leaves 96 bits at scale 18 (exact: trailing zeros).
+            vec![50_000_000_000 * e18, 50_000_000_000 * e18, 7 * e18 / 4],
+            vec![0, 0],
+        ];
+        for values in cases {
+            let col = Col::Dec(Decimal128Array::from(values.clone()).with_precision_and_scale(38, 18).unwrap(), 18);
+            let mut fast_sum = Decimal::ZERO;
+            let mut plain_sum = Decimal::ZERO;
+            for (i, &v) in values.iter().enumerate() {
+                let q = fast::usage_quantity(&col, i).unwrap().unwrap();
+                assert_eq!(q, normalized_from_i128(v, 18).unwrap());
+                fast_sum = add_quantity(fast_sum, q);
+                plain_sum += normalized_from_i128(v, 18).unwrap();
+            }
+            assert_eq!(normalized(fast_sum).to_string(), plain_sum.normalize().to_string(), "{values:?}");
+        }
+        // Mixed scales (CSV text beside a Decimal128 column) add as decimals do.
+        assert_eq!(
+            add_quantity(Decimal::new(15, 1), Decimal::new(25 * 10i64.pow(17), 18)).normalize().to_string(),
+            "4"
+        );
     }
 
     /// Parquet-typed item rows, likewise.
