@@ -22,14 +22,36 @@ use std::path::Path;
 pub struct Totals {
     pub opening: Decimal,
     pub credits: Decimal,
-    pub debits: BTreeMap<&'static str, Decimal>,
+    /// Per debit kind, in [`TxnKind::DEBITS`] order.
+    pub debits: [Decimal; 3],
     pub closing: Decimal,
     pub residual: Decimal,
 }
 
 impl Totals {
     pub fn debit_total(&self) -> Decimal {
-        self.debits.values().copied().sum()
+        self.debits.iter().copied().sum()
+    }
+
+    /// The debits of `kind` (one of [`TxnKind::DEBITS`]).
+    pub fn debit(&self, kind: TxnKind) -> Decimal {
+        TxnKind::DEBITS.iter().position(|k| *k == kind).map_or(Decimal::ZERO, |i| self.debits[i])
+    }
+
+    /// The debits per kind, by kind name (the manifest's order).
+    pub fn debits_by_name(&self) -> BTreeMap<&'static str, Decimal> {
+        TxnKind::DEBITS.iter().zip(self.debits).map(|(k, d)| (k.as_str(), d)).collect()
+    }
+
+    /// Add one wallet's figures.
+    fn add(&mut self, opening: Decimal, r: &AccountOut) {
+        self.opening += opening;
+        self.credits += r.credits;
+        for (t, d) in self.debits.iter_mut().zip(r.debits) {
+            *t += d;
+        }
+        self.closing += r.closing;
+        self.residual += r.residual;
     }
 }
 
@@ -189,13 +211,7 @@ impl<'a> Ledger<'a> {
                 self.totals.insert(w.currency.to_string(), Totals::default());
             }
             let Some(t) = self.totals.get_mut(w.currency.as_str()) else { unreachable!("inserted above") };
-            t.opening += w.balance;
-            t.credits += r.credits;
-            for (k, kind) in TxnKind::DEBITS.iter().enumerate() {
-                *t.debits.entry(kind.as_str()).or_default() += r.debits[k];
-            }
-            t.closing += r.closing;
-            t.residual += r.residual;
+            t.add(w.balance, &r);
             for (i, st_) in &r.status {
                 self.status[*i] = *st_;
             }
@@ -867,7 +883,7 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
     for (cur, t) in totals {
         let minor = minor_units(cur).unwrap_or(0);
         let mut debits = Map::new();
-        for (k, v) in &t.debits {
+        for (k, v) in &t.debits_by_name() {
             debits.insert(k.to_string(), dec(with_minor_scale(*v, minor)));
         }
         debits.insert("total".into(), dec(with_minor_scale(t.debit_total(), minor)));
@@ -1068,9 +1084,9 @@ pub fn summary(c: &RunMeta, p: &Products, ratio: f64) -> String {
             f(t.opening),
             f(t.credits),
             f(t.debit_total()),
-            f(t.debits.get("POST_RATE").copied().unwrap_or_default()),
-            f(t.debits.get("ONE_TIME").copied().unwrap_or_default()),
-            f(t.debits.get("PRE_RATE").copied().unwrap_or_default()),
+            f(t.debit(TxnKind::PostRate)),
+            f(t.debit(TxnKind::OneTime)),
+            f(t.debit(TxnKind::PreRate)),
             f(t.closing),
             residual_text(t.residual).as_str().unwrap_or("")
         );
