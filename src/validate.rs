@@ -136,6 +136,13 @@ impl<'a> Row<'a> {
     pub fn raw(&self, c: usize) -> String {
         self.b.cols[c].raw(self.i)
     }
+    /// [`Row::raw`] as a reject key: a string cell is copied once (inline up to 24 bytes).
+    pub fn key(&self, c: usize) -> Text {
+        match self.b.cols[c].str(self.i) {
+            Some(s) => Text::from(s),
+            None => Text::from(self.raw(c)),
+        }
+    }
     fn os(&self, c: usize) -> Option<&'a str> {
         self.b.cols[c].str(self.i)
     }
@@ -494,8 +501,15 @@ impl Intake {
         &self.files[r.file_ord as usize].name
     }
 
-    pub fn reject(&mut self, table: &'static str, o: Origin, key: impl Into<String>, reason: Reason, detail: String) {
-        let (key, detail) = (Text::from(key.into()), detail.into_boxed_str());
+    pub fn reject(
+        &mut self,
+        table: &'static str,
+        o: Origin,
+        key: impl Into<Text>,
+        reason: Reason,
+        detail: impl Into<Box<str>>,
+    ) {
+        let (key, detail) = (key.into(), detail.into());
         self.rejects.push(Reject { table, file_ord: o.file_ord, row: o.row, key, reason, detail });
     }
 
@@ -1208,7 +1222,7 @@ pub struct UsageIntake {
 /// What one usage row comes to, before the (sequential) duplicate check. Kept small (the
 /// outcomes of a wave are what a wave holds in flight): the rare outcomes are boxed.
 enum RowOutcome {
-    Bad(Box<(Reason, String)>),
+    Bad(Box<(Reason, Box<str>)>),
     Good {
         fp: [u64; 2],
         fate: Fate,
@@ -1220,7 +1234,7 @@ enum RowOutcome {
 enum Fate {
     Rate(u32, Decimal),
     Defer(Box<DeferredUsage>),
-    Reject(Box<(Reason, String)>),
+    Reject(Box<(Reason, Box<str>)>),
 }
 
 /// Stream `deferred_usage` then the new usage files: parse and classify every row in
@@ -1253,7 +1267,8 @@ pub fn ingest_usage(
             USAGE,
             &[0],
             |recent: &mut Recent, r| match parse_usage(r) {
-                Err(fail) => RowOutcome::Bad(Box::new(fail)),
+                // Details boxed here, on the pool, not in the in-order merge.
+                Err((reason, detail)) => RowOutcome::Bad(Box::new((reason, detail.into()))),
                 Ok(u) => {
                     let fp = xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes());
                     RowOutcome::Good {
@@ -1261,7 +1276,7 @@ pub fn ingest_usage(
                         fate: match classify_usage(st, &u, cutoff, recent) {
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
                             UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
-                            UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail))),
+                            UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail.into()))),
                         },
                     }
                 }
@@ -1272,9 +1287,9 @@ pub fn ingest_usage(
             },
             |intake, oc, o, r| {
                 match oc {
-                    RowOutcome::Bad(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
+                    RowOutcome::Bad(fail) => intake.reject(table, o, r.key(0), fail.0, fail.1),
                     RowOutcome::Duplicate => {
-                        let id = r.raw(0);
+                        let id = r.key(0);
                         let detail = format!("duplicate usage_id {id}; the first occurrence wins");
                         intake.reject(table, o, id, Reason::DuplicateKey, detail);
                     }
@@ -1286,7 +1301,7 @@ pub fn ingest_usage(
                             }
                         }
                         Fate::Defer(u) => deferred.push(*u),
-                        Fate::Reject(fail) => intake.reject(table, o, r.raw(0), fail.0, fail.1),
+                        Fate::Reject(fail) => intake.reject(table, o, r.key(0), fail.0, fail.1),
                     },
                 }
                 Ok(())
