@@ -516,6 +516,8 @@ pub struct Dest<'p> {
     pub format: OutputFormat,
     pub layout: Layout,
     pub as_of: NaiveDate,
+    /// Where finished files go to be fsynced (the publish waits for it).
+    pub syncer: &'p crate::write::Syncer,
 }
 
 impl Dest<'_> {
@@ -568,7 +570,7 @@ impl<'p> ChunkedWriter<'p> {
 
     fn close(&mut self) -> Result<()> {
         if let Some((name, w, rows)) = self.current.take() {
-            let sha256 = w.finish()?;
+            let sha256 = w.finish_with(self.d.syncer)?;
             self.files.push(OutFile { name, rows, sha256 });
         }
         Ok(())
@@ -985,7 +987,8 @@ fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[OutFile], inpu
         }
     });
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))? + "\n";
-    std::fs::write(dir.join("run_manifest.json"), text).map_err(|e| Error::io("writing run_manifest.json", e))
+    crate::write::write_durable(&dir.join("run_manifest.json"), text.as_bytes())
+        .map_err(|e| Error::io("writing run_manifest.json", e))
 }
 
 /// `run_stats.json`: the one output allowed to differ between identical runs.
@@ -1003,7 +1006,8 @@ pub fn write_stats(c: &RunMeta, dir: &Path, timings: &[(&'static str, f64, f64)]
         "peak_rss_bytes": peak_rss_bytes(),
     });
     let text = serde_json::to_string_pretty(&stats).map_err(|e| Error::Internal(e.to_string()))? + "\n";
-    std::fs::write(dir.join("run_stats.json"), text).map_err(|e| Error::io("writing run_stats.json", e))
+    crate::write::write_durable(&dir.join("run_stats.json"), text.as_bytes())
+        .map_err(|e| Error::io("writing run_stats.json", e))
 }
 
 /// Peak resident set size from /proc (Linux), if available.

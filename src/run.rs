@@ -257,12 +257,15 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let ratio = if total == 0 { 0.0 } else { rejected as f64 / total as f64 };
     let gate_failed = ratio > job.max_reject_ratio;
     let publish = args.mode == Mode::Run && !gate_failed;
+    // Files are fsynced on the syncer's thread as they are finished; a publish waits for it.
+    let syncer = crate::write::Syncer::start()?;
     let dest = |dir| output::Dest {
         dir,
         progress: progress.as_ref(),
         format: job.output_format,
         layout: args.layout.unwrap_or(job.output_layout),
         as_of,
+        syncer: &syncer,
     };
     let out = args.output.clone().unwrap_or_default();
     let tmp = sibling(&out, &format!("tmp-{}", std::process::id()));
@@ -350,6 +353,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
         output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_rejects(dest(&tmp)))?;
+        syncer.wait()?;
+        sync_dirs(&tmp)?;
         replace_dir(&tmp, &review)?;
         return Err(too_many(review.display().to_string()));
     }
@@ -363,15 +368,19 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         out.display()
     );
     progress.begin("write", None);
-    let result = (|| -> Result<()> {
-        let rated =
-            rated_files.ok_or_else(|| Error::Internal("a published run's rated tables were not written".into()))?;
-        output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_tables(dest(&tmp), lineage, rated))?;
-        timings.push(t_write.lap("write"));
-        timings.push(t0.lap("total"));
-        output::write_stats(&meta, &tmp, &timings)?;
-        Ok(())
-    })();
+    let result = rated_files
+        .ok_or_else(|| Error::Internal("a published run's rated tables were not written".into()))
+        .and_then(|rated| {
+            output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_tables(dest(&tmp), lineage, rated))
+        })
+        // The tables' fsyncs belong to the write phase: waited for before it is timed.
+        .and_then(|()| syncer.wait())
+        .and_then(|()| {
+            timings.push(t_write.lap("write"));
+            timings.push(t0.lap("total"));
+            output::write_stats(&meta, &tmp, &timings)
+        })
+        .and_then(|()| sync_dirs(&tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -504,6 +513,13 @@ fn fresh_dir(p: &Path) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     std::fs::create_dir(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
+}
+
+/// Fsync the entries of `dir` and its subdirectories, once every file in them is durable
+/// (the tables by the [`crate::write::Syncer`], the manifest and stats as written): what
+/// `replace_dir` then publishes is on disk.
+fn sync_dirs(dir: &Path) -> Result<()> {
+    crate::write::sync_dirs(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 /// Move `tmp` into place at `target`, replacing an existing `target`.

@@ -386,15 +386,94 @@ impl TableWriter {
 
     /// Flush, close and fsync the file; returns its SHA-256 (hex).
     pub fn finish(self) -> Result<String> {
+        let (path, file, sha256) = self.close()?;
+        file.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        Ok(sha256)
+    }
+
+    /// Flush the file and hand it to `syncer` to be made durable off this thread; returns
+    /// its SHA-256 (hex).
+    pub fn finish_with(self, syncer: &Syncer) -> Result<String> {
+        let (path, file, sha256) = self.close()?;
+        syncer.submit(path, file)?;
+        Ok(sha256)
+    }
+
+    fn close(self) -> Result<(std::path::PathBuf, std::fs::File, String)> {
         let ctx = || format!("writing {}", self.path.display());
         let buf = match self.sink {
             Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
             Sink::Csv(w) => w.into_inner().map_err(|e| Error::io(ctx(), std::io::Error::other(e.to_string())))?,
         };
         let HashedFile { file, hash } = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(ctx(), e))?;
-        Ok(hash.hex())
+        Ok((self.path, file, hash.hex()))
     }
+}
+
+/// Makes a run's finished files durable off the rayon pool: each file a writer finishes is
+/// handed (still open) to one thread of its own that fsyncs it, and the publish waits for
+/// all of them ([`Syncer::wait`]) before the rename. A pool thread blocked in `fsync` idles
+/// a core while the disk catches up (1M run, strace: 0.04–0.27 s of fsyncs per run, one of
+/// them 0.23 s).
+pub struct Syncer {
+    tx: std::sync::mpsc::Sender<(std::path::PathBuf, std::fs::File)>,
+    thread: std::thread::JoinHandle<Result<()>>,
+}
+
+impl Syncer {
+    pub fn start() -> Result<Syncer> {
+        let (tx, rx) = std::sync::mpsc::channel::<(std::path::PathBuf, std::fs::File)>();
+        let thread = std::thread::Builder::new()
+            .name("billrun-fsync".into())
+            .spawn(move || {
+                // Every file is synced; the first failure is the one reported.
+                let mut first = Ok(());
+                for (path, file) in rx {
+                    if let Err(e) = file.sync_all() {
+                        if first.is_ok() {
+                            first = Err(Error::io(format!("writing {}", path.display()), e));
+                        }
+                    }
+                }
+                first
+            })
+            .map_err(|e| Error::io("starting the fsync thread", e))?;
+        Ok(Syncer { tx, thread })
+    }
+
+    /// Queue `file` (at `path`) to be fsynced; if the thread is gone, fsync it here.
+    pub fn submit(&self, path: std::path::PathBuf, file: std::fs::File) -> Result<()> {
+        if let Err(std::sync::mpsc::SendError((path, file))) = self.tx.send((path, file)) {
+            file.sync_all().map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        }
+        Ok(())
+    }
+
+    /// Wait until every file submitted is durable (the first fsync error, if any).
+    pub fn wait(self) -> Result<()> {
+        drop(self.tx);
+        self.thread.join().unwrap_or_else(|_| Err(Error::Internal("the fsync thread panicked".into())))
+    }
+}
+
+/// Write `bytes` to `path` and fsync it (the small JSON files beside the tables).
+pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+/// Fsync `dir` and every directory below it (their entries: the files' names), once the
+/// files themselves are durable.
+pub fn sync_dirs(dir: &Path) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        if e.file_type()?.is_dir() {
+            sync_dirs(&e.path())?;
+        }
+    }
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn csv_err(ctx: String, e: csv::Error) -> Error {
@@ -444,5 +523,41 @@ pub fn to_i128_scaled(d: Decimal) -> Option<i128> {
         } else {
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The syncer fsyncs what it is handed and reports the first failure with its file.
+    #[test]
+    fn syncer_syncs_every_file_and_reports_a_failure_by_name() {
+        let dir = std::env::temp_dir().join(format!("billrun-syncer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let syncer = Syncer::start().unwrap();
+        for i in 0..3 {
+            let path = dir.join(format!("f{i}"));
+            std::fs::write(&path, b"x").unwrap();
+            syncer.submit(path.clone(), std::fs::File::open(&path).unwrap()).unwrap();
+        }
+        syncer.wait().unwrap();
+        sync_dirs(&dir).unwrap();
+
+        // A pipe cannot be fsynced (EINVAL): the error names the path it was handed with.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::FromRawFd;
+            let mut fds = [0; 2];
+            // SAFETY: a new pipe; both ends are owned by the `File`s below.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            let (r, w) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+            let syncer = Syncer::start().unwrap();
+            syncer.submit(dir.join("a-pipe"), w).unwrap();
+            let err = syncer.wait().unwrap_err().to_string();
+            assert!(err.contains("a-pipe"), "{err}");
+            drop(r);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
