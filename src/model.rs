@@ -14,6 +14,28 @@ pub fn midnight(d: NaiveDate) -> Micros {
     d.and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros()
 }
 
+/// Append `d` as `YYYY-MM-DD` (chrono's `%Y-%m-%d`), digits written directly for years
+/// 0000-9999 (chrono's `format` interprets its pattern on every call: 7 % of a CSV-out run).
+pub fn write_date(out: &mut String, d: NaiveDate) {
+    let year = d.year();
+    if !(0..=9999).contains(&year) {
+        use std::fmt::Write;
+        let _ = write!(out, "{}", d.format("%Y-%m-%d"));
+        return;
+    }
+    let (y, m, day) = (year as u32, d.month(), d.day());
+    let digit = |v: u32| char::from(b'0' + v as u8);
+    for c in [y / 1000, y / 100 % 10, y / 10 % 10, y % 10] {
+        out.push(digit(c));
+    }
+    out.push('-');
+    out.push(digit(m / 10));
+    out.push(digit(m % 10));
+    out.push('-');
+    out.push(digit(day / 10));
+    out.push(digit(day % 10));
+}
+
 /// `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`. Digits are written directly for years 0000-9999:
 /// chrono's `format` interprets its pattern on every call, which made the reject details
 /// of late usage cost ~4,000 instructions a row.
@@ -401,6 +423,22 @@ mod tests {
 
     fn d(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    /// `write_date` writes what chrono's `%Y-%m-%d` does, in and out of years 0000-9999.
+    #[test]
+    fn dates_are_written_as_chrono_formats_them() {
+        let mut days: Vec<NaiveDate> = (0..3000).map(|k| d("2023-12-25") + chrono::Days::new(k * 7)).collect();
+        for (y, m, dd) in
+            [(0, 1, 1), (9, 2, 3), (999, 12, 31), (9999, 12, 31), (10000, 1, 1), (-1, 6, 15), (-44, 3, 15)]
+        {
+            days.push(NaiveDate::from_ymd_opt(y, m, dd).unwrap());
+        }
+        for day in days {
+            let mut s = String::from("x");
+            write_date(&mut s, day);
+            assert_eq!(s, format!("x{}", day.format("%Y-%m-%d")), "{day:?}");
+        }
     }
 
     #[test]
