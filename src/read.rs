@@ -634,7 +634,7 @@ fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
 
 /// Decode every batch of `file`, projecting the spec's columns, and hand each to `f`.
 /// A missing required column or an undecodable file is an error naming file and column.
-pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(Batch) -> Result<()>) -> Result<u64> {
+pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(Batch) -> Result<()> + Send) -> Result<u64> {
     match file.format {
         Format::Parquet => guarded(file, || read_parquet(file, specs, None, &mut f)),
         Format::Csv => read_csv(file, specs, &mut f),
@@ -735,7 +735,7 @@ pub fn read_unit(
     file: &SourceFile,
     specs: &[ColSpec],
     unit: &Unit,
-    mut f: impl FnMut(Batch) -> Result<()>,
+    mut f: impl FnMut(Batch) -> Result<()> + Send,
 ) -> Result<u64> {
     match file.format {
         Format::Parquet => guarded(file, || read_parquet(file, specs, Some(unit), &mut f)),
@@ -819,7 +819,7 @@ fn read_parquet(
     Ok(row - start)
 }
 
-fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(Batch) -> Result<()>) -> Result<u64> {
+fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut (dyn FnMut(Batch) -> Result<()> + Send)) -> Result<u64> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
     let mut rdr = csv::ReaderBuilder::new()
@@ -842,63 +842,58 @@ fn read_csv(file: &SourceFile, specs: &[ColSpec], f: &mut dyn FnMut(Batch) -> Re
     }
     let mut row: u64 = 1;
     let mut rec = csv::ByteRecord::new();
-    let new_builder = || arrow_array::builder::StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 12);
-    let mut builders: Vec<arrow_array::builder::StringBuilder> = specs.iter().map(|_| new_builder()).collect();
-    let mut n = 0usize;
-    let flush = |builders: &mut Vec<arrow_array::builder::StringBuilder>,
-                 n: &mut usize,
-                 row: &mut u64,
-                 f: &mut dyn FnMut(Batch) -> Result<()>|
-     -> Result<()> {
-        if *n == 0 {
-            return Ok(());
+    // The next batch of up to BATCH_ROWS records (None at the end of the file).
+    let mut next = || -> Result<Option<Batch>> {
+        let mut builders: Vec<_> = specs
+            .iter()
+            .map(|_| arrow_array::builder::StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 12))
+            .collect();
+        let mut n = 0usize;
+        while n < BATCH_ROWS {
+            match rdr.read_byte_record(&mut rec) {
+                Ok(false) => break,
+                Ok(true) => {}
+                Err(e) => {
+                    return Err(Error::Input {
+                        file: file.name.clone(),
+                        column: None,
+                        row: Some(row + n as u64),
+                        message: format!("cannot read CSV: {e}"),
+                    })
+                }
+            }
+            for (b, p) in builders.iter_mut().zip(&positions) {
+                // An empty field is null; invalid UTF-8 is replaced (and then fails its grammar).
+                match p.and_then(|i| rec.get(i)).filter(|v| !v.is_empty()) {
+                    None => b.append_null(),
+                    Some(v) => match std::str::from_utf8(v) {
+                        Ok(s) => b.append_value(s),
+                        Err(_) => b.append_value(String::from_utf8_lossy(v)),
+                    },
+                }
+            }
+            n += 1;
+        }
+        if n == 0 {
+            return Ok(None);
         }
         let cols = builders
             .iter_mut()
             .zip(&positions)
-            .map(|(b, p)| {
-                let arr = b.finish();
-                if p.is_some() {
-                    Col::Str(arr)
-                } else {
-                    Col::Missing
-                }
-            })
+            .map(|(b, p)| if p.is_some() { Col::Str(b.finish()) } else { Col::Missing })
             .collect();
-        f(Batch { cols, len: *n, first_row: *row })?;
-        *row += *n as u64;
-        *n = 0;
-        Ok(())
+        let batch = Batch { cols, len: n, first_row: row };
+        row += n as u64;
+        Ok(Some(batch))
     };
-    loop {
-        match rdr.read_byte_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                return Err(Error::Input {
-                    file: file.name.clone(),
-                    column: None,
-                    row: Some(row + n as u64),
-                    message: format!("cannot read CSV: {e}"),
-                })
-            }
-        }
-        for (b, p) in builders.iter_mut().zip(&positions) {
-            // An empty field is null; invalid UTF-8 is replaced (and then fails its grammar).
-            match p.and_then(|i| rec.get(i)).filter(|v| !v.is_empty()) {
-                None => b.append_null(),
-                Some(v) => match std::str::from_utf8(v) {
-                    Ok(s) => b.append_value(s),
-                    Err(_) => b.append_value(String::from_utf8_lossy(v)),
-                },
-            }
-        }
-        n += 1;
-        if n == BATCH_ROWS {
-            flush(&mut builders, &mut n, &mut row, f)?;
-        }
+    // A CSV file is one unit, decoded by one thread: the next batch is decoded while `f`
+    // handles this one (on the pool, beside it).
+    let mut cur = next()?;
+    while let Some(b) = cur.take() {
+        let (decoded, handled) = rayon::join(&mut next, || f(b));
+        handled?;
+        cur = decoded?;
     }
-    flush(&mut builders, &mut n, &mut row, f)?;
     Ok(row - 1)
 }
 
