@@ -943,6 +943,40 @@ impl Sha256 {
 mod tests {
     use super::*;
 
+    /// A CSV file of several batches (decoded one batch ahead of their handling) comes out
+    /// in file order, every row numbered, empty fields null.
+    #[test]
+    fn csv_batches_come_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.csv");
+        let rows = 2 * BATCH_ROWS + 123;
+        let mut text = String::from("\u{feff}b,a\r\n");
+        for i in 0..rows {
+            text.push_str(&if i % 7 == 0 { format!(",{i}\r\n") } else { format!("x{i},{i}\r\n") });
+        }
+        std::fs::write(&path, text).unwrap();
+        let file = SourceFile { path, name: "usage.csv".into(), format: Format::Csv };
+        let specs = [
+            ColSpec { name: "a", kind: Kind::Text, required: true },
+            ColSpec { name: "b", kind: Kind::Text, required: false },
+            ColSpec { name: "c", kind: Kind::Text, required: false },
+        ];
+        let mut seen = 0u64;
+        let n = read_file(&file, &specs, |b| {
+            assert_eq!(b.first_row, seen + 1);
+            for i in 0..b.len {
+                let k = seen as usize;
+                assert_eq!(b.cols[0].str(i), Some(k.to_string().as_str()));
+                assert_eq!(b.cols[1].str(i).map(str::to_string), (k % 7 != 0).then(|| format!("x{k}")));
+                assert_eq!(b.cols[2].str(i), None);
+                seen += 1;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!((n, seen), (rows as u64, rows as u64));
+    }
+
     /// A file of three row groups (10, 10 and 5 rows, pages of 3 rows) read in units of at
     /// most 4 rows gives the rows and row numbers of reading each row group whole: units that
     /// start inside a row group (and inside a page) skip exactly the rows before them.
