@@ -952,7 +952,7 @@ mod tests {
         let rows = 2 * BATCH_ROWS + 123;
         let mut text = String::from("\u{feff}b,a\r\n");
         for i in 0..rows {
-            text.push_str(&if i % 7 == 0 { format!(",{i}\r\n") } else { format!("x{i},{i}\r\n") });
+            text.push_str(&if i.is_multiple_of(7) { format!(",{i}\r\n") } else { format!("x{i},{i}\r\n") });
         }
         std::fs::write(&path, text).unwrap();
         let file = SourceFile { path, name: "usage.csv".into(), format: Format::Csv };
@@ -967,7 +967,7 @@ mod tests {
             for i in 0..b.len {
                 let k = seen as usize;
                 assert_eq!(b.cols[0].str(i), Some(k.to_string().as_str()));
-                assert_eq!(b.cols[1].str(i).map(str::to_string), (k % 7 != 0).then(|| format!("x{k}")));
+                assert_eq!(b.cols[1].str(i).map(str::to_string), (!k.is_multiple_of(7)).then(|| format!("x{k}")));
                 assert_eq!(b.cols[2].str(i), None);
                 seen += 1;
             }

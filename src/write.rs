@@ -257,9 +257,9 @@ pub struct TableWriter {
 }
 
 enum Sink {
-    Parquet(ParquetSink),
+    Parquet(Box<ParquetSink>),
     /// CSV: the header is written at creation, rows by [`csv_rows`].
-    Csv(FileSink),
+    Csv(Box<FileSink>),
 }
 
 /// Rows of a CSV piece (see `TableWriter::append`).
@@ -372,16 +372,16 @@ impl TableWriter {
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
         let buf = std::io::BufWriter::with_capacity(1 << 20, HashedFile { file, hash: Default::default() });
         let sink = match format {
-            OutputFormat::Parquet => {
-                Sink::Parquet(ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?)
-            }
+            OutputFormat::Parquet => Sink::Parquet(Box::new(
+                ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
+            )),
             OutputFormat::Csv => {
                 let mut buf = buf;
                 let mut header = csv::WriterBuilder::new().from_writer(Vec::new());
                 header.write_record(schema.fields().iter().map(|f| f.name())).map_err(|e| csv_err(ctx(), e))?;
                 let header = header.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
                 buf.write_all(&header).map_err(|e| Error::io(ctx(), e))?;
-                Sink::Csv(buf)
+                Sink::Csv(Box::new(buf))
             }
         };
         Ok(TableWriter { path: path.to_path_buf(), sink })
@@ -431,7 +431,7 @@ impl TableWriter {
         let ctx = || format!("writing {}", self.path.display());
         let buf = match self.sink {
             Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
-            Sink::Csv(w) => w,
+            Sink::Csv(w) => *w,
         };
         let HashedFile { file, hash } = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
         Ok((self.path, file, hash.hex()))
