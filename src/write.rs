@@ -370,13 +370,12 @@ impl TableWriter {
     pub fn create(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
         let ctx = || format!("writing {}", path.display());
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-        let buf = std::io::BufWriter::with_capacity(1 << 20, HashedFile { file, hash: Default::default() });
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, HashedFile { file, hash: Default::default() });
         let sink = match format {
             OutputFormat::Parquet => Sink::Parquet(Box::new(
                 ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
             )),
             OutputFormat::Csv => {
-                let mut buf = buf;
                 let mut header = csv::WriterBuilder::new().from_writer(Vec::new());
                 header.write_record(schema.fields().iter().map(|f| f.name())).map_err(|e| csv_err(ctx(), e))?;
                 let header = header.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
