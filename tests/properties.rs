@@ -42,6 +42,8 @@ fn args(data: &Path, out: &Path, threads: usize) -> RunArgs {
         layout: None,
         lineage: false,
         release_memory: None,
+        // Many runs in one test process: their memory is freed.
+        leave_memory_to_exit: false,
     }
 }
 
