@@ -913,8 +913,14 @@ pub fn write_with_manifest(
     dir: &Path,
     write: impl FnOnce() -> Result<Vec<OutFile>> + Send,
 ) -> Result<()> {
-    let hash_inputs =
-        || -> Result<Vec<String>> { c.intake.files.par_iter().map(|f| crate::read::sha256_file(&f.path)).collect() };
+    // A file hashed as it was read (CSV) is not read again.
+    let hash_inputs = || -> Result<Vec<String>> {
+        c.intake
+            .files
+            .par_iter()
+            .map(|f| f.sha256.clone().map_or_else(|| crate::read::sha256_file(&f.path), Ok))
+            .collect()
+    };
     let (files, inputs) = rayon::join(write, hash_inputs);
     write_manifest(c, p, dir, &files?, &inputs?)
 }

@@ -112,6 +112,8 @@ pub struct InputFile {
     pub name: String,
     pub path: std::path::PathBuf,
     pub rows: u64,
+    /// Its SHA-256 when reading it read every byte (CSV), else taken for the manifest.
+    pub sha256: Option<String>,
 }
 
 type Fail = (Reason, String);
@@ -615,7 +617,13 @@ impl Intake {
         };
         for file in &src.files {
             let file_ord = self.files.len() as u32;
-            self.files.push(InputFile { table: src.table, name: file.name.clone(), path: file.path.clone(), rows: 0 });
+            self.files.push(InputFile {
+                table: src.table,
+                name: file.name.clone(),
+                path: file.path.clone(),
+                rows: 0,
+                sha256: None,
+            });
             let units = crate::read::units(file)?;
             let mut total = 0u64;
             let mut merge_batch = |intake: &mut Intake, b: &Batch, outcomes: Vec<O>| -> Result<()> {
@@ -628,11 +636,13 @@ impl Intake {
                 Ok(())
             };
             if units.len() == 1 {
-                total = crate::read::read_unit(file, specs, &units[0], |mut b| {
+                let sha256;
+                (total, sha256) = crate::read::read_unit_hashed(file, specs, &units[0], |mut b| {
                     let mut outcomes = rows_of(&mut b);
                     before_merge(&mut [&mut outcomes]);
                     merge_batch(self, &b, outcomes)
                 })?;
+                self.files[file_ord as usize].sha256 = sha256;
             } else {
                 // Waves of units as wide as the pool; the (sequential) merge of wave k
                 // runs while wave k+1 is decoded and parsed, so no core waits for the merge.
