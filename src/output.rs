@@ -903,10 +903,11 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
     Value::Object(m)
 }
 
-/// Write a run's tables with `write` and then `run_manifest.json` into `dir`. The inputs are
-/// hashed meanwhile, on whichever thread the tables leave idle (a table's writing is mostly
-/// one thread's: a chunk is built, then its columns are encoded in parallel); the outputs'
-/// checksums are taken as they are written.
+/// Write a run's tables with `write` and then `run_manifest.json` into `dir`. The inputs not
+/// hashed as they were read (Parquet: read in part) are hashed meanwhile, on whichever
+/// thread the tables leave idle (a table's writing is mostly one thread's: a chunk is built,
+/// then its columns are encoded in parallel); the outputs' checksums are taken as they are
+/// written.
 pub fn write_with_manifest(
     c: &RunMeta,
     p: &Products,
