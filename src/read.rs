@@ -839,7 +839,7 @@ fn read_csv(
 ) -> Result<(u64, String)> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
-    let fh = HashingReader { inner: fh, hash: Sha256::default() };
+    let fh = Hashed::new(fh);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -916,17 +916,37 @@ fn read_csv(
     Ok((row - 1, rdr.into_inner().into_inner().hash.hex()))
 }
 
-/// A reader that hashes every byte read through it.
-struct HashingReader<R> {
-    inner: R,
-    hash: Sha256,
+/// A file (or any reader or writer) that hashes (SHA-256) every byte read from or written
+/// to it: a file's checksum for the manifest comes with its one pass, not from a second
+/// read (CSV inputs as they are read, every output as it is written).
+pub struct Hashed<T> {
+    pub inner: T,
+    pub hash: Sha256,
 }
 
-impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+impl<T> Hashed<T> {
+    pub fn new(inner: T) -> Hashed<T> {
+        Hashed { inner, hash: Sha256::default() }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Hashed<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Hashed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

@@ -363,7 +363,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         fresh_dir(&tmp)?;
         output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_rejects(dest(&tmp)))?;
         syncer.wait()?;
-        sync_dirs(&tmp)?;
+        crate::write::sync_dirs(&tmp)?;
         replace_dir(&tmp, &review)?;
         return Err(too_many(review.display().to_string()));
     }
@@ -389,7 +389,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
             timings.push(t0.lap("total"));
             output::write_stats(&meta, &tmp, &timings)
         })
-        .and_then(|()| sync_dirs(&tmp));
+        .and_then(|()| crate::write::sync_dirs(&tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -532,13 +532,6 @@ fn fresh_dir(p: &Path) -> Result<()> {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     }
     std::fs::create_dir(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
-}
-
-/// Fsync the entries of `dir` and its subdirectories, once every file in them is durable
-/// (the tables by the [`crate::write::Syncer`], the manifest and stats as written): what
-/// `replace_dir` then publishes is on disk.
-fn sync_dirs(dir: &Path) -> Result<()> {
-    crate::write::sync_dirs(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 /// Move `tmp` into place at `target`, replacing an existing `target`.

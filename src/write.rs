@@ -280,26 +280,8 @@ fn csv_rows(t: &OutTable, rows: std::ops::Range<usize>) -> std::io::Result<Vec<u
     w.into_inner().map_err(|e| e.into_error())
 }
 
-type FileSink = std::io::BufWriter<HashedFile>;
-
-/// A file that hashes (SHA-256) every byte written to it: an output's checksum for the
-/// manifest comes with its writing, on the thread that writes it, not from a second read.
-pub struct HashedFile {
-    file: std::fs::File,
-    hash: crate::read::Sha256,
-}
-
-impl std::io::Write for HashedFile {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
+/// An output file, hashed as it is written (on the thread that writes it).
+type FileSink = std::io::BufWriter<crate::read::Hashed<std::fs::File>>;
 
 /// A Parquet file whose columns are encoded in parallel (one task per column), through
 /// parquet's low-level column writers — the path `ArrowWriter` takes, with the same row group
@@ -370,7 +352,7 @@ impl TableWriter {
     pub fn create(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
         let ctx = || format!("writing {}", path.display());
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-        let mut buf = std::io::BufWriter::with_capacity(1 << 20, HashedFile { file, hash: Default::default() });
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, crate::read::Hashed::new(file));
         let sink = match format {
             OutputFormat::Parquet => Sink::Parquet(Box::new(
                 ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
@@ -432,7 +414,8 @@ impl TableWriter {
             Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
             Sink::Csv(w) => *w,
         };
-        let HashedFile { file, hash } = buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
+        let crate::read::Hashed { inner: file, hash } =
+            buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
         Ok((self.path, file, hash.hex()))
     }
 }
@@ -492,15 +475,19 @@ pub fn write_durable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Fsync `dir` and every directory below it (their entries: the files' names), once the
-/// files themselves are durable.
-pub fn sync_dirs(dir: &Path) -> std::io::Result<()> {
-    for e in std::fs::read_dir(dir)? {
-        let e = e?;
-        if e.file_type()?.is_dir() {
-            sync_dirs(&e.path())?;
+/// files themselves are durable (the tables by the [`Syncer`], the manifest and stats as
+/// written): what is then renamed into place is on disk.
+pub fn sync_dirs(dir: &Path) -> Result<()> {
+    fn sync(dir: &Path) -> std::io::Result<()> {
+        for e in std::fs::read_dir(dir)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                sync(&e.path())?;
+            }
         }
+        std::fs::File::open(dir)?.sync_all()
     }
-    std::fs::File::open(dir)?.sync_all()
+    sync(dir).map_err(|e| Error::io(format!("syncing {}", dir.display()), e))
 }
 
 fn csv_err(ctx: String, e: csv::Error) -> Error {
@@ -582,8 +569,8 @@ mod tests {
     /// The syncer fsyncs what it is handed and reports the first failure with its file.
     #[test]
     fn syncer_syncs_every_file_and_reports_a_failure_by_name() {
-        let dir = std::env::temp_dir().join(format!("billrun-syncer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
         let syncer = Syncer::start().unwrap();
         for i in 0..3 {
             let path = dir.join(format!("f{i}"));
@@ -591,7 +578,7 @@ mod tests {
             syncer.submit(path.clone(), std::fs::File::open(&path).unwrap()).unwrap();
         }
         syncer.wait().unwrap();
-        sync_dirs(&dir).unwrap();
+        sync_dirs(dir).unwrap();
 
         // A pipe cannot be fsynced (EINVAL): the error names the path it was handed with.
         #[cfg(target_os = "linux")]
@@ -607,6 +594,5 @@ mod tests {
             assert!(err.contains("a-pipe"), "{err}");
             drop(r);
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
