@@ -252,6 +252,19 @@ impl<'a, 'c> Ledger<'a, 'c> {
     }
 }
 
+/// What `rate_account` learns about one subscription on the way through steps 5–7.
+#[derive(Clone, Copy, Default)]
+struct SubFlags {
+    /// Step 5: a DISCONNECTED subscription above the reconnection threshold.
+    candidate: bool,
+    /// Step 6: its pre-rate charges were taken.
+    covered: bool,
+    /// Step 6, not taken: some item owing a charge is paid only up to today or earlier.
+    owed_past: bool,
+    /// Step 7: ACTIVE after this run (for the estimation).
+    active_after: bool,
+}
+
 fn price_of(it: &ItemIn) -> Decimal {
     it.item.custom_price.unwrap_or(it.service.price)
 }
@@ -321,33 +334,35 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
     }
 
     // 5. Start step: reconnection candidates.
-    let candidate: Vec<bool> = acct
+    let mut flags: Vec<SubFlags> = acct
         .subs
         .iter()
-        .map(|s| {
-            steps.start_service && s.sub.status == Status::Disconnected && l.balance > steps.reconnection_threshold
+        .map(|s| SubFlags {
+            candidate: steps.start_service
+                && s.sub.status == Status::Disconnected
+                && l.balance > steps.reconnection_threshold,
+            ..SubFlags::default()
         })
         .collect();
 
     // 6. Pre-rate, all-or-nothing per subscription.
     let thr = steps.disconnection_threshold;
-    let mut covered = vec![false; acct.subs.len()];
-    let mut owed_past = vec![false; acct.subs.len()];
-    for (si, s) in acct.subs.iter().enumerate() {
-        if !(s.sub.status == Status::Active || candidate[si]) {
+    struct Charge<'x, 'a> {
+        it: &'x ItemIn<'a>,
+        from: NaiveDate,
+        to: NaiveDate,
+        exact: Decimal,
+        rounded: Decimal,
+    }
+    let mut charges = Vec::new();
+    for (s, f) in acct.subs.iter().zip(flags.iter_mut()) {
+        if !(s.sub.status == Status::Active || f.candidate) {
             continue;
         }
-        struct Charge<'x, 'a> {
-            it: &'x ItemIn<'a>,
-            from: NaiveDate,
-            to: NaiveDate,
-            exact: Decimal,
-            rounded: Decimal,
-        }
-        let mut charges = Vec::new();
+        charges.clear();
         for it in s.items.iter().filter(|i| i.service.billing_method == BillingMethod::PreRate) {
             let mut from = it.item.paid_to();
-            if candidate[si] {
+            if f.candidate {
                 from = from.max(as_of);
             }
             let mut to = it.service.advance().add(as_of);
@@ -367,7 +382,7 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
         let total: Decimal = charges.iter().map(|c| c.rounded).sum();
         let taken = total.is_zero() || if steps.stop_service { l.balance - total > thr } else { l.balance >= total };
         if taken {
-            covered[si] = true;
+            f.covered = true;
             for c in &charges {
                 let item = c.it.item;
                 l.debit(
@@ -383,34 +398,33 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
                 l.out.billed_through.push((c.it.idx, c.to));
             }
         } else {
-            owed_past[si] = charges.iter().any(|c| c.it.item.paid_to() <= as_of);
+            f.owed_past = charges.iter().any(|c| c.it.item.paid_to() <= as_of);
         }
     }
 
     // 7. Stop step and reconnections, on the balance after all debits.
     let bal = l.balance;
-    let mut active_after = vec![false; acct.subs.len()];
-    for (si, s) in acct.subs.iter().enumerate() {
+    for (s, f) in acct.subs.iter().zip(flags.iter_mut()) {
         match s.sub.status {
             Status::Active => {
-                active_after[si] = true;
+                f.active_after = true;
                 if steps.stop_service {
                     let reason = if bal <= thr {
                         Some("BALANCE_AT_OR_BELOW_THRESHOLD")
-                    } else if !covered[si] && owed_past[si] {
+                    } else if !f.covered && f.owed_past {
                         Some("PREPAID_PERIOD_NOT_COVERED")
                     } else {
                         None
                     };
                     if let Some(reason) = reason {
-                        active_after[si] = false;
+                        f.active_after = false;
                         l.out.status.push((s.idx, Status::Disconnected));
                         l.out.disconnections.push(ListEntry { sub_idx: s.idx, reason, balance: bal });
                     }
                 }
             }
-            Status::Disconnected if candidate[si] && covered[si] && (!steps.stop_service || bal > thr) => {
-                active_after[si] = true;
+            Status::Disconnected if f.candidate && f.covered && (!steps.stop_service || bal > thr) => {
+                f.active_after = true;
                 l.out.status.push((s.idx, Status::Active));
                 l.out.reconnections.push(ListEntry { sub_idx: s.idx, reason: "BALANCE_ABOVE_THRESHOLD", balance: bal });
             }
@@ -427,8 +441,8 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
     };
     if estimate {
         let mut daily = Frac::ZERO;
-        for (si, s) in acct.subs.iter().enumerate() {
-            if !active_after[si] {
+        for (s, f) in acct.subs.iter().zip(&flags) {
+            if !f.active_after {
                 continue;
             }
             for it in s.items.iter().filter(|i| i.service.billing_method == BillingMethod::PreRate) {
