@@ -70,7 +70,6 @@ def good_ts_variant(s):
     return f'{d}T{t.split(".")[0]}'
 
 
-services_ids = [r[0] for r in T['services'][1]]
 h, rows = T['services']
 # an extra service with a custom edge: weekly 2 weeks, and a service with unit_size 0 (invalid), and a duplicate
 rows.append(['BIWEEK', 'PRE_RATE', '7.77', 'USD', '2 weeks', '3 days', ''])
@@ -83,84 +82,86 @@ rows.append(['DAYS0', 'PRE_RATE', '5', 'EUR', '0 days', '', ''])
 rows.append(['HALF', 'POST_RATE', '0.005', 'USD', '', '', '1'])
 rows.append(['JPYHALF', 'POST_RATE', '0.5', 'JPY', '', '', '1'])
 svc_all = [r[0] for r in rows]
-svc_cur = {r[0]: r[3] for r in rows}
-svc_bm = {r[0]: r[1] for r in rows}
 
-h, rows = T['wallets']
-accts = [r[1] for r in rows]
-wal_cur = {r[1]: r[2] for r in rows}
-new = []
-for r in rows:
-    r = list(r)
-    x = R.random()
-    if x < P:
-        r[3] = bad_dec()
-    elif x < 2 * P:
-        r[R.choice([0, 1, 2, 3])] = ''
-    elif x < 3 * P:
-        r[2] = 'ABC'
-    elif x < 4 * P and r[4]:
-        r[4] = good_ts_variant(r[4])
-    elif x < 5 * P:
-        r[4] = R.choice(['2026-11-21T06:00:00Z', '2026-11-20T23:59:59Z', '2026-11-22 00:00:00'])
-    new.append(r)
-    if R.random() < P:
-        new.append([r[0] + 'x', r[1], r[2], '5', ''])  # second wallet for account
-    if R.random() < P:
-        new.append(list(r))  # duplicate id
-T['wallets'] = (h, new)
+def put(c, f):
+    """A mutation setting column `c` (an index, or a function drawing one) to `f(r)`."""
+    def case(r):
+        v = f(r)
+        r[c() if callable(c) else c] = v
+    return case
 
-h, rows = T['subscriptions']
-new = []
-for r in rows:
-    r = list(r)
-    x = R.random()
-    if x < P:
-        r[3] = R.choice(['active', 'PAUSED', ''])
-    elif x < 2 * P:
-        r[1] = 'A-NOWALLET-' + r[1]
-    elif x < 3 * P:
-        r[4] = bad_ts()
-    elif x < 4 * P:
-        r[3] = R.choice(['ACTIVE', 'DISCONNECTED', 'TERMINATED'])
-    elif x < 5 * P and r[4]:
-        r[4] = good_ts_variant(r[4])
-    new.append(r)
-    if R.random() < P / 2:
-        new.append(list(r))
-T['subscriptions'] = (h, new)
+
+def when(cond, case):
+    """`case` for rows where `cond(r)` holds; other rows fall through to the next band."""
+    return lambda r: case(r) if cond(r) else False
+
+
+def mutate(name, bands, extras):
+    """Rewrite table `name` row by row: one draw x picks the first band (upper bound, case)
+    with x below its bound whose case applies (a case returning False does not); then each
+    (probability, make) of `extras` appends make(row) with that probability."""
+    h, rows = T[name]
+    new = []
+    for r in rows:
+        r = list(r)
+        x = R.random()
+        for bound, case in bands:
+            if x < bound and case(r) is not False:
+                break
+        new.append(r)
+        for p, make in extras:
+            if R.random() < p:
+                new.append(make(r))
+    T[name] = (h, new)
+    return new
+
+
+def bands(width, *cases):
+    return [((i + 1) * width, c) for i, c in enumerate(cases)]
+
+
+dup = (P, list)  # the same row again: a duplicate key
+
+accts = [r[1] for r in T['wallets'][1]]
+mutate('wallets', bands(
+    P,
+    put(3, lambda r: bad_dec()),
+    put(lambda: R.choice([0, 1, 2, 3]), lambda r: ''),
+    put(2, lambda r: 'ABC'),
+    when(lambda r: r[4], put(4, lambda r: good_ts_variant(r[4]))),
+    put(4, lambda r: R.choice(['2026-11-21T06:00:00Z', '2026-11-20T23:59:59Z', '2026-11-22 00:00:00'])),
+), [(P, lambda r: [r[0] + 'x', r[1], r[2], '5', '']),  # second wallet for the account
+    dup])
+
+new = mutate('subscriptions', bands(
+    P,
+    put(3, lambda r: R.choice(['active', 'PAUSED', ''])),
+    put(1, lambda r: 'A-NOWALLET-' + r[1]),
+    put(4, lambda r: bad_ts()),
+    put(3, lambda r: R.choice(['ACTIVE', 'DISCONNECTED', 'TERMINATED'])),
+    when(lambda r: r[4], put(4, lambda r: good_ts_variant(r[4]))),
+), [(P / 2, list)])
 sub_src = {r[0]: r[2] for r in new}
-sub_acct = {r[0]: r[1] for r in new}
 
-h, rows = T['subscription_items']
-new = []
-for r in rows:
-    r = list(r)
-    x = R.random()
-    if x < P:
-        r[1] = R.choice(['0', '-1', 'x', '1.5', ''])
-    elif x < 2 * P:
-        r[2] = R.choice(svc_all + ['NOPE'])
-    elif x < 3 * P:
-        r[3] = R.choice(['-1', '2', '0', '3', bad_dec()])
-    elif x < 4 * P:
-        r[4] = R.choice(['0', '1.23', '0.001', '-2', bad_dec()])
-    elif x < 5 * P:
-        r[5] = R.choice([bad_date(), '', '2026-11-22', '2026-11-23', '2026-01-31'])
-    elif x < 6 * P:
-        r[6] = R.choice([bad_date(), '2026-11-22', '2026-11-21', '2026-11-23', '2026-12-31'])
-    elif x < 7 * P:
-        r[7] = R.choice([bad_date(), '', '2026-11-22', '2026-11-23', '2026-10-31', '2027-01-31'])
-    elif x < 8 * P:
-        r[0] = 'S-UNKNOWN-' + r[0]
-    new.append(r)
-    if R.random() < P:
-        new.append(list(r))  # duplicate key
-    if R.random() < P:
-        rr = list(r)
-        rr[1] = str(int(r[1]) + 50) if r[1].isdigit() else '77'
-        new.append(rr)  # same service under another item_no
-T['subscription_items'] = (h, new)
+
+def other_item_no(r):
+    """The same service under another item_no."""
+    rr = list(r)
+    rr[1] = str(int(r[1]) + 50) if r[1].isdigit() else '77'
+    return rr
+
+
+new = mutate('subscription_items', bands(
+    P,
+    put(1, lambda r: R.choice(['0', '-1', 'x', '1.5', ''])),
+    put(2, lambda r: R.choice(svc_all + ['NOPE'])),
+    put(3, lambda r: R.choice(['-1', '2', '0', '3', bad_dec()])),
+    put(4, lambda r: R.choice(['0', '1.23', '0.001', '-2', bad_dec()])),
+    put(5, lambda r: R.choice([bad_date(), '', '2026-11-22', '2026-11-23', '2026-01-31'])),
+    put(6, lambda r: R.choice([bad_date(), '2026-11-22', '2026-11-21', '2026-11-23', '2026-12-31'])),
+    put(7, lambda r: R.choice([bad_date(), '', '2026-11-22', '2026-11-23', '2026-10-31', '2027-01-31'])),
+    put(0, lambda r: 'S-UNKNOWN-' + r[0]),
+), [dup, (P, other_item_no)])
 # some extra items of new services on random internal subs
 internal = [s for s, src_ in sub_src.items() if src_ == 'INTERNAL']
 for s in R.sample(internal, min(len(internal), 60)):
@@ -169,74 +170,43 @@ for s in R.sample(internal, min(len(internal), 60)):
                 R.choice(['2026-10-31', '2026-11-22', '2026-01-30', '2026-11-25']), R.choice(['', '', '2026-12-05', '2026-11-22']),
                 R.choice(['', '', '2026-11-22', '2026-11-30', '2026-11-01'])])
 
-h, rows = T['usage']
-new = []
-for r in rows:
-    r = list(r)
-    x = R.random()
-    if x < P:
-        r[2] = R.choice(svc_all + ['NOPE'])
-    elif x < 2 * P:
-        r[3] = R.choice([bad_ts(), good_ts_variant(r[3]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59.999999Z'])
-    elif x < 3 * P:
-        r[4] = R.choice(['-1', '0', bad_dec(), '0.5', '1000000'])
-    elif x < 4 * P:
-        r[R.randrange(5)] = ''
-    elif x < 5 * P:
-        r[3] = good_ts_variant(r[3])
-    new.append(r)
-    if R.random() < P:
-        new.append(list(r))
+new = mutate('usage', bands(
+    P,
+    put(2, lambda r: R.choice(svc_all + ['NOPE'])),
+    put(3, lambda r: R.choice([bad_ts(), good_ts_variant(r[3]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59.999999Z'])),
+    put(4, lambda r: R.choice(['-1', '0', bad_dec(), '0.5', '1000000'])),
+    put(lambda: R.randrange(5), lambda r: ''),
+    put(3, lambda r: good_ts_variant(r[3])),
+), [dup])
 # usage for the new post-rate services
 for s in R.sample(internal, min(len(internal), 60)):
     new.append([f'UX-{s}-{R.randrange(10**6)}', s, R.choice(['HALF', 'JPYHALF', 'ZERO', 'DATA', 'PPV', 'GOLD']),
                 R.choice(['2026-11-21T10:00:00Z', '2026-11-10T00:00:00Z', '2026-11-22T01:00:00Z']), R.choice(['1', '3', '0.1', '7'])])
-T['usage'] = (h, new)
 
-h, rows = T['credits']
-new = []
-for r in rows:
-    r = list(r)
-    x = R.random()
-    if x < 2 * P:
-        r[2] = R.choice(['0', '-5', bad_dec(), '0.001'])
-    elif x < 3 * P:
-        r[1] = 'W-UNKNOWN'
-    elif x < 4 * P:
-        r[R.randrange(5)] = ''
-    elif x < 5 * P:
-        r[4] = R.choice([good_ts_variant(r[4]), '2026-11-25T00:00:00Z', bad_ts()])
-    new.append(r)
-    if R.random() < P:
-        new.append(list(r))
-T['credits'] = (h, new)
+mutate('credits', [
+    (2 * P, put(2, lambda r: R.choice(['0', '-5', bad_dec(), '0.001']))),
+    (3 * P, put(1, lambda r: 'W-UNKNOWN')),
+    (4 * P, put(lambda: R.randrange(5), lambda r: '')),
+    (5 * P, put(4, lambda r: R.choice([good_ts_variant(r[4]), '2026-11-25T00:00:00Z', bad_ts()]))),
+], [dup])
 
-h, rows = T['events']
-new = []
+
+def transfer(r):
+    r[3] = 'TRANSFERRED'
+    r[6] = R.choice(['', 'A-NEW', accts[0]])
+
+
 subs_all = list(sub_src)
-for r in rows:
-    r = list(r)
-    x = R.random()
-    P2 = 3 * P
-    if x < P2:
-        r[1] = R.choice(subs_all)
-    elif x < 2 * P2:
-        r[3] = R.choice(['PURCHASED', 'RENEWED', 'REVIVED', 'CANCELLED', 'EXPIRED', 'REVOKED', 'TRANSFERRED', 'PAUSED'])
-    elif x < 3 * P2:
-        r[5] = ''
-    elif x < 4 * P2:
-        r[9] = R.choice(['CAPTURED', 'REJECTED', 'REFUNDED', 'PENDING', ''])
-    elif x < 5 * P2:
-        r[3] = 'TRANSFERRED'
-        r[6] = R.choice(['', 'A-NEW', accts[0]])
-    elif x < 6 * P2:
-        r[4] = R.choice([good_ts_variant(r[4]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59Z', bad_ts()])
-    elif x < 7 * P2:
-        r[2] = R.choice(['APPLE', 'GOOGLE', 'INTERNAL'])
-    new.append(r)
-    if R.random() < P:
-        new.append(list(r))
-T['events'] = (h, new)
+mutate('events', bands(
+    3 * P,
+    put(1, lambda r: R.choice(subs_all)),
+    put(3, lambda r: R.choice(['PURCHASED', 'RENEWED', 'REVIVED', 'CANCELLED', 'EXPIRED', 'REVOKED', 'TRANSFERRED', 'PAUSED'])),
+    put(5, lambda r: ''),
+    put(9, lambda r: R.choice(['CAPTURED', 'REJECTED', 'REFUNDED', 'PENDING', ''])),
+    transfer,
+    put(4, lambda r: R.choice([good_ts_variant(r[4]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59Z', bad_ts()])),
+    put(2, lambda r: R.choice(['APPLE', 'GOOGLE', 'INTERNAL'])),
+), [dup])
 
 for n in ['services', 'wallets', 'subscriptions', 'subscription_items']:
     save(f'{dst}/state/{n}.csv', *T[n])
