@@ -92,7 +92,8 @@ pub struct ListEntry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Estimate {
     pub balance: Decimal,
-    /// Rounded half-up to 6 decimals.
+    /// Rounded half-up to 6 decimals, and written with 6 (CSV `14.970000`, whatever the
+    /// scale of the prices it came from).
     pub daily: Decimal,
     pub days_remaining: Option<i64>,
     pub depletion_date: Option<NaiveDate>,
@@ -491,7 +492,11 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
         };
         l.out.estimate = Some(Estimate {
             balance: bal,
-            daily: Rounding::HalfUp.round(daily_value, 6),
+            daily: {
+                let mut d = Rounding::HalfUp.round(daily_value, 6);
+                d.rescale(6);
+                d
+            },
             days_remaining,
             depletion_date,
             class,
