@@ -44,6 +44,17 @@ fn company_zx_daily_prepaid() {
     assert_eq!(csv_lookup(&out.join("deferred_usage.csv"), "usage_id", "U-4", "subscription_id"), ["S-PPV"]);
 }
 
+/// The Parquet outputs a warehouse loads: every table's Arrow schema and Parquet column types
+/// (a change to either is a change to the data contract, docs/SCHEMAS.md), and their rows.
+#[test]
+fn company_zx_parquet_schemas_and_rows() {
+    let s = Scratch::new();
+    let out = s.path("out");
+    let job = repo().join("jobs/company-zx-daily.toml");
+    billrun(run_args(&job, &repo().join("sample-data/company-zx"), &out, Some("2026-11-22"))).ok();
+    assert_golden("company-zx-2026-11-22-parquet", &render_parquet_run(&out));
+}
+
 #[test]
 fn company_zx_one_day_in_december_costs_30_over_31() {
     let s = Scratch::new();

@@ -150,6 +150,47 @@ pub fn render_csv_run(dir: &Path) -> String {
     out
 }
 
+/// Every Parquet file of a run directory, in name order: its Arrow schema (what a warehouse
+/// loader sees) and each column's Parquet physical and logical type, compression and
+/// encodings, then its rows as `billrun cat` prints them.
+pub fn render_parquet_run(dir: &Path) -> String {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    names.sort();
+    let mut out = String::new();
+    for p in &names {
+        let file = std::fs::File::open(p).unwrap();
+        let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        out.push_str(&format!("== {}\n", p.file_name().unwrap().to_string_lossy()));
+        for f in builder.schema().fields() {
+            let null = if f.is_nullable() { "nullable" } else { "not null" };
+            out.push_str(&format!("{}: {} {null}\n", f.name(), f.data_type()));
+        }
+        let reader = SerializedFileReader::new(std::fs::File::open(p).unwrap()).unwrap();
+        let meta = reader.metadata();
+        for (i, c) in meta.file_metadata().schema_descr().columns().iter().enumerate() {
+            let chunk = meta.row_groups().first().map(|rg| rg.column(i));
+            out.push_str(&format!(
+                "  {}: {} {:?}{}\n",
+                c.name(),
+                c.physical_type(),
+                c.logical_type_ref(),
+                chunk.map_or(String::new(), |k| format!(
+                    " {} {:?}",
+                    k.compression(),
+                    k.encodings().collect::<Vec<_>>()
+                )),
+            ));
+        }
+    }
+    out.push_str(&billrun([std::ffi::OsStr::new("cat"), dir.as_os_str()]).ok().stdout());
+    out
+}
+
 /// Compare with `tests/golden/<name>.txt`; `BLESS=1` rewrites it.
 #[track_caller]
 pub fn assert_golden(name: &str, actual: &str) {
