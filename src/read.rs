@@ -553,6 +553,7 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
         DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
             return as_utf8(a)
         }
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => return Ok(Col::Str(binary_as_utf8(a))),
         DataType::Null => return Ok(Col::Missing),
         _ => {}
     }
@@ -617,6 +618,18 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
             _ => Err(bad("a")),
         },
     }
+}
+
+/// Strings stored as BYTE_ARRAY without the UTF8 annotation (older Hive and Impala
+/// writers), read as text: invalid UTF-8 is replaced, and then fails its column's grammar,
+/// as in a CSV file.
+fn binary_as_utf8(a: &ArrayRef) -> arrow_array::StringArray {
+    let values: Box<dyn Iterator<Item = Option<&[u8]>>> = match a.data_type() {
+        DataType::Binary => Box::new(a.as_binary::<i32>().iter()),
+        DataType::LargeBinary => Box::new(a.as_binary::<i64>().iter()),
+        _ => Box::new(a.as_binary_view().iter()),
+    };
+    values.map(|v| v.map(String::from_utf8_lossy)).collect()
 }
 
 /// Raw timestamp values are UTC instants whether or not the column carries a zone.
