@@ -133,14 +133,8 @@ pub fn manifest(dir: &Path) -> serde_json::Value {
 
 /// Every CSV output of a run directory verbatim, then the manifest.
 pub fn render_csv_run(dir: &Path) -> String {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "csv"))
-        .collect();
-    names.sort();
     let mut out = String::new();
-    for p in names {
+    for p in files_with_extension(dir, "csv") {
         out.push_str(&format!("== {}\n", p.file_name().unwrap().to_string_lossy()));
         out.push_str(&std::fs::read_to_string(&p).unwrap());
         out.push('\n');
@@ -154,24 +148,16 @@ pub fn render_csv_run(dir: &Path) -> String {
 /// loader sees) and each column's Parquet physical and logical type, compression and
 /// encodings, then its rows as `billrun cat` prints them.
 pub fn render_parquet_run(dir: &Path) -> String {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    names.sort();
     let mut out = String::new();
-    for p in &names {
-        let file = std::fs::File::open(p).unwrap();
+    for p in files_with_extension(dir, "parquet") {
+        let file = std::fs::File::open(&p).unwrap();
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
         out.push_str(&format!("== {}\n", p.file_name().unwrap().to_string_lossy()));
         for f in builder.schema().fields() {
             let null = if f.is_nullable() { "nullable" } else { "not null" };
             out.push_str(&format!("{}: {} {null}\n", f.name(), f.data_type()));
         }
-        let reader = SerializedFileReader::new(std::fs::File::open(p).unwrap()).unwrap();
-        let meta = reader.metadata();
+        let meta = builder.metadata();
         for (i, c) in meta.file_metadata().schema_descr().columns().iter().enumerate() {
             let chunk = meta.row_groups().first().map(|rg| rg.column(i));
             out.push_str(&format!(
@@ -189,6 +175,17 @@ pub fn render_parquet_run(dir: &Path) -> String {
     }
     out.push_str(&billrun([std::ffi::OsStr::new("cat"), dir.as_os_str()]).ok().stdout());
     out
+}
+
+/// The files of `dir` (not its subdirectories) ending in `.ext`, in name order.
+fn files_with_extension(dir: &Path, ext: &str) -> Vec<PathBuf> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    names.sort();
+    names
 }
 
 /// Compare with `tests/golden/<name>.txt`; `BLESS=1` rewrites it.
