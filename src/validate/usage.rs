@@ -1,0 +1,437 @@
+//! Usage: each row classified against the state (SPEC §4's usage checks and deferral),
+//! duplicates found by fingerprint, and the quantities summed per item.
+
+use super::*;
+
+/// What happens to a usage row that parsed and is not a duplicate.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UsageFate {
+    /// Rated on this item (index into `State::items`).
+    Rate(usize),
+    /// At or after the cutoff: kept in `deferred_usage` (its item's index).
+    Defer(usize),
+    Reject(Reason, String),
+}
+
+/// SPEC §4 usage checks, in order: UNKNOWN_SUBSCRIPTION, EXTERNAL_USAGE, UNKNOWN_SERVICE,
+/// NOT_POST_RATE, UNKNOWN_ITEM, CURRENCY_MISMATCH, TERMINATED_SUBSCRIPTION, deferral,
+/// LATE_USAGE, ITEM_ENDED.
+pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Recent) -> UsageFate {
+    use UsageFate::Reject as R;
+    let Some(si) = st.sub_of_recent(u.subscription_id, recent).filter(|&s| st.sub_ok[s]) else {
+        return R(Reason::UnknownSubscription, format!("subscription {} is unknown or rejected", u.subscription_id));
+    };
+    let sub = &st.subs[si];
+    if !sub.is_internal() {
+        return R(Reason::ExternalUsage, format!("subscription {} is managed by {}", u.subscription_id, sub.source));
+    }
+    let Some(sv) = st.service_of_recent(u.service_id, recent) else {
+        return R(Reason::UnknownService, format!("service {} is unknown or rejected", u.service_id));
+    };
+    if st.services[sv].billing_method != BillingMethod::PostRate {
+        return R(
+            Reason::NotPostRate,
+            format!("service {} is {}", u.service_id, st.services[sv].billing_method.as_str()),
+        );
+    }
+    // A POST_RATE item's service is linked (and ids are unique): compare links, not ids.
+    let Some(ii) = st.post_items(si).iter().map(|&i| i as usize).find(|&i| st.item_service[i] == sv as u32) else {
+        return R(
+            Reason::UnknownItem,
+            format!("subscription {} has no item for service {}", u.subscription_id, u.service_id),
+        );
+    };
+    if st.item_state[ii] == ItemState::Carried(Reason::CurrencyMismatch) {
+        return R(Reason::CurrencyMismatch, format!("item {} is rejected for a currency mismatch", st.items[ii].key()));
+    }
+    if sub.status == Status::Terminated {
+        return R(Reason::TerminatedSubscription, format!("subscription {} is TERMINATED", u.subscription_id));
+    }
+    let item = &st.items[ii];
+    let ends_after = |t: Micros| item.end_date.is_none_or(|e| t < midnight(e));
+    if u.event_time >= cutoff && ends_after(u.event_time) {
+        return UsageFate::Defer(ii);
+    }
+    let from = item.paid_to();
+    if u.event_time < midnight(from) {
+        return R(
+            Reason::LateUsage,
+            format!("event_time {} is before the item's window start {from}", format_ts(u.event_time)),
+        );
+    }
+    if !ends_after(u.event_time) {
+        return R(
+            Reason::ItemEnded,
+            format!(
+                "event_time {} is at or after the item's end_date {}",
+                format_ts(u.event_time),
+                item.end_date.unwrap()
+            ),
+        );
+    }
+    UsageFate::Rate(ii)
+}
+
+/// The usage of a run, aggregated: per-item sums and the deferred rows.
+pub struct UsageIntake {
+    /// Summed quantity per item (index into `State::items`).
+    pub qty: Vec<Decimal>,
+    pub deferred: Vec<DeferredUsage>,
+    pub rated_rows: u64,
+    /// With `--lineage`: (item index, usage_id) of every rated row, in read order.
+    pub lineage: Option<Vec<(u32, Box<str>)>>,
+}
+
+/// What one usage row comes to, before the (sequential) duplicate check. Kept small (the
+/// outcomes of a wave are what a wave holds in flight): the rare outcomes are boxed.
+enum RowOutcome {
+    Bad(Box<(Reason, Box<str>)>),
+    Good {
+        fp: [u64; 2],
+        fate: Fate,
+    },
+    /// A `Good` row whose usage_id was seen before (marked before the merge).
+    Duplicate,
+}
+
+enum Fate {
+    Rate(u32, Decimal),
+    Defer(Box<DeferredUsage>),
+    Reject(Box<(Reason, Box<str>)>),
+}
+
+/// Stream `deferred_usage` then the new usage files: parse and classify every row in
+/// parallel, then dedupe (first occurrence in read order wins) and aggregate in order.
+/// Memory: the per-item sums, the deferred rows and a 128-bit fingerprint per usage_id.
+pub fn ingest_usage(
+    intake: &mut Intake,
+    sources: &[&TableSource],
+    st: &State,
+    cutoff: Micros,
+    lineage: bool,
+) -> Result<UsageIntake> {
+    use rayon::prelude::*;
+    let mut out = UsageIntake {
+        qty: vec![Decimal::ZERO; st.items.len()],
+        deferred: Vec::new(),
+        rated_rows: 0,
+        lineage: lineage.then(Vec::new),
+    };
+    // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
+    let UsageIntake { qty, deferred, rated_rows, lineage } = &mut out;
+    // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
+    let (expected, _) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
+    let mut seen = SeenIds::with_expected(expected);
+    for src in sources {
+        let table = src.table;
+        // The merge reads the usage_id only (reject keys, lineage).
+        intake.load_rows(
+            src,
+            USAGE,
+            &[0],
+            |recent: &mut Recent, r| match parse_usage(r) {
+                // Details boxed here, on the pool, not in the in-order merge.
+                Err((reason, detail)) => RowOutcome::Bad(Box::new((reason, detail.into()))),
+                Ok(u) => {
+                    let fp = xxhash_rust::xxh3::xxh3_128(u.usage_id.as_bytes());
+                    RowOutcome::Good {
+                        fp: [fp as u64, (fp >> 64) as u64],
+                        fate: match classify_usage(st, &u, cutoff, recent) {
+                            UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
+                            UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
+                            UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail.into()))),
+                        },
+                    }
+                }
+            },
+            |wave| {
+                seen.mark_duplicates(wave);
+                add_quantities(qty, wave);
+            },
+            |intake, oc, o, r| {
+                match oc {
+                    RowOutcome::Bad(fail) => intake.reject(table, o, r.key(0), fail.0, fail.1),
+                    RowOutcome::Duplicate => {
+                        let id = r.key(0);
+                        let detail = format!("duplicate usage_id {id}; the first occurrence wins");
+                        intake.reject(table, o, id, Reason::DuplicateKey, detail);
+                    }
+                    RowOutcome::Good { fate, .. } => match fate {
+                        Fate::Rate(ii, _) => {
+                            *rated_rows += 1;
+                            if let Some(l) = lineage {
+                                l.push((ii, r.raw(0).into_boxed_str()));
+                            }
+                        }
+                        Fate::Defer(u) => deferred.push(*u),
+                        Fate::Reject(fail) => intake.reject(table, o, r.key(0), fail.0, fail.1),
+                    },
+                }
+                Ok(())
+            },
+        )?;
+    }
+    out.qty.par_iter_mut().for_each(|q| *q = crate::read::normalized(*q));
+    Ok(out)
+}
+
+/// Work over a whole wave split by disjoint ranges of `v` (fingerprint tables, item sums):
+/// one range per thread, `f(first index, range)` run for each in parallel (each task scans
+/// the wave and takes the rows that fall in its range, in read order).
+fn par_ranges<T: Send, R: Send>(v: &mut [T], f: impl Fn(usize, &mut [T]) -> R + Sync) -> Vec<R> {
+    use rayon::prelude::*;
+    let per = v.len().div_ceil(rayon::current_num_threads().max(1)).max(1);
+    v.par_chunks_mut(per).enumerate().map(|(g, part)| f(g * per, part)).collect()
+}
+
+/// Add the quantity of every rated row of a wave to its item's sum (duplicates marked
+/// already). Items are split into ranges, one task each; within an item rows are added in
+/// read order, so the sums do not depend on the thread count.
+fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
+    par_ranges(qty, |lo, part| {
+        for v in wave {
+            for o in v.iter() {
+                if let RowOutcome::Good { fate: Fate::Rate(ii, q), .. } = o {
+                    if let Some(sum) = (*ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
+                        *sum = add_quantity(*sum, *q);
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// `a + b` for the usage sums: one i128 addition when both are at one scale (quantities
+/// kept at their column's scale 18, see [`fast::usage_quantity`]: rust_decimal's addition
+/// takes its slow path for mantissas above 64 bits, which scale 18 puts most quantities
+/// in). A sum beyond 96 bits is added normalized (trailing zeros shed first, not rounded
+/// away); a first quantity replaces the zero a sum starts at, keeping its scale.
+fn add_quantity(a: Decimal, b: Decimal) -> Decimal {
+    if a.scale() == b.scale() {
+        let m = a.mantissa() + b.mantissa();
+        let u = m.unsigned_abs();
+        if u < 1 << 96 {
+            return Decimal::from_parts(u as u32, (u >> 32) as u32, (u >> 64) as u32, m < 0, a.scale());
+        }
+        return crate::read::normalized(a) + crate::read::normalized(b);
+    }
+    if a.is_zero() {
+        return b;
+    }
+    a + b
+}
+
+/// The usage_id fingerprints seen so far (xxh3-128 of the id): [`FpSet`]s over disjoint
+/// slices of the fingerprint space (picked by its top 32 bits), each holding the low 96 bits
+/// of its fingerprints (~14.6 bytes a row; with the slice, ~100 bits tell ids apart: a false
+/// duplicate among 10^9 ids has a chance of about 10^-12). Each set is sized to be nearly
+/// full at the expected row count: one set would round up to the next power of two buckets
+/// (up to twice what the rows need); 16–32 sets of one power-of-two size track the count
+/// within a few percent.
+struct SeenIds {
+    shards: Vec<FpSet>,
+}
+
+/// Rows whose buckets are prefetched ahead of their lookup in [`SeenIds::mark_duplicates`]
+/// (enough to cover a memory access at this loop's rate).
+const PREFETCH_AHEAD: usize = 16;
+
+impl SeenIds {
+    fn with_expected(rows: u64) -> SeenIds {
+        // Five fingerprints a bucket, at most 7/8 full, and 1 % for the sets' uneven shares.
+        let buckets = (rows.saturating_mul(8) / 7).div_ceil(5) * 101 / 100 + 1;
+        if buckets < 1 << 12 {
+            return SeenIds { shards: vec![FpSet::with_buckets(buckets as usize)] };
+        }
+        let per = 1u64 << (63 - (buckets / 16).leading_zeros()); // largest power of two <= buckets/16
+        let n = buckets.div_ceil(per) as usize;
+        let mut shards: Vec<FpSet> = (0..n).map(|_| FpSet::with_buckets(per as usize)).collect();
+        // The pages zeroed by the kernel on all threads now, not by the first wave's one
+        // (measured at 1M: 0.3 s of one thread zeroing 254 MB while the other waited).
+        {
+            use rayon::prelude::*;
+            shards.par_iter_mut().for_each(FpSet::fault_in);
+        }
+        SeenIds { shards }
+    }
+
+    /// The set (of `n`) that holds `fp`, and the part of `fp` it stores. The set is the top
+    /// 32 bits scaled to `0..n`: a multiply and a shift, where a remainder was a 64-bit
+    /// division per row and task.
+    fn place(n: usize, fp: u128) -> (usize, [u32; 3]) {
+        ((((fp >> 96) as u64 * n as u64) >> 32) as usize, [fp as u32, (fp >> 32) as u32, (fp >> 64) as u32])
+    }
+
+    /// Whether `fp` is seen for the first time (and remember it).
+    #[cfg(test)]
+    fn first(&mut self, fp: u128) -> bool {
+        let (k, low) = SeenIds::place(self.shards.len(), fp);
+        self.shards[k].insert(low)
+    }
+
+    /// Mark every row of a wave whose usage_id was seen before (in an earlier wave or
+    /// earlier in this one) as [`RowOutcome::Duplicate`]. The sets are split into ranges,
+    /// one task each, and each task takes the wave's rows in read order (through a ring
+    /// that prefetches each row's bucket [`PREFETCH_AHEAD`] rows before its lookup): the
+    /// first occurrence wins on any thread count.
+    fn mark_duplicates(&mut self, wave: &mut [&mut Vec<RowOutcome>]) {
+        let n = self.shards.len();
+        let shared = &*wave;
+        let dups = par_ranges(&mut self.shards, |lo, sets| {
+            let count = sets.len();
+            let mine = shared.iter().enumerate().flat_map(|(vi, v)| {
+                v.iter().enumerate().filter_map(move |(ri, o)| match o {
+                    RowOutcome::Good { fp, .. } => {
+                        let (k, low) = SeenIds::place(n, fp[0] as u128 | (fp[1] as u128) << 64);
+                        let k = k.checked_sub(lo).filter(|&k| k < count)?;
+                        Some((k, low, vi as u32, ri as u32))
+                    }
+                    _ => None,
+                })
+            });
+            let mut dups = Vec::new();
+            // A ring of the rows prefetched and not yet looked up (`taken` rows so far).
+            let mut ring = [(0usize, [0u32; 3], 0u32, 0u32); PREFETCH_AHEAD];
+            let mut taken = 0usize;
+            let mut look = |(k, low, vi, ri): (usize, [u32; 3], u32, u32), sets: &mut [FpSet]| {
+                if !sets[k].insert(low) {
+                    dups.push((vi, ri));
+                }
+            };
+            for row in mine {
+                sets[row.0].prefetch(row.1);
+                let slot = &mut ring[taken % PREFETCH_AHEAD];
+                if taken >= PREFETCH_AHEAD {
+                    look(*slot, sets);
+                }
+                *slot = row;
+                taken += 1;
+            }
+            for i in taken.saturating_sub(PREFETCH_AHEAD)..taken {
+                look(ring[i % PREFETCH_AHEAD], sets);
+            }
+            dups
+        });
+        for (vi, ri) in dups.into_iter().flatten() {
+            wave[vi as usize][ri as usize] = RowOutcome::Duplicate;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Usage sums at a Decimal(38,18) column's scale (`fast::usage_quantity`, `add_quantity`)
+    /// come out as the sums of the normalized quantities, past 96 bits too.
+    #[test]
+    fn usage_sums_at_scale_18_equal_the_sums_of_normalized_quantities() {
+        use crate::read::{normalized, normalized_from_i128, Col};
+        use arrow_array::Decimal128Array;
+        let e18 = 10i128.pow(18);
+        let cases: Vec<Vec<i128>> = vec![
+            vec![2407 * e18, 1534 * e18, 0, 488 * e18],
+            vec![1, 123_456_789_012_345_678, 15 * e18 / 10],
+            // 5e10 units each: their sum leaves 96 bits at scale 18 (exact: trailing zeros).
+            vec![50_000_000_000 * e18, 50_000_000_000 * e18, 7 * e18 / 4],
+            vec![0, 0],
+        ];
+        for values in cases {
+            let col = Col::Dec(Decimal128Array::from(values.clone()).with_precision_and_scale(38, 18).unwrap(), 18);
+            let mut fast_sum = Decimal::ZERO;
+            let mut plain_sum = Decimal::ZERO;
+            for (i, &v) in values.iter().enumerate() {
+                let q = fast::usage_quantity(&col, i).unwrap().unwrap();
+                assert_eq!(q, normalized_from_i128(v, 18).unwrap());
+                fast_sum = add_quantity(fast_sum, q);
+                plain_sum += normalized_from_i128(v, 18).unwrap();
+            }
+            assert_eq!(normalized(fast_sum).to_string(), plain_sum.normalize().to_string(), "{values:?}");
+        }
+        // Mixed scales (CSV text beside a Decimal128 column) add as decimals do.
+        assert_eq!(
+            add_quantity(Decimal::new(15, 1), Decimal::new(25 * 10i64.pow(17), 18)).normalize().to_string(),
+            "4"
+        );
+    }
+
+    #[test]
+    fn seen_ids_first_occurrence_wins_in_every_shard_layout() {
+        for expected in [0u64, 10, 100_000, 3_000_000] {
+            let mut seen = SeenIds::with_expected(expected);
+            let n = seen.shards.len();
+            assert!(n == 1 || (16..=32).contains(&n), "{expected}: {n} shards");
+            let fps: Vec<u128> = (0..200_000u64).map(|i| xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).collect();
+            assert!(fps.iter().all(|&f| seen.first(f)), "{expected}: a new id was taken for a duplicate");
+            assert!(fps.iter().all(|&f| !seen.first(f)), "{expected}: a duplicate was taken for new");
+        }
+        // Sized within a few percent of what the rows need (not the next power of two),
+        // with room for them all.
+        for rows in [1_720_000usize, 17_200_000] {
+            let s = SeenIds::with_expected(rows as u64);
+            let slots: usize = s.shards.iter().map(|x| x.buckets() * 5).sum();
+            assert!(slots < rows * 8 / 7 * 11 / 10, "{slots} slots");
+            assert!(s.shards.iter().map(|x| x.capacity()).sum::<usize>() > rows * 1005 / 1000);
+        }
+    }
+
+    #[test]
+    fn duplicates_and_sums_of_a_wave_do_not_depend_on_the_thread_count() {
+        // Waves of rows whose ids repeat within and across waves (every id seen before in
+        // read order is a duplicate), over many tables and items, on 1, 2 and 3 threads.
+        let fp = |id: u64| {
+            let f = xxhash_rust::xxh3::xxh3_128(&id.to_le_bytes());
+            [f as u64, (f >> 64) as u64]
+        };
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let mut seen = SeenIds::with_expected(1_000_000);
+                assert!(seen.shards.len() > 1);
+                let mut qty = vec![Decimal::ZERO; 7];
+                let mut marks = Vec::new();
+                for w in 0..3u64 {
+                    let mut batches: Vec<Vec<RowOutcome>> = (0..2u64)
+                        .map(|b| {
+                            (0..5000u64)
+                                .map(|i| {
+                                    let id = (w * 7919 + b * 104_729 + i * 31) % 12_000;
+                                    let fate = Fate::Rate((id % 7) as u32, Decimal::new(i as i64 + 1, 1));
+                                    RowOutcome::Good { fp: fp(id), fate }
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let mut wave: Vec<&mut Vec<RowOutcome>> = batches.iter_mut().collect();
+                    seen.mark_duplicates(&mut wave);
+                    add_quantities(&mut qty, &wave);
+                    marks.extend(batches.iter().flatten().map(|o| matches!(o, RowOutcome::Duplicate)));
+                }
+                (marks, qty)
+            })
+        };
+        let (marks, qty) = run(1);
+        // The reference: a plain set over the ids in read order.
+        let mut set = std::collections::HashSet::new();
+        let mut want_qty = vec![Decimal::ZERO; 7];
+        let mut want = Vec::new();
+        for w in 0..3u64 {
+            for b in 0..2u64 {
+                for i in 0..5000u64 {
+                    let id = (w * 7919 + b * 104_729 + i * 31) % 12_000;
+                    let first = set.insert(id);
+                    if first {
+                        want_qty[(id % 7) as usize] += Decimal::new(i as i64 + 1, 1);
+                    }
+                    want.push(!first);
+                }
+            }
+        }
+        assert!(want.iter().any(|&d| d) && want.iter().any(|&d| !d));
+        assert_eq!(marks, want);
+        assert_eq!(qty, want_qty);
+        for t in [2, 3] {
+            assert_eq!(run(t), (want.clone(), want_qty.clone()), "{t} threads");
+        }
+    }
+}
