@@ -1,5 +1,16 @@
 //! Validation (SPEC §3 domains, §4 Rejects): typed records out of raw batches, one reject
 //! per bad row, in the order parse → domain → DUPLICATE_KEY → references.
+//!
+//! Here: the reject reasons and [`Intake`], the reading loop every table goes through.
+//! `parse.rs`: one row to one typed record. `state.rs`: the state tables' references, then
+//! credits and events. `usage.rs`: the usage rows' checks, duplicates and per-item sums.
+
+mod parse;
+mod state;
+mod usage;
+pub use parse::*;
+pub use state::*;
+pub use usage::*;
 
 use crate::error::Result;
 use crate::index::{hash_key, split_rows, FpSet, IdIndex};
@@ -115,13 +126,6 @@ pub struct InputFile {
     /// Its SHA-256 when reading it read every byte (CSV), else taken for the manifest.
     pub sha256: Option<String>,
 }
-
-mod parse;
-mod state;
-mod usage;
-pub use parse::*;
-pub use state::*;
-pub use usage::*;
 
 /// Accumulates rejects and the list of files read.
 #[derive(Default)]
