@@ -42,16 +42,23 @@ enum Cmd {
     /// A finance summary of a published run's output directory.
     Report(ReportOpts),
     /// Re-check a published run from its files alone.
-    Verify { dir: PathBuf },
+    Verify {
+        /// A published run's output directory.
+        dir: PathBuf,
+    },
     /// Time to merely decode a run's inputs and encode its outputs (benchmark floor).
     #[command(hide = true)]
     IoFloor(billrun::iofloor::IoFloorArgs),
     /// Print a table file (or every table of a run directory) as CSV text.
-    Cat { path: PathBuf },
+    Cat {
+        /// A table file (.parquet or .csv) or a run directory.
+        path: PathBuf,
+    },
 }
 
 #[derive(Args)]
 struct ReportOpts {
+    /// A published run's output directory.
     dir: PathBuf,
     /// Also write a self-contained HTML report (charts included) to FILE.
     #[arg(long, value_name = "FILE")]
@@ -63,22 +70,32 @@ struct ReportOpts {
 
 #[derive(Args)]
 struct RunOpts {
-    #[arg(long)]
+    /// The job definition (`jobs/*.toml`: name, recurrence, steps, thresholds, rounding).
+    #[arg(long, value_name = "FILE")]
     job: PathBuf,
-    #[arg(long)]
+    /// The state: `services`, `wallets`, `subscriptions`, `subscription_items` (and
+    /// optionally `deferred_usage`, `deferred_events`), each `<name>.parquet`, `<name>.csv`
+    /// or a directory of part files. A previous run's output is one.
+    #[arg(long, value_name = "DIR")]
     state: PathBuf,
-    #[arg(long)]
+    /// Where the run is published, all at once (required by `run` unless --dry-run).
+    #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
-    #[arg(long)]
+    /// Usage recorded since the previous run: a .parquet or .csv file, or a directory of parts.
+    #[arg(long, value_name = "PATH")]
     usage: Option<PathBuf>,
-    #[arg(long)]
+    /// Credits (top-ups and payments received), likewise.
+    #[arg(long, value_name = "PATH")]
     credits: Option<PathBuf>,
-    #[arg(long)]
+    /// Store events of externally managed subscriptions, likewise.
+    #[arg(long, value_name = "PATH")]
     events: Option<PathBuf>,
-    /// YYYY-MM-DD; defaults to the state's previous as_of + the job's recurrence.
-    #[arg(long, value_parser = parse_date)]
+    /// The run's date (cutoff = its 00:00 UTC); defaults to the state's previous as_of +
+    /// the job's recurrence.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_date)]
     as_of: Option<NaiveDate>,
-    #[arg(long)]
+    /// Worker threads; defaults to the job's `threads`. Outputs do not depend on it.
+    #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// Compute and report everything, publish nothing.
     #[arg(long)]
