@@ -91,21 +91,28 @@ fn s(x: &str) -> Option<&str> {
     Some(x)
 }
 
-struct ListRow<'a> {
-    subscription_id: &'a str,
-    account_id: &'a str,
-    wallet_id: Option<&'a str>,
-    source: &'a str,
+/// A row of `disconnections` or `reconnections`, compact (40 bytes, not a copy of its
+/// strings): the subscription's row in the state, whose ids, account (after transfers) and
+/// wallet are looked up when the table is built.
+struct ListRow {
+    sub: u32,
     reason: &'static str,
+    /// The wallet's balance after the run; None for a store-managed subscription.
     balance: Option<Decimal>,
 }
 
-fn list_table(name: &'static str, rows: &[ListRow], as_of: NaiveDate) -> OutTable {
+/// `rows` as a list table; `account` is each subscription's account after the run.
+fn list_table(name: &'static str, rows: &[ListRow], st: &State, account: &[&str], as_of: NaiveDate) -> OutTable {
+    let sub = |r: &ListRow| &st.subs[r.sub as usize];
+    let wallet_id = |r: &ListRow| {
+        let w = Some(r.sub as usize).filter(|_| sub(r).is_internal()).and_then(|i| st.wallet_of_sub(i));
+        w.map(|w| st.wallets[w].wallet_id.as_str())
+    };
     OutTable::new(name)
-        .str("subscription_id", false, rows.iter().map(|r| s(r.subscription_id)))
-        .str("account_id", false, rows.iter().map(|r| s(r.account_id)))
-        .str("wallet_id", true, rows.iter().map(|r| r.wallet_id.map(str::to_string)))
-        .str("source", false, rows.iter().map(|r| s(r.source)))
+        .str("subscription_id", false, rows.iter().map(|r| s(&sub(r).subscription_id)))
+        .str("account_id", false, rows.iter().map(|r| s(account[r.sub as usize])))
+        .str("wallet_id", true, rows.iter().map(wallet_id))
+        .str("source", false, rows.iter().map(|r| s(&sub(r).source)))
         .str("reason", false, rows.iter().map(|r| s(r.reason)))
         .dec("balance", true, rows.iter().map(|r| r.balance))
         .date("as_of", false, vec![Some(as_of); rows.len()])
@@ -144,8 +151,8 @@ pub struct Assembled<'a> {
     expires: Vec<Option<Micros>>,
     account: Vec<&'a str>,
     billed: Vec<Option<NaiveDate>>,
-    disc: Vec<ListRow<'a>>,
-    reco: Vec<ListRow<'a>>,
+    disc: Vec<ListRow>,
+    reco: Vec<ListRow>,
     /// With lineage: per item, the (account index, n) of its POST_RATE transaction.
     charged: Option<Vec<Option<(u32, u32)>>>,
     payments: Vec<(&'a Event, &'a str)>,
@@ -166,11 +173,10 @@ type LineageIndex<'a> = (rustc_hash::FxHashMap<(&'a str, i64), u32>, Vec<Option<
 /// (the transactions, the wallets' closing balances, the estimates) is not kept: each
 /// chunk's rows are written as they are rated ([`RatedWriters`]) and dropped.
 pub struct Ledger<'a> {
-    st: &'a State,
     status: Vec<Status>,
     billed: Vec<Option<NaiveDate>>,
-    disc: Vec<ListRow<'a>>,
-    reco: Vec<ListRow<'a>>,
+    disc: Vec<ListRow>,
+    reco: Vec<ListRow>,
     totals: BTreeMap<String, Totals>,
     n_tx: u64,
     n_estimates: u64,
@@ -181,7 +187,6 @@ pub struct Ledger<'a> {
 impl<'a> Ledger<'a> {
     pub fn new(st: &'a State, lineage: bool) -> Ledger<'a> {
         Ledger {
-            st,
             status: st.subs.iter().map(|s| s.status).collect(),
             billed: st.items.iter().map(|i| i.billed_through).collect(),
             disc: Vec::new(),
@@ -200,7 +205,6 @@ impl<'a> Ledger<'a> {
     /// Fold in the results of `accounts`, the accounts at positions `first ..` (checking each
     /// wallet's invariants).
     pub fn absorb(&mut self, accounts: &[AccountIn<'a>], first: usize, rated: Vec<AccountOut<'a>>) -> Result<()> {
-        let st = self.st;
         for (k, r) in rated.into_iter().enumerate() {
             let ai = first + k;
             let a = &accounts[k];
@@ -220,12 +224,8 @@ impl<'a> Ledger<'a> {
             }
             for (list, entries) in [(&mut self.disc, &r.disconnections), (&mut self.reco, &r.reconnections)] {
                 for e in entries {
-                    let sub = &st.subs[e.sub_idx];
                     list.push(ListRow {
-                        subscription_id: &sub.subscription_id,
-                        account_id: &sub.account_id,
-                        wallet_id: Some(&w.wallet_id),
-                        source: &sub.source,
+                        sub: e.sub_idx as u32,
                         reason: e.reason,
                         balance: Some(with_minor_scale(e.balance, w.minor)),
                     });
@@ -400,19 +400,11 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     let mut payments = Vec::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
     for (i, o) in b.ext {
-        let sub = &st.subs[*i];
         status[*i] = o.status;
         expires[*i] = o.expires_at;
         account[*i] = o.account_id;
         if let Some((is_reco, reason)) = o.change {
-            let row = ListRow {
-                subscription_id: &sub.subscription_id,
-                account_id: o.account_id,
-                wallet_id: None,
-                source: &sub.source,
-                reason,
-                balance: None,
-            };
+            let row = ListRow { sub: *i as u32, reason, balance: None };
             if is_reco {
                 reco.push(row)
             } else {
@@ -470,8 +462,9 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     // (std's stable sort: rayon's would take a copy of each list as scratch.)
     let lists_sorted = || {
         deferred_events.sort_by(|a, b| a.event_id.as_bytes().cmp(b.event_id.as_bytes()));
-        disc.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
-        reco.sort_by(|a, b| a.subscription_id.as_bytes().cmp(b.subscription_id.as_bytes()));
+        let id = |r: &ListRow| st.subs[r.sub as usize].subscription_id.as_bytes();
+        disc.sort_by(|a, b| id(a).cmp(id(b)));
+        reco.sort_by(|a, b| id(a).cmp(id(b)));
     };
     let ((item_order, sub_order), ((usage_order, reject_order), ())) = rayon::join(
         || rayon::join(items_sorted, || sorted_by(&st.subs, |x| x.subscription_id.as_bytes())),
@@ -732,8 +725,13 @@ impl<'a> Assembled<'a> {
             events_table("deferred_events", &self.deferred_events[r])
         }));
 
-        tables.push(Chunked::new(self.disc.len(), move |r| list_table("disconnections", &self.disc[r], as_of)));
-        tables.push(Chunked::new(self.reco.len(), move |r| list_table("reconnections", &self.reco[r], as_of)));
+        let (st, account) = (self.b.state, &self.account);
+        tables.push(Chunked::new(self.disc.len(), move |r| {
+            list_table("disconnections", &self.disc[r], st, account, as_of)
+        }));
+        tables.push(Chunked::new(self.reco.len(), move |r| {
+            list_table("reconnections", &self.reco[r], st, account, as_of)
+        }));
 
         tables.push(Chunked::new(self.payments.len(), move |r| {
             let mut pay = PayCols::default();
