@@ -2,16 +2,29 @@
 //! Expected outputs are committed under tests/golden/ as text; `BLESS=1` re-blesses.
 
 mod util;
+use std::path::PathBuf;
 use util::*;
+
+/// Run `job` (with CSV output) on `fixture` at `as_of` and compare the whole output with
+/// the golden file `name`; the output directory, for the test's own assertions.
+fn golden_csv_run(s: &Scratch, job: &str, fixture: &str, as_of: &str, name: &str) -> PathBuf {
+    let job = s.job(&repo().join(job), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job, &repo().join(fixture), &out, Some(as_of))).ok();
+    assert_golden(name, &render_csv_run(&out));
+    out
+}
 
 #[test]
 fn company_zx_daily_prepaid() {
     let s = Scratch::new();
-    let job = s.job(&repo().join("jobs/company-zx-daily.toml"), "csv");
-    let out = s.path("out");
-    billrun(run_args(&job, &repo().join("sample-data/company-zx"), &out, Some("2026-11-22"))).ok();
-    let text = render_csv_run(&out);
-    assert_golden("company-zx-2026-11-22", &text);
+    let out = golden_csv_run(
+        &s,
+        "jobs/company-zx-daily.toml",
+        "sample-data/company-zx",
+        "2026-11-22",
+        "company-zx-2026-11-22",
+    );
 
     let tx = out.join("wallet_transactions.csv");
     let amounts = |w: &str| csv_lookup(&tx, "wallet_id", w, "amount");
@@ -58,10 +71,13 @@ fn company_zx_parquet_schemas_and_rows() {
 #[test]
 fn company_zx_one_day_in_december_costs_30_over_31() {
     let s = Scratch::new();
-    let job = s.job(&repo().join("jobs/company-zx-daily.toml"), "csv");
-    let out = s.path("out");
-    billrun(run_args(&job, &repo().join("tests/fixtures/zx-nov25"), &out, Some("2026-11-25"))).ok();
-    assert_golden("company-zx-2026-11-25", &render_csv_run(&out));
+    let out = golden_csv_run(
+        &s,
+        "jobs/company-zx-daily.toml",
+        "tests/fixtures/zx-nov25",
+        "2026-11-25",
+        "company-zx-2026-11-25",
+    );
     let tx = out.join("wallet_transactions.csv");
     assert_eq!(csv_lookup(&tx, "wallet_id", "W-DEC", "amount"), ["0.97"]);
     assert_eq!(csv_lookup(&tx, "wallet_id", "W-DEC", "period_start"), ["2026-12-01"]);
@@ -71,11 +87,13 @@ fn company_zx_one_day_in_december_costs_30_over_31() {
 #[test]
 fn livesplash_usage_at_custom_price() {
     let s = Scratch::new();
-    let job = s.job(&repo().join("jobs/livesplash-monthly.toml"), "csv");
-    let out = s.path("out");
-    billrun(run_args(&job, &repo().join("sample-data/livesplash"), &out, Some("2026-07-15"))).ok();
-    let text = render_csv_run(&out);
-    assert_golden("livesplash-2026-07-15", &text);
+    let out = golden_csv_run(
+        &s,
+        "jobs/livesplash-monthly.toml",
+        "sample-data/livesplash",
+        "2026-07-15",
+        "livesplash-2026-07-15",
+    );
     let tx = out.join("wallet_transactions.csv");
     assert_eq!(csv_lookup(&tx, "kind", "POST_RATE", "amount"), ["7820.00"]);
     assert_eq!(csv_lookup(&tx, "kind", "POST_RATE", "period_start"), ["2026-06-15"]);
@@ -129,10 +147,13 @@ fn every_reject_reason() {
 #[test]
 fn multi_channel_store_managed_subscriptions() {
     let s = Scratch::new();
-    let job = s.job(&repo().join("jobs/multi-channel-daily.toml"), "csv");
-    let out = s.path("out");
-    billrun(run_args(&job, &repo().join("sample-data/multi-channel"), &out, Some("2026-11-22"))).ok();
-    assert_golden("multi-channel-2026-11-22", &render_csv_run(&out));
+    let out = golden_csv_run(
+        &s,
+        "jobs/multi-channel-daily.toml",
+        "sample-data/multi-channel",
+        "2026-11-22",
+        "multi-channel-2026-11-22",
+    );
     let reason = |list: &str, sub: &str| csv_lookup(&out.join(format!("{list}.csv")), "subscription_id", sub, "reason");
     let subs = out.join("subscriptions.csv");
     // Renewal before expiry: stays ACTIVE with the new expiry, payment reported.
