@@ -384,9 +384,11 @@ impl<'p> RatedWriters<'p> {
 }
 
 /// Row numbers of `v` in `key` order (keys are unique: any sort gives the same order).
+/// A merge sort: it runs through the long sorted stretches of a state table in linear time,
+/// where the quicksort partitioned all of them over a few hundred rows out of place.
 fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
     let mut o: Vec<u32> = (0..v.len() as u32).collect();
-    o.par_sort_unstable_by(|&a, &b| key(&v[a as usize]).cmp(key(&v[b as usize])));
+    o.par_sort_by(|&a, &b| key(&v[a as usize]).cmp(key(&v[b as usize])));
     o
 }
 
@@ -444,11 +446,14 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
 
     // The output orders, sorted side by side: a parallel sort's first partition runs on one
     // thread, and one sort after another left the other thread idle at every start.
-    // (Stable sorts where keys may repeat, unstable ones where they are unique.)
+    // (Keys are unique in each, so every sort gives one order. The state's tables come
+    // nearly sorted, a previous run's wholly: merge sorts for them, which take sorted
+    // stretches in linear time; a generated 1M state's items, 202 rows out of place in
+    // 2.95M, cost the quicksort 0.1 s of partitioning.)
     let rj = &b.intake.rejects;
     let items_sorted = || {
         let mut o: Vec<u32> = (0..st.items.len() as u32).collect();
-        o.par_sort_unstable_by(|&a, &b| {
+        o.par_sort_by(|&a, &b| {
             let (x, y) = (&st.items[a as usize], &st.items[b as usize]);
             (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
         });
