@@ -104,8 +104,9 @@ struct ListRow {
 /// `rows` as a list table; `account` is each subscription's account after the run.
 fn list_table(name: &'static str, rows: &[ListRow], st: &State, account: &[&str], as_of: NaiveDate) -> OutTable {
     let sub = |r: &ListRow| &st.subs[r.sub as usize];
+    // A store-managed subscription never touches a wallet: none is named.
     let wallet_id = |r: &ListRow| {
-        let w = Some(r.sub as usize).filter(|_| sub(r).is_internal()).and_then(|i| st.wallet_of_sub(i));
+        let w = if sub(r).is_internal() { st.wallet_of_sub(r.sub as usize) } else { None };
         w.map(|w| st.wallets[w].wallet_id.as_str())
     };
     OutTable::new(name)
