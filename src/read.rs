@@ -135,6 +135,8 @@ pub const fn opt(name: &'static str, kind: Kind) -> ColSpec {
 pub enum Col {
     Missing,
     Str(StringArray),
+    /// Parquet strings, decoded as views into the pages (no copy of their bytes).
+    View(arrow_array::StringViewArray),
     Dec(Decimal128Array, i8),
     Int(Int64Array),
     Date(Date32Array),
@@ -168,6 +170,7 @@ impl Col {
     fn text(&self, i: usize) -> Option<&str> {
         match self {
             Col::Str(a) if a.is_valid(i) => Some(a.value(i)).filter(|s| !s.is_empty()),
+            Col::View(a) if a.is_valid(i) => Some(a.value(i)).filter(|s| !s.is_empty()),
             _ => None,
         }
     }
@@ -176,13 +179,7 @@ impl Col {
     pub fn raw(&self, i: usize) -> String {
         match self {
             Col::Missing => String::new(),
-            Col::Str(a) => {
-                if a.is_valid(i) {
-                    a.value(i).to_string()
-                } else {
-                    String::new()
-                }
-            }
+            Col::Str(_) | Col::View(_) => self.text(i).unwrap_or_default().to_string(),
             Col::Dec(a, s) => {
                 if a.is_valid(i) {
                     format_i128_scaled(a.value(i), *s)
@@ -211,7 +208,7 @@ impl Col {
     pub fn is_null(&self, i: usize) -> bool {
         match self {
             Col::Missing => true,
-            Col::Str(a) => !a.is_valid(i) || a.value(i).is_empty(),
+            Col::Str(_) | Col::View(_) => self.text(i).is_none(),
             Col::Dec(a, _) => !a.is_valid(i),
             Col::Int(a) => !a.is_valid(i),
             Col::Date(a) => !a.is_valid(i),
@@ -228,7 +225,7 @@ impl Col {
             return Ok(None);
         }
         match self {
-            Col::Str(_) => {
+            Col::Str(_) | Col::View(_) => {
                 let s = self.text(i).unwrap();
                 parse_decimal_strict(s).map(Some).ok_or_else(|| {
                     if is_decimal_text(s) {
@@ -251,7 +248,7 @@ impl Col {
             return Ok(None);
         }
         match self {
-            Col::Str(_) => {
+            Col::Str(_) | Col::View(_) => {
                 let s = self.text(i).unwrap();
                 parse_date_strict(s).map(Some).ok_or_else(|| format!("not a date: {s:?}"))
             }
@@ -268,7 +265,7 @@ impl Col {
             return Ok(None);
         }
         match self {
-            Col::Str(_) => {
+            Col::Str(_) | Col::View(_) => {
                 let s = self.text(i).unwrap();
                 parse_timestamp_strict(s).map(Some).ok_or_else(|| format!("not a timestamp: {s:?}"))
             }
@@ -285,7 +282,7 @@ impl Col {
             return Ok(None);
         }
         match self {
-            Col::Str(_) => {
+            Col::Str(_) | Col::View(_) => {
                 let s = self.text(i).unwrap();
                 parse_int_strict(s).map(Some).ok_or_else(|| format!("not an integer: {s:?}"))
             }
@@ -549,7 +546,8 @@ fn normalize(file: &SourceFile, spec: &ColSpec, a: &ArrayRef) -> Result<Col> {
     };
     match &dt {
         DataType::Utf8 => return Ok(Col::Str(a.as_string::<i32>().clone())),
-        DataType::LargeUtf8 | DataType::Utf8View => return as_utf8(a),
+        DataType::Utf8View => return Ok(Col::View(a.as_string_view().clone())),
+        DataType::LargeUtf8 => return as_utf8(a),
         DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
             return as_utf8(a)
         }
@@ -714,8 +712,7 @@ fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
     match file.format {
         Format::Csv => Ok(vec![whole]),
         Format::Parquet => guarded(file, || {
-            let meta =
-                ArrowReaderMetadata::load(&open(file)?, ArrowReaderOptions::new()).map_err(|e| not_parquet(file, e))?;
+            let meta = load_metadata(file)?;
             let mut first_row = 1u64;
             let mut out = Vec::new();
             for (row_group, rg) in meta.metadata().row_groups().iter().enumerate() {
@@ -733,6 +730,27 @@ fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
             Ok(out)
         }),
     }
+}
+
+/// A Parquet file's footer, with its string columns to be decoded as views into the pages
+/// (`Utf8View`): their bytes are not copied into one buffer per batch.
+fn load_metadata(file: &SourceFile) -> Result<ArrowReaderMetadata> {
+    let meta = ArrowReaderMetadata::load(&open(file)?, ArrowReaderOptions::new()).map_err(|e| not_parquet(file, e))?;
+    let schema = meta.schema();
+    if !schema.fields().iter().any(|f| f.data_type() == &DataType::Utf8) {
+        return Ok(meta);
+    }
+    let fields: Vec<arrow_schema::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let views = std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(fields, schema.metadata().clone()));
+    ArrowReaderMetadata::try_new(meta.metadata().clone(), ArrowReaderOptions::new().with_schema(views))
+        .map_err(|e| not_parquet(file, e))
 }
 
 fn open(file: &SourceFile) -> Result<std::fs::File> {
@@ -779,10 +797,11 @@ fn read_parquet(
 ) -> Result<u64> {
     let fh = open(file)?;
     // A unit's file footer is parsed already (once for all the file's units).
-    let builder = match unit.and_then(|u| u.meta.clone()) {
-        Some(meta) => ParquetRecordBatchReaderBuilder::new_with_metadata(fh, meta),
-        None => ParquetRecordBatchReaderBuilder::try_new(fh).map_err(|e| not_parquet(file, e))?,
+    let meta = match unit.and_then(|u| u.meta.clone()) {
+        Some(meta) => meta,
+        None => load_metadata(file)?,
     };
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(fh, meta);
     let schema = builder.schema().clone();
     // Map spec columns to root field indices.
     let mut roots = Vec::new();
