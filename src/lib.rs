@@ -4,6 +4,7 @@
 //! (and [`external`]) → [`output`] / [`write`], orchestrated by [`run`].
 //! See docs/ARCHITECTURE.md.
 
+pub mod checksum;
 pub mod dump;
 pub mod error;
 pub mod external;

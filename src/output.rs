@@ -923,7 +923,7 @@ pub fn write_with_manifest(
         c.intake
             .files
             .par_iter()
-            .map(|f| f.sha256.clone().map_or_else(|| crate::read::sha256_file(&f.path), Ok))
+            .map(|f| f.sha256.clone().map_or_else(|| crate::checksum::sha256_file(&f.path), Ok))
             .collect()
     };
     let (files, inputs) = rayon::join(write, hash_inputs);

@@ -871,7 +871,7 @@ fn read_csv(
 ) -> Result<(u64, String)> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
-    let fh = Hashed::new(fh);
+    let fh = crate::checksum::Hashed::new(fh);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -948,83 +948,6 @@ fn read_csv(
     Ok((row - 1, rdr.into_inner().into_inner().hash.hex()))
 }
 
-/// A file (or any reader or writer) that hashes (SHA-256) every byte read from or written
-/// to it: a file's checksum for the manifest comes with its one pass, not from a second
-/// read (CSV inputs as they are read, every output as it is written).
-pub struct Hashed<T> {
-    pub inner: T,
-    pub hash: Sha256,
-}
-
-impl<T> Hashed<T> {
-    pub fn new(inner: T) -> Hashed<T> {
-        Hashed { inner, hash: Sha256::default() }
-    }
-}
-
-impl<R: std::io::Read> std::io::Read for Hashed<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-impl<W: std::io::Write> std::io::Write for Hashed<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// SHA-256 of a file, hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut h = Sha256::default();
-    let mut fh = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = fh.read(&mut buf).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.hex())
-}
-
-/// A SHA-256 in progress, for the manifest's checksums. ring's implementation: it uses the
-/// CPU's SHA instructions where there are some, and on a machine without them its AVX path
-/// hashed 190 MB/s against 105 MB/s for the `sha2` crate's portable code; a run hashes
-/// every input and output byte.
-pub struct Sha256(ring::digest::Context);
-
-impl Default for Sha256 {
-    fn default() -> Self {
-        Sha256(ring::digest::Context::new(&ring::digest::SHA256))
-    }
-}
-
-impl Sha256 {
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.0.update(bytes)
-    }
-
-    /// The hex digest (the form the manifest records).
-    pub fn hex(self) -> String {
-        use std::fmt::Write;
-        self.0.finish().as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1063,7 +986,7 @@ mod tests {
         .unwrap();
         assert_eq!((n, seen), (rows as u64, rows as u64));
         // Hashed as it was read: the manifest's checksum of the whole file.
-        assert_eq!(sha256, Some(sha256_file(&file.path).unwrap()));
+        assert_eq!(sha256, Some(crate::checksum::sha256_file(&file.path).unwrap()));
     }
 
     /// A file of three row groups (10, 10 and 5 rows, pages of 3 rows) read in units of at

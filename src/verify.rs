@@ -34,7 +34,7 @@ pub fn verify(dir: &Path) -> Result<String> {
     for o in outputs {
         let f = o["file"].as_str().unwrap_or_default();
         let p = dir.join(f);
-        let sha = crate::read::sha256_file(&p)?;
+        let sha = crate::checksum::sha256_file(&p)?;
         if Some(sha.as_str()) != o["sha256"].as_str() {
             return Err(fail(format!("{f}: checksum differs from the manifest")));
         }

@@ -281,7 +281,7 @@ fn csv_rows(t: &OutTable, rows: std::ops::Range<usize>) -> std::io::Result<Vec<u
 }
 
 /// An output file, hashed as it is written (on the thread that writes it).
-type FileSink = std::io::BufWriter<crate::read::Hashed<std::fs::File>>;
+type FileSink = std::io::BufWriter<crate::checksum::Hashed<std::fs::File>>;
 
 /// A Parquet file whose columns are encoded in parallel (one task per column), through
 /// parquet's low-level column writers — the path `ArrowWriter` takes, with the same row group
@@ -352,7 +352,7 @@ impl TableWriter {
     pub fn create(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
         let ctx = || format!("writing {}", path.display());
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
-        let mut buf = std::io::BufWriter::with_capacity(1 << 20, crate::read::Hashed::new(file));
+        let mut buf = std::io::BufWriter::with_capacity(1 << 20, crate::checksum::Hashed::new(file));
         let sink = match format {
             OutputFormat::Parquet => Sink::Parquet(Box::new(
                 ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
@@ -414,7 +414,7 @@ impl TableWriter {
             Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
             Sink::Csv(w) => *w,
         };
-        let crate::read::Hashed { inner: file, hash } =
+        let crate::checksum::Hashed { inner: file, hash } =
             buf.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
         Ok((self.path, file, hash.hex()))
     }
