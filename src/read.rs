@@ -712,7 +712,7 @@ fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
     match file.format {
         Format::Csv => Ok(vec![whole]),
         Format::Parquet => guarded(file, || {
-            let meta = load_metadata(file)?;
+            let meta = load_metadata(file, &open(file)?)?;
             let mut first_row = 1u64;
             let mut out = Vec::new();
             for (row_group, rg) in meta.metadata().row_groups().iter().enumerate() {
@@ -732,10 +732,10 @@ fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
     }
 }
 
-/// A Parquet file's footer, with its string columns to be decoded as views into the pages
-/// (`Utf8View`): their bytes are not copied into one buffer per batch.
-fn load_metadata(file: &SourceFile) -> Result<ArrowReaderMetadata> {
-    let meta = ArrowReaderMetadata::load(&open(file)?, ArrowReaderOptions::new()).map_err(|e| not_parquet(file, e))?;
+/// The footer of Parquet `file` (open as `fh`), with its string columns to be decoded as
+/// views into the pages (`Utf8View`): their bytes are not copied into one buffer per batch.
+fn load_metadata(file: &SourceFile, fh: &std::fs::File) -> Result<ArrowReaderMetadata> {
+    let meta = ArrowReaderMetadata::load(fh, ArrowReaderOptions::new()).map_err(|e| not_parquet(file, e))?;
     let schema = meta.schema();
     if !schema.fields().iter().any(|f| f.data_type() == &DataType::Utf8) {
         return Ok(meta);
@@ -799,7 +799,7 @@ fn read_parquet(
     // A unit's file footer is parsed already (once for all the file's units).
     let meta = match unit.and_then(|u| u.meta.clone()) {
         Some(meta) => meta,
-        None => load_metadata(file)?,
+        None => load_metadata(file, &fh)?,
     };
     let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(fh, meta);
     let schema = builder.schema().clone();
