@@ -187,9 +187,14 @@ pub struct Ledger<'a> {
 
 impl<'a> Ledger<'a> {
     pub fn new(st: &'a State, lineage: bool) -> Ledger<'a> {
+        // Parallel walks: the state's rows are large, and this is the rate phase's first step.
+        let (status, billed) = rayon::join(
+            || st.subs.par_iter().map(|s| s.status).collect(),
+            || st.items.par_iter().map(|i| i.billed_through).collect(),
+        );
         Ledger {
-            status: st.subs.iter().map(|s| s.status).collect(),
-            billed: st.items.iter().map(|i| i.billed_through).collect(),
+            status,
+            billed,
             disc: Vec::new(),
             reco: Vec::new(),
             totals: BTreeMap::new(),
@@ -397,8 +402,10 @@ fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
 pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
     let Ledger { mut status, billed, mut disc, mut reco, totals, n_tx, n_estimates, lineage, .. } = ledger;
-    let mut expires: Vec<Option<Micros>> = st.subs.iter().map(|s| s.expires_at).collect();
-    let mut account: Vec<&str> = st.subs.iter().map(|s| s.account_id.as_str()).collect();
+    let (mut expires, mut account): (Vec<Option<Micros>>, Vec<&str>) = rayon::join(
+        || st.subs.par_iter().map(|s| s.expires_at).collect(),
+        || st.subs.par_iter().map(|s| s.account_id.as_str()).collect(),
+    );
     let mut p = Products { totals, ..Products::default() };
     let mut payments = Vec::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
@@ -715,12 +722,17 @@ impl<'a> Assembled<'a> {
             let du: Vec<&DeferredUsage> =
                 self.usage_order[r].iter().map(|&i| &self.b.deferred_usage[i as usize]).collect();
             let item = |u: &DeferredUsage| &st.items[u.item as usize];
+            let service_id = |u: &DeferredUsage| match st.item_service(u.item as usize) {
+                Some(sv) => &st.services[sv].service_id,
+                None => &item(u).service_id,
+            };
             OutTable::par_columns(
                 "deferred_usage",
                 &[
                     &|| OutCol::str("usage_id", false, du.iter().map(|u| s(&u.usage_id))),
                     &|| OutCol::str("subscription_id", false, du.iter().map(|u| s(&item(u).subscription_id))),
-                    &|| OutCol::str("service_id", false, du.iter().map(|u| s(&item(u).service_id))),
+                    // From the services (a handful, in cache), not the items (a miss per row).
+                    &|| OutCol::str("service_id", false, du.iter().map(|u| s(service_id(u)))),
                     &|| OutCol::ts("event_time", false, du.iter().map(|u| Some(u.event_time))),
                     &|| OutCol::dec("quantity", false, du.iter().map(|u| Some(u.quantity))),
                 ],

@@ -218,7 +218,7 @@ impl<'a, 'c> Ledger<'a, 'c> {
         exact: Decimal,
         rounded: Decimal,
         sub: &'a Subscription,
-        item: &'a Item,
+        it: &ItemIn<'a>,
         quantity: Decimal,
         unit_price: Decimal,
         period: Option<(NaiveDate, NaiveDate)>,
@@ -239,8 +239,11 @@ impl<'a, 'c> Ledger<'a, 'c> {
         self.out.txns.push(Txn {
             n,
             subscription_id: Some(&sub.subscription_id),
-            item_no: Some(item.item_no),
-            service_id: Some(&item.service_id),
+            item_no: Some(it.item.item_no),
+            // The service's own id (equal to the item's): the 14-odd services stay in cache
+            // when the transactions' columns are built, where the items' ids were a cache
+            // miss per row.
+            service_id: Some(&it.service.service_id),
             kind,
             transaction_type: self.ctx.debit_type,
             amount: rounded,
@@ -322,7 +325,7 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
                 .and_then(|x| x.checked_div(it.service.unit()))
                 .ok_or_else(|| l.overflow("usage charge"))?;
             let rounded = l.round(exact);
-            l.debit(TxnKind::PostRate, exact, rounded, s.sub, it.item, it.usage_qty, price, Some((from, end)))?;
+            l.debit(TxnKind::PostRate, exact, rounded, s.sub, it, it.usage_qty, price, Some((from, end)))?;
             l.out.billed_through.push((it.idx, end));
         }
     }
@@ -337,7 +340,7 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
             let price = price_of(it);
             let exact = price.checked_mul(item.qty()).ok_or_else(|| l.overflow("one-time fee"))?;
             let rounded = l.round(exact);
-            l.debit(TxnKind::OneTime, exact, rounded, s.sub, item, item.qty(), price, None)?;
+            l.debit(TxnKind::OneTime, exact, rounded, s.sub, it, item.qty(), price, None)?;
             l.out.billed_through.push((it.idx, as_of));
         }
     }
@@ -393,14 +396,13 @@ pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<Accou
         if taken {
             f.covered = true;
             for c in &charges {
-                let item = c.it.item;
                 l.debit(
                     TxnKind::PreRate,
                     c.exact,
                     c.rounded,
                     s.sub,
-                    item,
-                    item.qty(),
+                    c.it,
+                    c.it.item.qty(),
                     price_of(c.it),
                     Some((c.from, c.to)),
                 )?;

@@ -289,26 +289,13 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     };
 
     progress.begin("rate", Some(plan.len() as u64));
-    let (ledger, rated_files) =
-        rate_and_write(&ctx, &plan, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref())
-            .map_err(remove_tmp)?;
-
-    // External subscriptions, each with its events in (event_time, event_id) order.
-    let mut ev_by_sub: BTreeMap<usize, Vec<&Event>> = BTreeMap::new();
-    for (e, s) in &events {
-        ev_by_sub.entry(*s).or_default().push(e);
-    }
-    for v in ev_by_sub.values_mut() {
-        v.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
-    }
-    let empty: Vec<&Event> = Vec::new();
-    let ext: Vec<(usize, ExtOut)> = st
-        .subs
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| !s.is_internal())
-        .map(|(i, s)| (i, apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff)))
-        .collect();
+    // The store events touch no wallet: they are applied beside the rating, a task the
+    // pool picks up between chunks (run after it, they left one thread idle).
+    let (rated, ext) = rayon::join(
+        || rate_and_write(&ctx, &plan, &st, lineage, publish.then(|| dest(&tmp)), &run_id, progress.as_ref()),
+        || external_subscriptions(&st, &events, cutoff),
+    );
+    let (ledger, rated_files) = rated.map_err(remove_tmp)?;
     timings.push(t1.lap("rate"));
     progress.end();
     tracing::info!(
@@ -429,6 +416,25 @@ const ACCOUNTS_PER_CHUNK: usize = 32_768;
 /// [`output::RatedWriters`]). Chunk i+1 is rated on the pool while chunk i is folded and
 /// encoded, so writing overlaps rating. Output order is account order whatever the thread
 /// count.
+/// Every externally managed subscription with its events applied in (event_time, event_id)
+/// order (SPEC §4 step 2).
+fn external_subscriptions<'a>(st: &'a State, events: &'a [(Event, usize)], cutoff: Micros) -> Vec<(usize, ExtOut<'a>)> {
+    let mut ev_by_sub: BTreeMap<usize, Vec<&Event>> = BTreeMap::new();
+    for (e, s) in events {
+        ev_by_sub.entry(*s).or_default().push(e);
+    }
+    for v in ev_by_sub.values_mut() {
+        v.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+    }
+    let empty: Vec<&Event> = Vec::new();
+    st.subs
+        .par_iter()
+        .enumerate()
+        .filter(|(_, s)| !s.is_internal())
+        .map(|(i, s)| (i, apply_external(s, ev_by_sub.get(&i).unwrap_or(&empty), cutoff)))
+        .collect()
+}
+
 fn rate_and_write<'a>(
     ctx: &RateCtx<'a>,
     plan: &partition::Plan<'a>,
