@@ -390,11 +390,11 @@ impl<'p> RatedWriters<'p> {
 }
 
 /// Row numbers of `v` in `key` order (keys are unique: any sort gives the same order).
-/// A merge sort: it runs through the long sorted stretches of a state table in linear time,
-/// where the quicksort partitioned all of them over a few hundred rows out of place.
+/// See [`crate::partition::sort_order`]: no sort at all for a table already in order, a
+/// merge sort through the long sorted stretches of a nearly sorted one.
 fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
     let mut o: Vec<u32> = (0..v.len() as u32).collect();
-    o.par_sort_by(|&a, &b| key(&v[a as usize]).cmp(key(&v[b as usize])));
+    crate::partition::sort_order(&mut o, |a, b| key(&v[a as usize]).cmp(key(&v[b as usize])));
     o
 }
 
@@ -461,7 +461,7 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
     let rj = &b.intake.rejects;
     let items_sorted = || {
         let mut o: Vec<u32> = (0..st.items.len() as u32).collect();
-        o.par_sort_by(|&a, &b| {
+        crate::partition::sort_order(&mut o, |a, b| {
             let (x, y) = (&st.items[a as usize], &st.items[b as usize]);
             (x.subscription_id.as_bytes(), x.item_no).cmp(&(y.subscription_id.as_bytes(), y.item_no))
         });

@@ -40,7 +40,7 @@ impl<'a> Plan<'a> {
         // The three sorts side by side (a parallel sort's first partition runs on one thread).
         let wallets_sorted = || {
             let mut w: Vec<u32> = (0..st.wallets.len() as u32).collect();
-            w.par_sort_unstable_by(|&a, &b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
+            sort_order(&mut w, |a, b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
             w
         };
         let credits_sorted = || {
@@ -60,7 +60,7 @@ impl<'a> Plan<'a> {
                     s.is_internal() && st.sub_ok[si as usize] && st.wallet_of_sub(si as usize).is_some()
                 })
                 .collect();
-            subs.par_sort_unstable_by(|&x, &y| {
+            sort_order(&mut subs, |x, y| {
                 st.subs[x as usize].subscription_id.as_bytes().cmp(st.subs[y as usize].subscription_id.as_bytes())
             });
             subs
@@ -81,7 +81,7 @@ impl<'a> Plan<'a> {
         for (k, &si) in sub_idx.iter().enumerate() {
             sub_slot[si as usize] = Some(k);
         }
-        let mut items: Vec<u32> = (0..st.items.len() as u32)
+        let items: Vec<u32> = (0..st.items.len() as u32)
             .into_par_iter()
             .filter(|&ii| {
                 let ii = ii as usize;
@@ -90,9 +90,17 @@ impl<'a> Plan<'a> {
                     && st.item_sub(ii).is_some_and(|si| sub_slot[si].is_some())
             })
             .collect();
-        items.par_sort_unstable_by_key(|&ii| st.items[ii as usize].item_no);
         let slot_of = |ii: u32| st.item_sub(ii as usize).and_then(|si| sub_slot[si]).unwrap_or(0);
-        let (item_idx, item_at) = group_csr(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
+        // Grouped by subscription in row order, then each subscription's few items put in
+        // `item_no` order (unique within it; usually already so) — not one sort of every
+        // item by `item_no`, which read each item's row per comparison.
+        let (mut item_idx, item_at) = group_csr(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
+        let no = |ii: &u32| st.items[*ii as usize].item_no;
+        for_each_group(&mut item_idx, &item_at, |g| {
+            if !g.is_sorted_by_key(no) {
+                g.sort_unstable_by_key(no);
+            }
+        });
         Plan { st, credits, usage_qty, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
     }
 
@@ -145,6 +153,43 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// Sort `order` (row indices) by `cmp`, a total order of the rows' unique keys, unless they
+/// already are in that order (a previous run's state is written sorted, and most of a
+/// generated one is): then it costs one parallel pass of comparisons. Otherwise a merge
+/// sort, which takes the sorted stretches of a nearly sorted table in linear time.
+pub(crate) fn sort_order(order: &mut [u32], cmp: impl Fn(u32, u32) -> std::cmp::Ordering + Sync) {
+    use rayon::prelude::*;
+    if order.par_windows(2).all(|w| cmp(w[0], w[1]).is_le()) {
+        return;
+    }
+    order.par_sort_by(|&a, &b| cmp(a, b));
+}
+
+/// Run `f` on every group of a CSR array (`idx[at[g]..at[g + 1]]`), the groups split into
+/// runs of about equal size handed to the pool.
+fn for_each_group(idx: &mut [u32], at: &[u32], f: impl Fn(&mut [u32]) + Sync) {
+    use rayon::prelude::*;
+    let groups = at.len().saturating_sub(1);
+    let runs = (rayon::current_num_threads() * 8).clamp(1, groups.max(1));
+    let mut parts: Vec<(&mut [u32], &[u32])> = Vec::with_capacity(runs);
+    let mut rest = idx;
+    let mut done = 0usize;
+    for r in 0..runs {
+        let (g0, g1) = (groups * r / runs, groups * (r + 1) / runs);
+        let end = at[g1] as usize;
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(end - done);
+        parts.push((head, &at[g0..=g1]));
+        rest = tail;
+        done = end;
+    }
+    parts.into_par_iter().for_each(|(slice, at)| {
+        let base = at[0] as usize;
+        for w in at.windows(2) {
+            f(&mut slice[w[0] as usize - base..w[1] as usize - base]);
+        }
+    });
+}
+
 /// Stable shard of an account (FNV-1a over the id): the same on every machine and release.
 pub fn shard_of(account_id: &str, shards: u32) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -153,4 +198,48 @@ pub fn shard_of(account_id: &str, shards: u32) -> u32 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     (h % shards.max(1) as u64) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `sort_order` orders indices by the keys they point at, whether they came sorted,
+    /// nearly sorted or shuffled.
+    #[test]
+    fn sort_order_sorts_by_the_keys() {
+        let keys = ["d", "a", "c", "b", "e"];
+        let by_key = |a: u32, b: u32| keys[a as usize].cmp(keys[b as usize]);
+        for start in [vec![0u32, 1, 2, 3, 4], vec![1, 3, 2, 0, 4], vec![4, 3, 2, 1, 0], vec![], vec![2]] {
+            let mut o = start.clone();
+            sort_order(&mut o, by_key);
+            let mut want = start;
+            want.sort_by_key(|&i| keys[i as usize]);
+            assert_eq!(o, want);
+        }
+    }
+
+    /// `for_each_group` hands `f` every group exactly once, however many groups there are
+    /// against the runs the pool gets (none, fewer than the runs, many; empty groups too).
+    #[test]
+    fn for_each_group_reaches_every_group_once() {
+        for groups in [0usize, 1, 3, 17, 1000] {
+            let members: Vec<(u32, usize)> =
+                (0..groups * 3).filter(|m| m % 7 != 3).map(|m| ((m * 31 % 97) as u32, m % groups.max(1))).collect();
+            let (mut idx, at) = group_csr(groups, members.iter().copied());
+            let before = idx.clone();
+            let seen = std::sync::atomic::AtomicUsize::new(0);
+            for_each_group(&mut idx, &at, |g| {
+                seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                g.sort_unstable();
+            });
+            assert_eq!(seen.into_inner(), groups);
+            for g in 0..groups {
+                let (lo, hi) = (at[g] as usize, at[g + 1] as usize);
+                let mut want = before[lo..hi].to_vec();
+                want.sort_unstable();
+                assert_eq!(idx[lo..hi], want[..], "group {g}");
+            }
+        }
+    }
 }
