@@ -411,11 +411,6 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 /// Accounts rated per chunk: the transactions of one chunk are all that is held at a time.
 const ACCOUNTS_PER_CHUNK: usize = 32_768;
 
-/// Rate every account, a chunk at a time, folding the results into a [`output::Ledger`]
-/// and (when publishing) writing each chunk's rows of the tables in account order (see
-/// [`output::RatedWriters`]). Chunk i+1 is rated on the pool while chunk i is folded and
-/// encoded, so writing overlaps rating. Output order is account order whatever the thread
-/// count.
 /// Every externally managed subscription with its events applied in (event_time, event_id)
 /// order (SPEC §4 step 2).
 fn external_subscriptions<'a>(st: &'a State, events: &'a [(Event, usize)], cutoff: Micros) -> Vec<(usize, ExtOut<'a>)> {
@@ -435,6 +430,11 @@ fn external_subscriptions<'a>(st: &'a State, events: &'a [(Event, usize)], cutof
         .collect()
 }
 
+/// Rate every account, a chunk at a time, folding the results into a [`output::Ledger`]
+/// and (when publishing) writing each chunk's rows of the tables in account order (see
+/// [`output::RatedWriters`]). Chunk i+1 is rated on the pool while chunk i is folded and
+/// encoded, so writing overlaps rating. Output order is account order whatever the thread
+/// count.
 fn rate_and_write<'a>(
     ctx: &RateCtx<'a>,
     plan: &partition::Plan<'a>,
