@@ -402,10 +402,9 @@ fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
 pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
     let Ledger { mut status, billed, mut disc, mut reco, totals, n_tx, n_estimates, lineage, .. } = ledger;
-    let (mut expires, mut account): (Vec<Option<Micros>>, Vec<&str>) = rayon::join(
-        || st.subs.par_iter().map(|s| s.expires_at).collect(),
-        || st.subs.par_iter().map(|s| s.account_id.as_str()).collect(),
-    );
+    // One parallel walk over the subscriptions for both columns.
+    let (mut expires, mut account): (Vec<Option<Micros>>, Vec<&str>) =
+        st.subs.par_iter().map(|s| (s.expires_at, s.account_id.as_str())).unzip();
     let mut p = Products { totals, ..Products::default() };
     let mut payments = Vec::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
