@@ -2,7 +2,7 @@
 //! edge cases the rating handles (every billing method, weekly/daily/monthly/quarterly
 //! periods, custom prices, month ends, late and deferred usage, negative and zero
 //! balances, disconnected and terminated subscriptions, store-managed subscriptions with
-//! events, a few bad rows) and skewed (a few accounts are huge).
+//! events, a few bad rows, retransmitted usage) and skewed (a few accounts are huge).
 //!
 //! Same arguments, same bytes: the PRNG is a fixed SplitMix64 (not a crate whose stream
 //! may change between versions) and accounts are generated in chunks written in order.
@@ -299,7 +299,10 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
             };
             let q = if rng.below(1000) < 2 { Decimal::from(-1) } else { Decimal::from(rng.range(0, max_q)) };
             let (usid, svc) = if rng.below(1000) < 2 { (format!("S{a:09}-X"), post) } else { (sid.clone(), post) };
-            c.u[0].push(Some(format!("U{a:09}-{k}-{u}")));
+            // About one row in a thousand is sent again under the id of the row before it
+            // (a retransmission; no draw from the PRNG, so the other rows stay as they were).
+            let again = u > 0 && (a as u64 * 7 + k as u64 * 13 + u as u64) % 997 == 0;
+            c.u[0].push(Some(format!("U{a:09}-{k}-{}", if again { u - 1 } else { u })));
             c.u[1].push(Some(usid));
             c.u[2].push(Some(svc.to_string()));
             c.u_t.push(Some(t));

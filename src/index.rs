@@ -306,28 +306,42 @@ impl FpSet {
         }
     }
 
+    /// Where `fp` is: `Ok` when in the set, else `Err` with the bucket that has room for it.
+    #[inline]
+    fn find(&self, fp: [u32; 3]) -> Result<(), usize> {
+        let mask = self.buckets.len() - 1;
+        let mut i = self.home(fp);
+        loop {
+            let b = &self.buckets[i];
+            let n = b[15] as usize;
+            // Word by word (a slice comparison here was a call to `memcmp` per entry).
+            if (0..n.min(PER_BUCKET)).any(|k| b[3 * k] == fp[0] && b[3 * k + 1] == fp[1] && b[3 * k + 2] == fp[2]) {
+                return Ok(());
+            }
+            if n < PER_BUCKET {
+                return Err(i);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Whether `fp` is in the set.
+    pub fn contains(&self, fp: [u32; 3]) -> bool {
+        self.find(fp).is_ok()
+    }
+
     /// Add `fp`; whether it was new.
     pub fn insert(&mut self, fp: [u32; 3]) -> bool {
         if self.len >= self.capacity() {
             self.grow();
         }
-        let mask = self.buckets.len() - 1;
-        let mut i = self.home(fp);
-        loop {
-            let b = &mut self.buckets[i];
-            let n = b[15] as usize;
-            // Word by word (a slice comparison here was a call to `memcmp` per entry).
-            if (0..n.min(PER_BUCKET)).any(|k| b[3 * k] == fp[0] && b[3 * k + 1] == fp[1] && b[3 * k + 2] == fp[2]) {
-                return false;
-            }
-            if n < PER_BUCKET {
-                b[3 * n..3 * n + 3].copy_from_slice(&fp);
-                b[15] += 1;
-                self.len += 1;
-                return true;
-            }
-            i = (i + 1) & mask;
-        }
+        let Err(i) = self.find(fp) else { return false };
+        let b = &mut self.buckets[i];
+        let n = b[15] as usize;
+        b[3 * n..3 * n + 3].copy_from_slice(&fp);
+        b[15] += 1;
+        self.len += 1;
+        true
     }
 
     fn grow(&mut self) {

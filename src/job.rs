@@ -72,6 +72,9 @@ pub struct Job {
     pub output_layout: Layout,
     /// Not in SPEC §2: `lineage = true` writes `usage_lineage` (default false).
     pub lineage: bool,
+    /// Not in SPEC §2: `dedupe_memory_mib`, the most memory (MiB) the usage_id duplicate
+    /// check may hold; above it the check first finds the repeated ids on disk (default 4096).
+    pub dedupe_memory_mib: u64,
     pub max_reject_ratio: f64,
     pub steps: Steps,
 }
@@ -93,6 +96,8 @@ struct RawJob {
     output_layout: String,
     #[serde(default)]
     lineage: bool,
+    #[serde(default = "default_dedupe_memory")]
+    dedupe_memory_mib: u64,
     #[serde(default = "default_ratio")]
     max_reject_ratio: f64,
     #[serde(default)]
@@ -161,6 +166,9 @@ fn default_format() -> String {
 fn default_layout() -> String {
     "flat".into()
 }
+fn default_dedupe_memory() -> u64 {
+    4096
+}
 fn default_ratio() -> f64 {
     0.01
 }
@@ -227,6 +235,7 @@ impl Job {
             output_format,
             output_layout,
             lineage: raw.lineage,
+            dedupe_memory_mib: raw.dedupe_memory_mib,
             max_reject_ratio: raw.max_reject_ratio,
             steps: Steps {
                 start_service: raw.steps.start_service,

@@ -202,7 +202,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     // per-item sums. Nothing but the sums and the deferred rows is kept.
     let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
     let lineage = args.lineage || job.lineage;
-    let usage = ingest_usage(&mut intake, &sources, &st, cutoff, lineage && args.mode == Mode::Run)?;
+    let usage =
+        ingest_usage(&mut intake, &sources, &st, cutoff, lineage && args.mode == Mode::Run, &dedupe_limit(args, &job))?;
     let usage_rated = usage.rated_rows;
     let usage_qty = usage.qty;
     let deferred_usage = usage.deferred;
@@ -486,6 +487,21 @@ fn rate_and_write<'a>(
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.
+/// The usage_id check's memory limit (the job's `dedupe_memory_mib`) and where it spills:
+/// beside the output, named like the run's other temporary files so that a killed run's are
+/// removed by the next ([`clean_stale`]); the system's temporary directory without one.
+fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
+    let bytes = job.dedupe_memory_mib.saturating_mul(1 << 20);
+    match args.output.as_deref().map(|o| sibling(o, &format!("tmp-dedupe-{}-", std::process::id()))) {
+        Some(p) if p.parent().is_some_and(Path::is_dir) => crate::validate::DedupeLimit {
+            bytes,
+            prefix: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            dir: p.parent().map(Path::to_path_buf).unwrap_or_default(),
+        },
+        _ => crate::validate::DedupeLimit { bytes, dir: std::env::temp_dir(), prefix: ".billrun-dedupe-".into() },
+    }
+}
+
 fn sibling(target: &Path, suffix: &str) -> PathBuf {
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -170,6 +170,29 @@ proptest! {
         prop_assert_eq!(rejects(&outs[0]), rejects(&outs[1]));
     }
 
+    /// The usage_id check above its memory limit (`dedupe_memory_mib = 0`: the repeated ids
+    /// are found on disk first) finds the same duplicates as in memory, in both formats
+    /// (a CSV usage's size is estimated), and leaves no spill files behind.
+    #[test]
+    fn usage_id_check_spilled_to_disk_gives_the_same_outputs(seed in 0u64..1_000_000, csv in any::<bool>()) {
+        let s = Scratch::new();
+        let data = s.path("data");
+        dataset(&data, 300, seed, if csv { OutputFormat::Csv } else { OutputFormat::Parquet });
+        let out = s.path("out");
+        run(&data, &out, 2);
+        let job = data.join("job.toml");
+        let text = std::fs::read_to_string(&job).unwrap();
+        std::fs::write(&job, format!("dedupe_memory_mib = 0\n{text}")).unwrap();
+        let spilled = s.path("spilled");
+        run(&data, &spilled, 2);
+        let t = table(&out, "rejects");
+        let reason = t.col("reason").unwrap();
+        prop_assert!(t.rows.iter().any(|r| r[reason] == "DUPLICATE_KEY"), "the data holds repeated usage ids");
+        prop_assert!(dir_bytes(&out) == dir_bytes(&spilled));
+        let left: Vec<_> = std::fs::read_dir(s.path("")).unwrap().flatten().map(|e| e.file_name()).collect();
+        prop_assert!(!left.iter().any(|n| n.to_string_lossy().contains("dedupe")), "{:?}", left);
+    }
+
     #[test]
     fn rerun_gives_identical_bytes(seed in 0u64..1_000_000) {
         let s = Scratch::new();

@@ -2,6 +2,7 @@
 //! duplicates found by fingerprint, and the quantities summed per item.
 
 use super::*;
+use crate::error::Error;
 
 /// What happens to a usage row that parsed and is not a duplicate.
 #[derive(Debug, PartialEq, Eq)]
@@ -100,15 +101,27 @@ enum Fate {
     Reject(Box<(Reason, Box<str>)>),
 }
 
+/// The memory the usage_id duplicate check may hold, and where it spills above that.
+pub struct DedupeLimit {
+    pub bytes: u64,
+    /// The directory the spill files go in (the output's parent, or the system's
+    /// temporary directory), and the prefix of their directory's name.
+    pub dir: std::path::PathBuf,
+    pub prefix: String,
+}
+
 /// Stream `deferred_usage` then the new usage files: parse and classify every row in
 /// parallel, then dedupe (first occurrence in read order wins) and aggregate in order.
-/// Memory: the per-item sums, the deferred rows and a 128-bit fingerprint per usage_id.
+/// Memory: the per-item sums, the deferred rows and a 128-bit fingerprint per usage_id;
+/// when the fingerprints would take more than `limit`, a first pass over the usage_id
+/// column finds the repeated ids on disk ([`repeated_ids`]) and only those are held.
 pub fn ingest_usage(
     intake: &mut Intake,
     sources: &[&TableSource],
     st: &State,
     cutoff: Micros,
     lineage: bool,
+    limit: &DedupeLimit,
 ) -> Result<UsageIntake> {
     use rayon::prelude::*;
     let mut out = UsageIntake {
@@ -121,7 +134,21 @@ pub fn ingest_usage(
     let UsageIntake { qty, deferred, rated_rows, lineage } = &mut out;
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
     let (expected, _) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
-    let mut seen = SeenIds::with_expected(expected);
+    let estimate = estimated_rows(sources)?;
+    let mut seen = if SeenIds::bytes_for(estimate) <= limit.bytes {
+        SeenIds::with_expected(expected)
+    } else {
+        let repeated = repeated_ids(sources, estimate, limit)?;
+        tracing::info!(
+            phase = "read",
+            usage_rows_estimated = estimate,
+            repeated_ids = repeated.len(),
+            "read: usage_id check above dedupe_memory_mib ({} MiB): {} repeated ids found on disk",
+            limit.bytes >> 20,
+            repeated.len()
+        );
+        SeenIds::among(repeated)
+    };
     for src in sources {
         let table = src.table;
         // The merge reads the usage_id only (reject keys, lineage).
@@ -221,6 +248,93 @@ fn add_quantity(a: Decimal, b: Decimal) -> Decimal {
     a + b
 }
 
+/// The rows of `sources` for sizing: each Parquet file's from its footer, a CSV file's
+/// taken as one row per 24 bytes (a usage row's fields alone take more), so that a large
+/// CSV usage errs towards the spill.
+fn estimated_rows(sources: &[&TableSource]) -> Result<u64> {
+    let mut rows = 0u64;
+    for file in sources.iter().flat_map(|s| &s.files) {
+        rows += match crate::read::metadata_rows([file])? {
+            (n, true) => n,
+            _ => std::fs::metadata(&file.path).map_or(0, |m| m.len() / 24),
+        };
+    }
+    Ok(rows)
+}
+
+/// The fingerprints of the usage_ids that occur more than once in `sources` (about `rows`
+/// rows), found with about `limit.bytes` of memory: a pass over the usage_id column alone
+/// writes each id's fingerprint to one of K files by its top bits (the part [`SeenIds`]
+/// places by), then each file is checked by itself, one per thread at a time. Nulls are
+/// skipped (such a row is never a duplicate); every other id is counted whether or not its
+/// row turns out valid, so the result may hold more than the ids the duplicate check will
+/// find repeated, never fewer. Order does not matter here (only counts do): files are read
+/// with their units in parallel.
+fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Result<FpSet> {
+    use rayon::prelude::*;
+    use std::io::Write;
+    const FP_BYTES: usize = 12;
+    // A file's check holds its fingerprints (12 bytes each) and a set of them (~15 bytes).
+    let threads = rayon::current_num_threads().max(1) as u64;
+    let k = rows.saturating_mul(27 * threads).div_ceil(limit.bytes.max(1)).clamp(2, 256) as usize;
+    let dir = tempfile::Builder::new()
+        .prefix(&limit.prefix)
+        .tempdir_in(&limit.dir)
+        .map_err(|e| Error::io(format!("creating a spill directory in {}", limit.dir.display()), e))?;
+    let path = |j: usize| dir.path().join(format!("fp-{j:03}"));
+    let io = |what: &str, j: usize, e| Error::io(format!("{what} spill file {}", path(j).display()), e);
+    let writers = (0..k)
+        .map(|j| {
+            let f = std::fs::File::create(path(j)).map_err(|e| io("creating", j, e))?;
+            Ok(std::sync::Mutex::new(std::io::BufWriter::with_capacity(1 << 16, f)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for file in sources.iter().flat_map(|s| &s.files) {
+        crate::read::units(file)?.par_iter().try_for_each(|unit| {
+            crate::read::read_unit(file, &USAGE[..1], unit, |b| {
+                let mut parts = vec![Vec::new(); k];
+                for i in 0..b.len {
+                    if let Some(id) = b.cols[0].str(i) {
+                        let (j, low) = SeenIds::place(k, xxhash_rust::xxh3::xxh3_128(id.as_bytes()));
+                        parts[j].extend(low.iter().flat_map(|w| w.to_le_bytes()));
+                    }
+                }
+                for (j, part) in parts.iter().enumerate().filter(|(_, p)| !p.is_empty()) {
+                    let mut w = writers[j].lock().unwrap_or_else(|p| p.into_inner());
+                    w.write_all(part).map_err(|e| io("writing", j, e))?;
+                }
+                Ok(())
+            })
+            .map(drop)
+        })?;
+    }
+    for (j, w) in writers.into_iter().enumerate() {
+        w.into_inner().unwrap_or_else(|p| p.into_inner()).flush().map_err(|e| io("writing", j, e))?;
+    }
+    let repeated = (0..k)
+        .into_par_iter()
+        .map(|j| {
+            let data = std::fs::read(path(j)).map_err(|e| io("reading", j, e))?;
+            let mut set = FpSet::with_buckets(SeenIds::buckets_for((data.len() / FP_BYTES) as u64) as usize);
+            let mut rep = Vec::new();
+            for c in data.chunks_exact(FP_BYTES) {
+                let w = |x: usize| u32::from_le_bytes([c[x], c[x + 1], c[x + 2], c[x + 3]]);
+                let fp = [w(0), w(4), w(8)];
+                if !set.insert(fp) {
+                    rep.push(fp);
+                }
+            }
+            Ok(rep)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut out =
+        FpSet::with_buckets(SeenIds::buckets_for(repeated.iter().map(Vec::len).sum::<usize>() as u64) as usize);
+    for fp in repeated.into_iter().flatten() {
+        out.insert(fp);
+    }
+    Ok(out)
+}
+
 /// The usage_id fingerprints seen so far (xxh3-128 of the id): [`FpSet`]s over disjoint
 /// slices of the fingerprint space (picked by its top 32 bits), each holding the low 96 bits
 /// of its fingerprints (~14.6 bytes a row; with the slice, ~100 bits tell ids apart: a false
@@ -230,6 +344,8 @@ fn add_quantity(a: Decimal, b: Decimal) -> Decimal {
 /// within a few percent.
 struct SeenIds {
     shards: Vec<FpSet>,
+    /// When set, only the ids in it can repeat ([`repeated_ids`]): the others skip the sets.
+    only: Option<FpSet>,
 }
 
 /// Rows whose buckets are prefetched ahead of their lookup in [`SeenIds::mark_duplicates`]
@@ -237,11 +353,21 @@ struct SeenIds {
 const PREFETCH_AHEAD: usize = 16;
 
 impl SeenIds {
+    /// The buckets that hold `rows` fingerprints: five a bucket, at most 7/8 full, and 1 %
+    /// for the sets' uneven shares.
+    fn buckets_for(rows: u64) -> u64 {
+        (rows.saturating_mul(8) / 7).div_ceil(5) * 101 / 100 + 1
+    }
+
+    /// About the memory [`SeenIds::with_expected`] takes for `rows`.
+    fn bytes_for(rows: u64) -> u64 {
+        SeenIds::buckets_for(rows).saturating_mul(std::mem::size_of::<[u32; 16]>() as u64)
+    }
+
     fn with_expected(rows: u64) -> SeenIds {
-        // Five fingerprints a bucket, at most 7/8 full, and 1 % for the sets' uneven shares.
-        let buckets = (rows.saturating_mul(8) / 7).div_ceil(5) * 101 / 100 + 1;
+        let buckets = SeenIds::buckets_for(rows);
         if buckets < 1 << 12 {
-            return SeenIds { shards: vec![FpSet::with_buckets(buckets as usize)] };
+            return SeenIds { shards: vec![FpSet::with_buckets(buckets as usize)], only: None };
         }
         let per = 1u64 << (63 - (buckets / 16).leading_zeros()); // largest power of two <= buckets/16
         let n = buckets.div_ceil(per) as usize;
@@ -252,7 +378,16 @@ impl SeenIds {
             use rayon::prelude::*;
             shards.par_iter_mut().for_each(FpSet::fault_in);
         }
-        SeenIds { shards }
+        SeenIds { shards, only: None }
+    }
+
+    /// The sets for a usage whose only possibly repeated ids are `repeated` (a superset of
+    /// them does no harm: an id in it is checked as usual). One small set per thread, so
+    /// that [`SeenIds::mark_duplicates`]' membership tests of every row share the pool.
+    fn among(repeated: FpSet) -> SeenIds {
+        let n = rayon::current_num_threads().max(1);
+        let per = SeenIds::buckets_for(repeated.len() as u64).div_ceil(n as u64) as usize;
+        SeenIds { shards: (0..n).map(|_| FpSet::with_buckets(per)).collect(), only: Some(repeated) }
     }
 
     /// The set (of `n`) that holds `fp`, and the part of `fp` it stores. The set is the top
@@ -277,6 +412,7 @@ impl SeenIds {
     fn mark_duplicates(&mut self, wave: &mut [&mut Vec<RowOutcome>]) {
         let n = self.shards.len();
         let shared = &*wave;
+        let only = self.only.as_ref();
         let dups = par_ranges(&mut self.shards, |lo, sets| {
             let count = sets.len();
             let mine = shared.iter().enumerate().flat_map(|(vi, v)| {
@@ -284,6 +420,9 @@ impl SeenIds {
                     RowOutcome::Good { fp, .. } => {
                         let (k, low) = SeenIds::place(n, fp[0] as u128 | (fp[1] as u128) << 64);
                         let k = k.checked_sub(lo).filter(|&k| k < count)?;
+                        if only.is_some_and(|o| !o.contains(low)) {
+                            return None;
+                        }
                         Some((k, low, vi as u32, ri as u32))
                     }
                     _ => None,
@@ -376,18 +515,35 @@ mod tests {
     }
 
     #[test]
-    fn duplicates_and_sums_of_a_wave_do_not_depend_on_the_thread_count() {
+    fn duplicates_and_sums_of_a_wave_do_not_depend_on_the_thread_count_or_the_spill() {
         // Waves of rows whose ids repeat within and across waves (every id seen before in
         // read order is a duplicate), over many tables and items, on 1, 2 and 3 threads.
         let fp = |id: u64| {
             let f = xxhash_rust::xxh3::xxh3_128(&id.to_le_bytes());
             [f as u64, (f >> 64) as u64]
         };
-        let run = |threads: usize| {
+        let run = |threads: usize, spilled: bool| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(|| {
-                let mut seen = SeenIds::with_expected(1_000_000);
-                assert!(seen.shards.len() > 1);
+                let mut seen = if spilled {
+                    // As after `repeated_ids`: only the ids seen more than once are held.
+                    let mut count = std::collections::HashMap::new();
+                    for (w, b, i) in
+                        (0..3u64).flat_map(|w| (0..2u64).flat_map(move |b| (0..5000u64).map(move |i| (w, b, i))))
+                    {
+                        *count.entry((w * 7919 + b * 104_729 + i * 31) % 12_000).or_insert(0) += 1;
+                    }
+                    let mut repeated = FpSet::with_buckets(16);
+                    for (&id, _) in count.iter().filter(|(_, &c)| c > 1) {
+                        let f = fp(id);
+                        repeated.insert(SeenIds::place(1, f[0] as u128 | (f[1] as u128) << 64).1);
+                    }
+                    assert!(repeated.len() < count.len());
+                    SeenIds::among(repeated)
+                } else {
+                    SeenIds::with_expected(1_000_000)
+                };
+                assert!(seen.shards.len() > 1 || threads == 1);
                 let mut qty = vec![Decimal::ZERO; 7];
                 let mut marks = Vec::new();
                 for w in 0..3u64 {
@@ -410,7 +566,7 @@ mod tests {
                 (marks, qty)
             })
         };
-        let (marks, qty) = run(1);
+        let (marks, qty) = run(1, false);
         // The reference: a plain set over the ids in read order.
         let mut set = std::collections::HashSet::new();
         let mut want_qty = vec![Decimal::ZERO; 7];
@@ -430,8 +586,8 @@ mod tests {
         assert!(want.iter().any(|&d| d) && want.iter().any(|&d| !d));
         assert_eq!(marks, want);
         assert_eq!(qty, want_qty);
-        for t in [2, 3] {
-            assert_eq!(run(t), (want.clone(), want_qty.clone()), "{t} threads");
+        for (t, spilled) in [(2, false), (3, false), (1, true), (2, true), (3, true)] {
+            assert_eq!(run(t, spilled), (want.clone(), want_qty.clone()), "{t} threads, spilled {spilled}");
         }
     }
 }
