@@ -73,7 +73,7 @@ pub struct Job {
     /// Not in SPEC §2: `lineage = true` writes `usage_lineage` (default false).
     pub lineage: bool,
     /// Not in SPEC §2: `dedupe_memory_mib`, the most memory (MiB) the usage_id duplicate
-    /// check may hold; above it the check first finds the repeated ids on disk (default 4096).
+    /// check may hold; above it the check first finds the repeated ids on disk (default 1024).
     pub dedupe_memory_mib: u64,
     pub max_reject_ratio: f64,
     pub steps: Steps,
@@ -167,7 +167,7 @@ fn default_layout() -> String {
     "flat".into()
 }
 fn default_dedupe_memory() -> u64 {
-    4096
+    1024
 }
 fn default_ratio() -> f64 {
     0.01

@@ -274,9 +274,9 @@ fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Res
     use rayon::prelude::*;
     use std::io::Write;
     const FP_BYTES: usize = 12;
-    // A file's check holds its fingerprints (12 bytes each) and a set of them (~15 bytes).
+    // A file's check holds its fingerprints as read (12 bytes each) and as numbers (16).
     let threads = rayon::current_num_threads().max(1) as u64;
-    let k = rows.saturating_mul(27 * threads).div_ceil(limit.bytes.max(1)).clamp(2, 256) as usize;
+    let k = rows.saturating_mul(28 * threads).div_ceil(limit.bytes.max(1)).clamp(2, 256) as usize;
     let dir = tempfile::Builder::new()
         .prefix(&limit.prefix)
         .tempdir_in(&limit.dir)
@@ -315,15 +315,18 @@ fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Res
         .into_par_iter()
         .map(|j| {
             let data = std::fs::read(path(j)).map_err(|e| io("reading", j, e))?;
-            let mut set = FpSet::with_buckets(SeenIds::buckets_for((data.len() / FP_BYTES) as u64) as usize);
-            let mut rep = Vec::new();
-            for c in data.chunks_exact(FP_BYTES) {
-                let w = |x: usize| u32::from_le_bytes([c[x], c[x + 1], c[x + 2], c[x + 3]]);
-                let fp = [w(0), w(4), w(8)];
-                if !set.insert(fp) {
-                    rep.push(fp);
-                }
-            }
+            // Sorted, not put in a set: no table to allocate and fault in per file.
+            let mut fps: Vec<u128> = data
+                .chunks_exact(FP_BYTES)
+                .map(|c| c.iter().rev().fold(0u128, |acc, &byte| acc << 8 | byte as u128))
+                .collect();
+            drop(data);
+            fps.sort_unstable();
+            let rep: Vec<[u32; 3]> = fps
+                .windows(2)
+                .filter(|w| w[0] == w[1])
+                .map(|w| [w[0] as u32, (w[0] >> 32) as u32, (w[0] >> 64) as u32])
+                .collect();
             Ok(rep)
         })
         .collect::<Result<Vec<_>>>()?;
