@@ -301,7 +301,7 @@ fn gen_account(rng: &mut Rng, a: u64, as_of: NaiveDate, n_accounts: u64, c: &mut
             let (usid, svc) = if rng.below(1000) < 2 { (format!("S{a:09}-X"), post) } else { (sid.clone(), post) };
             // About one row in a thousand is sent again under the id of the row before it
             // (a retransmission; no draw from the PRNG, so the other rows stay as they were).
-            let again = u > 0 && (a as u64 * 7 + k as u64 * 13 + u as u64) % 997 == 0;
+            let again = u > 0 && (a * 7 + k as u64 * 13 + u as u64).is_multiple_of(997);
             c.u[0].push(Some(format!("U{a:09}-{k}-{}", if again { u - 1 } else { u })));
             c.u[1].push(Some(usid));
             c.u[2].push(Some(svc.to_string()));
