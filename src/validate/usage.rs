@@ -273,7 +273,6 @@ fn estimated_rows(sources: &[&TableSource]) -> Result<u64> {
 fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Result<Repeated> {
     use rayon::prelude::*;
     use std::io::Write;
-    const FP_BYTES: usize = 12;
     // A file's check holds its fingerprints as read (12 bytes each) and as numbers (16).
     let threads = rayon::current_num_threads().max(1) as u64;
     let k = rows.saturating_mul(28 * threads).div_ceil(limit.bytes.max(1)).clamp(2, 256) as usize;
@@ -315,22 +314,48 @@ fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Res
         .into_par_iter()
         .map(|j| {
             let data = std::fs::read(path(j)).map_err(|e| io("reading", j, e))?;
-            // Sorted, not put in a set: no table to allocate and fault in per file.
-            let mut fps: Vec<u128> = data
-                .chunks_exact(FP_BYTES)
-                .map(|c| c.iter().rev().fold(0u128, |acc, &byte| acc << 8 | byte as u128))
-                .collect();
-            drop(data);
-            fps.sort_unstable();
-            let rep: Vec<[u32; 3]> = fps
-                .windows(2)
-                .filter(|w| w[0] == w[1])
-                .map(|w| [w[0] as u32, (w[0] >> 32) as u32, (w[0] >> 64) as u32])
-                .collect();
+            let rep = repeats(&data);
             Ok(rep)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Repeated::new(repeated.into_iter().flatten().collect()))
+}
+
+/// The bytes of a fingerprint in a spill file (its low 96 bits, little-endian).
+const FP_BYTES: usize = 12;
+
+/// The fingerprints that occur more than once in `data` (12 bytes each, little-endian):
+/// sorted, not put in a set (a table per spill file to map and fault in cost more), and
+/// sorted in two steps since they are uniform: placed by their top bits into buckets of
+/// ~128 (a counting sort), then each bucket sorted in the cache.
+fn repeats(data: &[u8]) -> Vec<[u32; 3]> {
+    let n = data.len() / FP_BYTES;
+    let bits = (n / 128).next_power_of_two().clamp(1, 1 << 16).trailing_zeros();
+    // Bits 96 - bits .. 96 of the fingerprint: its last two bytes.
+    let bucket = |c: &[u8]| (u32::from(u16::from_le_bytes([c[10], c[11]])) >> (16 - bits)) as usize;
+    let mut start = vec![0usize; (1 << bits) + 1];
+    for c in data.chunks_exact(FP_BYTES) {
+        start[bucket(c) + 1] += 1;
+    }
+    for b in 0..1 << bits {
+        start[b + 1] += start[b];
+    }
+    let mut fps = vec![0u128; n];
+    let mut next = start.clone();
+    for c in data.chunks_exact(FP_BYTES) {
+        let b = bucket(c);
+        fps[next[b]] = c.iter().rev().fold(0u128, |acc, &byte| acc << 8 | byte as u128);
+        next[b] += 1;
+    }
+    let mut rep = Vec::new();
+    for w in start.windows(2) {
+        let part = &mut fps[w[0]..w[1]];
+        part.sort_unstable();
+        rep.extend(
+            part.windows(2).filter(|p| p[0] == p[1]).map(|p| [p[0] as u32, (p[0] >> 32) as u32, (p[0] >> 64) as u32]),
+        );
+    }
+    rep
 }
 
 /// The fingerprints (low 96 bits) of the usage_ids that repeat, behind a Bloom filter: the
@@ -558,6 +583,26 @@ mod tests {
             let slots: usize = s.shards.iter().map(|x| x.buckets() * 5).sum();
             assert!(slots < rows * 8 / 7 * 11 / 10, "{slots} slots");
             assert!(s.shards.iter().map(|x| x.capacity()).sum::<usize>() > rows * 1005 / 1000);
+        }
+    }
+
+    #[test]
+    fn repeats_finds_each_fingerprint_seen_twice_or_more_in_any_file_size() {
+        for n in [0u64, 1, 100, 5_000, 300_000] {
+            // Ids 0..n, then every 7th again and every 49th a third time.
+            let ids: Vec<u64> = (0..n).chain((0..n).step_by(7)).chain((0..n).step_by(49)).collect();
+            let data: Vec<u8> = ids
+                .iter()
+                .flat_map(|i| SeenIds::place(1, xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).1)
+                .flat_map(|w| w.to_le_bytes())
+                .collect();
+            let mut got = repeats(&data);
+            got.sort_unstable();
+            got.dedup();
+            let mut want: Vec<[u32; 3]> =
+                (0..n).step_by(7).map(|i| SeenIds::place(1, xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).1).collect();
+            want.sort_unstable();
+            assert_eq!(got, want, "{n} ids");
         }
     }
 
