@@ -486,7 +486,6 @@ fn rate_and_write<'a>(
     Ok((ledger, writer.map(output::RatedWriters::finish).transpose()?))
 }
 
-/// `<dir>/<.name>.<suffix>` beside `target`.
 /// The usage_id check's memory limit (the job's `dedupe_memory_mib`) and where it spills:
 /// beside the output, named like the run's other temporary files so that a killed run's are
 /// removed by the next ([`clean_stale`]); the system's temporary directory without one.
@@ -502,6 +501,7 @@ fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
     }
 }
 
+/// `<dir>/<.name>.<suffix>` beside `target`.
 fn sibling(target: &Path, suffix: &str) -> PathBuf {
     let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
