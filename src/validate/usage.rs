@@ -133,8 +133,8 @@ pub fn ingest_usage(
     // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
     let UsageIntake { qty, deferred, rated_rows, lineage } = &mut out;
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
-    let (expected, _) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
-    let estimate = estimated_rows(sources)?;
+    let (expected, all_known) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
+    let estimate = if all_known { expected } else { estimated_rows(sources)? };
     let mut seen = if SeenIds::bytes_for(estimate) <= limit.bytes {
         SeenIds::with_expected(expected)
     } else {
