@@ -491,14 +491,16 @@ fn rate_and_write<'a>(
 /// removed by the next ([`clean_stale`]); the system's temporary directory without one.
 fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
     let bytes = job.dedupe_memory_mib.saturating_mul(1 << 20);
-    match args.output.as_deref().map(|o| sibling(o, &format!("tmp-dedupe-{}-", std::process::id()))) {
-        Some(p) if p.parent().is_some_and(Path::is_dir) => crate::validate::DedupeLimit {
-            bytes,
-            prefix: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            dir: p.parent().map(Path::to_path_buf).unwrap_or_default(),
-        },
-        _ => crate::validate::DedupeLimit { bytes, dir: std::env::temp_dir(), prefix: ".billrun-dedupe-".into() },
-    }
+    let beside_output = args.output.as_deref().and_then(|o| {
+        let p = sibling(o, &format!("tmp-dedupe-{}-", std::process::id()));
+        let dir = p.parent().filter(|d| d.is_dir())?.to_path_buf();
+        Some(crate::validate::DedupeLimit { bytes, dir, prefix: p.file_name()?.to_string_lossy().into_owned() })
+    });
+    beside_output.unwrap_or_else(|| crate::validate::DedupeLimit {
+        bytes,
+        dir: std::env::temp_dir(),
+        prefix: ".billrun-dedupe-".into(),
+    })
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.

@@ -312,11 +312,7 @@ fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Res
     }
     let repeated = (0..k)
         .into_par_iter()
-        .map(|j| {
-            let data = std::fs::read(path(j)).map_err(|e| io("reading", j, e))?;
-            let rep = repeats(&data);
-            Ok(rep)
-        })
+        .map(|j| Ok(repeats(&std::fs::read(path(j)).map_err(|e| io("reading", j, e))?)))
         .collect::<Result<Vec<_>>>()?;
     Ok(Repeated::new(repeated.into_iter().flatten().collect()))
 }
@@ -533,6 +529,11 @@ impl SeenIds {
 mod tests {
     use super::*;
 
+    /// The stored part (low 96 bits) of id `i`'s fingerprint.
+    fn low(i: u64) -> [u32; 3] {
+        SeenIds::place(1, xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).1
+    }
+
     /// Usage sums at a Decimal(38,18) column's scale (`fast::usage_quantity`, `add_quantity`)
     /// come out as the sums of the normalized quantities, past 96 bits too.
     #[test]
@@ -591,16 +592,11 @@ mod tests {
         for n in [0u64, 1, 100, 5_000, 300_000] {
             // Ids 0..n, then every 7th again and every 49th a third time.
             let ids: Vec<u64> = (0..n).chain((0..n).step_by(7)).chain((0..n).step_by(49)).collect();
-            let data: Vec<u8> = ids
-                .iter()
-                .flat_map(|i| SeenIds::place(1, xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).1)
-                .flat_map(|w| w.to_le_bytes())
-                .collect();
+            let data: Vec<u8> = ids.iter().flat_map(|&i| low(i)).flat_map(|w| w.to_le_bytes()).collect();
             let mut got = repeats(&data);
             got.sort_unstable();
             got.dedup();
-            let mut want: Vec<[u32; 3]> =
-                (0..n).step_by(7).map(|i| SeenIds::place(1, xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).1).collect();
+            let mut want: Vec<[u32; 3]> = (0..n).step_by(7).map(low).collect();
             want.sort_unstable();
             assert_eq!(got, want, "{n} ids");
         }
@@ -608,16 +604,15 @@ mod tests {
 
     #[test]
     fn repeated_ids_are_all_found_and_the_filter_lets_few_others_through() {
-        let fp = |i: u64| SeenIds::place(1, xxhash_rust::xxh3::xxh3_128(&i.to_le_bytes())).1;
-        let r = Repeated::new((0..160_000).map(fp).collect());
+        let r = Repeated::new((0..160_000).map(low).collect());
         assert_eq!(r.len(), 160_000);
-        assert!((0..160_000).all(|i| r.contains(fp(i))));
+        assert!((0..160_000).all(|i| r.contains(low(i))));
         let others = 1_000_000..2_000_000u64;
-        let through = others.clone().filter(|&i| r.passes(fp(i))).count();
+        let through = others.clone().filter(|&i| r.passes(low(i))).count();
         // Two bits, 16–32 filter bits an id (a power of two in all; here 26): (1 - e^(-2/26))^2,
         // 0.5 % (at most 1.4 %, at 16).
         assert!((1_000..15_000).contains(&through), "{through}");
-        assert!(others.clone().all(|i| !r.contains(fp(i))));
+        assert!(others.clone().all(|i| !r.contains(low(i))));
     }
 
     #[test]
@@ -639,9 +634,8 @@ mod tests {
                     {
                         *count.entry((w * 7919 + b * 104_729 + i * 31) % 12_000).or_insert(0) += 1;
                     }
-                    let repeated: Vec<[u32; 3]> = (count.iter().filter(|(_, &c)| c > 1))
-                        .map(|(&id, _)| SeenIds::place(1, fp(id)[0] as u128 | (fp(id)[1] as u128) << 64).1)
-                        .collect();
+                    let repeated: Vec<[u32; 3]> =
+                        (count.iter().filter(|(_, &c)| c > 1)).map(|(&id, _)| low(id)).collect();
                     assert!(repeated.len() < count.len());
                     SeenIds::among(Repeated::new(repeated))
                 } else {
