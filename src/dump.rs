@@ -55,46 +55,75 @@ fn cell(a: &dyn Array, i: usize) -> String {
 
 /// Read a whole `.parquet` or `.csv` file as text cells.
 pub fn read_text_table(path: &Path) -> Result<TextTable> {
+    let mut rows = Vec::new();
+    let (header, _) = visit_rows(path, None, |cells| {
+        rows.push(cells.to_vec());
+        Ok(())
+    })?;
+    Ok(TextTable { header, rows })
+}
+
+/// Visit the rows of a `.parquet` or `.csv` file as text cells (rendered as in
+/// [`read_text_table`]) of the columns `names`, in that order, or of every column: batch by
+/// batch, decoding only those columns, keeping nothing. Returns the columns' names and the
+/// number of rows. A column not in the file is an error that names it.
+pub fn visit_rows(
+    path: &Path,
+    names: Option<&[&str]>,
+    mut f: impl FnMut(&[String]) -> Result<()>,
+) -> Result<(Vec<String>, u64)> {
     let name = path.display().to_string();
+    let err = |e: &dyn std::fmt::Display| Error::input(name.clone(), e.to_string());
+    // Each wanted column's position among `all` (every column of the file, in file order).
+    let pick = |all: &[String]| -> Result<(Vec<String>, Vec<usize>)> {
+        let Some(names) = names else { return Ok((all.to_vec(), (0..all.len()).collect())) };
+        let at =
+            names.iter().map(|n| all.iter().position(|h| h == n).ok_or_else(|| err(&format!("column {n} is missing"))));
+        Ok((names.iter().map(|n| n.to_string()).collect(), at.collect::<Result<_>>()?))
+    };
+    let mut cells: Vec<String> = Vec::new();
+    let mut rows = 0u64;
     match path.extension().and_then(|e| e.to_str()) {
         Some("parquet") => {
-            let f = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {name}"), e))?;
-            let b =
-                ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| Error::input(name.clone(), e.to_string()))?;
-            let header = b.schema().fields().iter().map(|f| f.name().clone()).collect();
-            let mut rows = Vec::new();
-            for rb in b.build().map_err(|e| Error::input(name.clone(), e.to_string()))? {
-                let rb: RecordBatch = rb.map_err(|e| Error::input(name.clone(), e.to_string()))?;
+            let file = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {name}"), e))?;
+            let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| err(&e))?;
+            let all: Vec<String> = b.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let (header, at) = pick(&all)?;
+            // Only the wanted columns are decoded; a batch holds them in file order.
+            let mut wanted: Vec<usize> = at.clone();
+            wanted.sort_unstable();
+            wanted.dedup();
+            let mask = parquet::arrow::ProjectionMask::roots(b.parquet_schema(), wanted.iter().copied());
+            let at: Vec<usize> = at.iter().map(|c| wanted.binary_search(c).unwrap_or_default()).collect();
+            for rb in b.with_projection(mask).build().map_err(|e| err(&e))? {
+                let rb: RecordBatch = rb.map_err(|e| err(&e))?;
                 for i in 0..rb.num_rows() {
-                    rows.push(rb.columns().iter().map(|c| cell(c.as_ref(), i)).collect());
+                    cells.clear();
+                    cells.extend(at.iter().map(|&c| cell(rb.column(c).as_ref(), i)));
+                    f(&cells)?;
                 }
+                rows += rb.num_rows() as u64;
             }
-            Ok(TextTable { header, rows })
+            Ok((header, rows))
         }
         Some("csv") => {
-            let mut r = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_path(path)
-                .map_err(|e| Error::input(name.clone(), e.to_string()))?;
-            let header = r
-                .headers()
-                .map_err(|e| Error::input(name.clone(), e.to_string()))?
-                .iter()
-                .map(str::to_string)
-                .collect();
-            let mut rows = Vec::new();
-            for rec in r.records() {
-                let rec = rec.map_err(|e| Error::input(name.clone(), e.to_string()))?;
-                rows.push(
-                    rec.iter()
-                        .map(|s| match crate::read::parse_decimal_strict(s) {
-                            Some(d) if s.contains('.') => d.normalize().to_string(),
-                            _ => s.to_string(),
-                        })
-                        .collect(),
-                );
+            let mut r = csv::ReaderBuilder::new().flexible(true).from_path(path).map_err(|e| err(&e))?;
+            let all: Vec<String> = r.headers().map_err(|e| err(&e))?.iter().map(str::to_string).collect();
+            let (header, at) = pick(&all)?;
+            let mut rec = csv::StringRecord::new();
+            while r.read_record(&mut rec).map_err(|e| err(&e))? {
+                cells.clear();
+                cells.extend(at.iter().map(|&c| {
+                    let s = rec.get(c).unwrap_or_default();
+                    match crate::read::parse_decimal_strict(s) {
+                        Some(d) if s.contains('.') => d.normalize().to_string(),
+                        _ => s.to_string(),
+                    }
+                }));
+                f(&cells)?;
+                rows += 1;
             }
-            Ok(TextTable { header, rows })
+            Ok((header, rows))
         }
         _ => Err(Error::input(name, "not a .parquet or .csv file")),
     }

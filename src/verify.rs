@@ -2,11 +2,11 @@
 //! checksums and row counts, every wallet's `balance_after` chain and closing balance, and
 //! the per-currency totals.
 
-use crate::dump::{read_run_table, read_text_table, TextTable};
+use crate::dump::visit_rows;
 use crate::error::{Error, Result};
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn fail(msg: String) -> Error {
     Error::Invariant(format!("verify: {msg}"))
@@ -16,14 +16,52 @@ fn dec(s: &str, what: &str) -> Result<Decimal> {
     s.parse::<Decimal>().map_err(|_| fail(format!("{what}: not a decimal: {s:?}")))
 }
 
-fn find(dir: &Path, name: &'static str) -> Result<TextTable> {
-    read_run_table(dir, name)?.ok_or_else(|| fail(format!("{name} is missing")))
+/// The files of table `name` of the run directory, in read order (Hive part files by name).
+fn files(dir: &Path, name: &'static str) -> Result<Vec<PathBuf>> {
+    let src = crate::read::find_table(dir, name)?.ok_or_else(|| fail(format!("{name} is missing")))?;
+    Ok(src.files.into_iter().map(|f| f.path).collect())
 }
 
-fn col(t: &TextTable, name: &str) -> Result<usize> {
-    t.col(name).ok_or_else(|| fail(format!("column {name} is missing")))
+/// Visit the rows of every file of a table (see [`visit_rows`]).
+fn visit_table(files: &[PathBuf], names: &[&str], mut f: impl FnMut(&[String]) -> Result<()>) -> Result<()> {
+    for p in files {
+        visit_rows(p, Some(names), &mut f)?;
+    }
+    Ok(())
 }
 
+/// The rows of a file: a Parquet file's from its footer (its bytes are the ones the
+/// manifest's checksum names), a CSV file's counted.
+fn count_rows(path: &Path) -> Result<u64> {
+    let file = crate::read::table_at(path, "output")?;
+    match crate::read::metadata_rows(&file.files)? {
+        (n, true) => Ok(n),
+        _ => Ok(visit_rows(path, Some(&[]), |_| Ok(()))?.1),
+    }
+}
+
+/// One wallet's transactions, summed as they stream by.
+struct Chain {
+    wallet: String,
+    currency: String,
+    opening: Decimal,
+    last: Decimal,
+}
+
+#[derive(Default)]
+struct Sum {
+    opening: Decimal,
+    credits: Decimal,
+    debits: BTreeMap<String, Decimal>,
+    closing: Decimal,
+}
+
+/// Re-check a published run from its files: the manifest's checksums and row counts, every
+/// wallet's `balance_after` chain (amounts > 0, numbered 1..n) ending at its closing
+/// balance, and the per-currency totals. `wallet_transactions` (by wallet_id, then n) and
+/// `wallets` (by wallet_id) are published in key order, which is checked too: the two are
+/// read side by side as a merge, so memory does not grow with the run (the wallets on a
+/// thread of their own, handed over in blocks).
 pub fn verify(dir: &Path) -> Result<String> {
     let mpath = dir.join("run_manifest.json");
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
@@ -38,72 +76,140 @@ pub fn verify(dir: &Path) -> Result<String> {
         if Some(sha.as_str()) != o["sha256"].as_str() {
             return Err(fail(format!("{f}: checksum differs from the manifest")));
         }
-        let rows = read_text_table(&p)?.rows.len() as u64;
+        let rows = count_rows(&p)?;
         if Some(rows) != o["rows"].as_u64() {
             return Err(fail(format!("{f}: {rows} rows, manifest says {}", o["rows"])));
         }
     }
 
-    // Balance chains.
-    let tx = find(dir, "wallet_transactions")?;
-    let wallets = find(dir, "wallets")?;
-    let (tw, tn, ta, td, tb, tc, tk) = (
-        col(&tx, "wallet_id")?,
-        col(&tx, "transaction_id")?,
-        col(&tx, "amount")?,
-        col(&tx, "direction")?,
-        col(&tx, "balance_after")?,
-        col(&tx, "currency")?,
-        col(&tx, "kind")?,
-    );
-    #[derive(Default)]
-    struct Sum {
-        opening: Decimal,
-        credits: Decimal,
-        debits: BTreeMap<String, Decimal>,
-        closing: Decimal,
-    }
+    let tx_files = files(dir, "wallet_transactions")?;
+    let wallet_files = files(dir, "wallets")?;
     let mut per_cur: BTreeMap<String, Sum> = BTreeMap::new();
-    // wallet -> (first opening, last balance, count)
-    let mut chain: BTreeMap<String, (Decimal, Decimal, u64)> = BTreeMap::new();
-    for r in &tx.rows {
-        let a = dec(&r[ta], "amount")?;
-        if a <= Decimal::ZERO {
-            return Err(fail(format!("{}: amount {a} is not > 0", r[tn])));
-        }
-        let after = dec(&r[tb], "balance_after")?;
-        let signed = if r[td] == "CREDIT" { a } else { -a };
-        let e = chain.entry(r[tw].clone()).or_insert((after - signed, after - signed, 0));
-        if e.1 + signed != after {
-            return Err(fail(format!("{}: balance_after chain breaks", r[tn])));
-        }
-        e.1 = after;
-        e.2 += 1;
-        if !r[tn].ends_with(&format!("/{}", e.2)) {
-            return Err(fail(format!("{}: transaction numbers are not 1..n in order", r[tn])));
-        }
-        let s = per_cur.entry(r[tc].clone()).or_default();
-        if r[td] == "CREDIT" {
-            s.credits += a;
-        } else {
-            *s.debits.entry(r[tk].clone()).or_default() += a;
-        }
-    }
-    let (ww, wc, wb) = (col(&wallets, "wallet_id")?, col(&wallets, "currency")?, col(&wallets, "balance")?);
-    for r in &wallets.rows {
-        let closing = dec(&r[wb], "balance")?;
-        let s = per_cur.entry(r[wc].clone()).or_default();
-        s.closing += closing;
-        match chain.get(&r[ww]) {
-            Some((opening, last, _)) => {
-                if *last != closing {
-                    return Err(fail(format!("wallet {}: closing {closing} but last balance_after {last}", r[ww])));
+    let (mut n_tx, mut n_wallets) = (0u64, 0u64);
+    std::thread::scope(|scope| -> Result<()> {
+        const BLOCK: usize = 4096;
+        let (send, recv) = std::sync::mpsc::sync_channel::<Vec<[String; 3]>>(4);
+        let reader = scope.spawn(move || -> Result<()> {
+            let mut block = Vec::with_capacity(BLOCK);
+            visit_table(&wallet_files, &["wallet_id", "currency", "balance"], |r| {
+                block.push([r[0].clone(), r[1].clone(), r[2].clone()]);
+                if block.len() == BLOCK && send.send(std::mem::replace(&mut block, Vec::with_capacity(BLOCK))).is_err()
+                {
+                    // The merge stopped at an error of its own, which is the one reported.
+                    return Err(fail("stopped".into()));
                 }
-                s.opening += opening;
+                Ok(())
+            })?;
+            let _ = send.send(block);
+            Ok(())
+        });
+        let mut wallets = recv.into_iter().flatten();
+        let mut last_wallet: Option<String> = None;
+        // The next wallet row, checked for order; each one passed over has no transactions.
+        let mut next_wallet = |per_cur: &mut BTreeMap<String, Sum>| -> Result<Option<[String; 3]>> {
+            let Some(w) = wallets.next() else { return Ok(None) };
+            if last_wallet.as_ref().is_some_and(|l| *l >= w[0]) {
+                return Err(fail(format!("wallets are not in wallet_id order at {}", w[0])));
             }
-            None => s.opening += closing,
+            last_wallet = Some(w[0].clone());
+            n_wallets += 1;
+            let closing = dec(&w[2], "balance")?;
+            per_cur.entry(w[1].clone()).or_default().closing += closing;
+            Ok(Some(w))
+        };
+        // A wallet's chain is done: its row must be next in `wallets` (after any without
+        // transactions, whose opening is their closing).
+        let mut settle = |c: Chain, per_cur: &mut BTreeMap<String, Sum>| -> Result<()> {
+            loop {
+                let Some(w) = next_wallet(per_cur)? else {
+                    return Err(fail(format!("wallet {} has transactions but is not in wallets", c.wallet)));
+                };
+                match w[0].cmp(&c.wallet) {
+                    std::cmp::Ordering::Less => {
+                        per_cur.entry(w[1].clone()).or_default().opening += dec(&w[2], "balance")?
+                    }
+                    std::cmp::Ordering::Greater => {
+                        return Err(fail(format!(
+                            "wallet {} has transactions but is not in wallets (where wallet_id order puts it)",
+                            c.wallet
+                        )));
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let closing = dec(&w[2], "balance")?;
+                        if c.last != closing {
+                            return Err(fail(format!(
+                                "wallet {}: closing {closing} but last balance_after {}",
+                                c.wallet, c.last
+                            )));
+                        }
+                        if c.currency != w[1] {
+                            return Err(fail(format!(
+                                "wallet {}: transactions in {}, wallet in {}",
+                                c.wallet, c.currency, w[1]
+                            )));
+                        }
+                        per_cur.entry(w[1].clone()).or_default().opening += c.opening;
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        let cols = ["wallet_id", "transaction_id", "amount", "direction", "balance_after", "currency", "kind"];
+        let mut chain: Option<Chain> = None;
+        let mut n = 0u64;
+        visit_table(&tx_files, &cols, |r| {
+            let (wallet, id, direction, currency, kind) = (&r[0], &r[1], &r[3], &r[5], &r[6]);
+            let a = dec(&r[2], "amount")?;
+            if a <= Decimal::ZERO {
+                return Err(fail(format!("{id}: amount {a} is not > 0")));
+            }
+            let after = dec(&r[4], "balance_after")?;
+            let signed = if direction == "CREDIT" { a } else { -a };
+            if chain.as_ref().is_none_or(|c| c.wallet != *wallet) {
+                if let Some(done) = chain.take() {
+                    if done.wallet > *wallet {
+                        return Err(fail(format!("wallet_transactions are not in wallet_id order at {id}")));
+                    }
+                    settle(done, &mut per_cur)?;
+                }
+                let opening = after - signed;
+                chain = Some(Chain { wallet: wallet.clone(), currency: currency.clone(), opening, last: opening });
+                n = 0;
+            }
+            let Some(c) = chain.as_mut() else { unreachable!("set above") };
+            if c.last + signed != after {
+                return Err(fail(format!("{id}: balance_after chain breaks")));
+            }
+            if *currency != c.currency {
+                return Err(fail(format!(
+                    "{id}: currency {currency}, the wallet's transactions are in {}",
+                    c.currency
+                )));
+            }
+            c.last = after;
+            n += 1;
+            if !id.strip_suffix(&n.to_string()).is_some_and(|p| p.ends_with('/')) {
+                return Err(fail(format!("{id}: transaction numbers are not 1..n in order")));
+            }
+            n_tx += 1;
+            let s = per_cur.entry(currency.clone()).or_default();
+            if direction == "CREDIT" {
+                s.credits += a;
+            } else {
+                *s.debits.entry(kind.clone()).or_default() += a;
+            }
+            Ok(())
+        })?;
+        if let Some(done) = chain.take() {
+            settle(done, &mut per_cur)?;
         }
-    }
+        // The wallets after the last with transactions.
+        while let Some(w) = next_wallet(&mut per_cur)? {
+            per_cur.entry(w[1].clone()).or_default().opening += dec(&w[2], "balance")?;
+        }
+        reader.join().map_err(|_| fail("the wallets' reader panicked".into()))?
+    })?;
+
     for (cur, s) in &per_cur {
         let t = &m["totals"][cur];
         let get = |k: &str| -> Result<Decimal> { dec(t[k].as_str().unwrap_or("x"), &format!("totals.{cur}.{k}")) };
@@ -122,8 +228,8 @@ pub fn verify(dir: &Path) -> Result<String> {
         "verified {}: {} files, {} transactions, {} wallets, currencies {}\n",
         dir.display(),
         outputs.len(),
-        tx.rows.len(),
-        wallets.rows.len(),
+        n_tx,
+        n_wallets,
         per_cur.keys().cloned().collect::<Vec<_>>().join(" ")
     ))
 }

@@ -262,3 +262,57 @@ fn verify_and_report_read_a_published_run() {
     let t = billrun(["verify", out.to_str().unwrap()]).code_is(1);
     assert!(t.stderr().contains("checksum"), "{}", t.stderr());
 }
+
+/// Rewrite one published CSV file with `edit` and give the manifest its new checksum and
+/// row count, as a tampering that knows the manifest would: only the checks of the rows can
+/// catch it.
+fn tamper(out: &Path, file: &str, edit: impl Fn(&str) -> String) {
+    let p = out.join(file);
+    std::fs::write(&p, edit(&std::fs::read_to_string(&p).unwrap())).unwrap();
+    let mut m = manifest(out);
+    let sha = billrun::checksum::sha256_file(&p).unwrap();
+    let rows = std::fs::read_to_string(&p).unwrap().lines().count() - 1;
+    for o in m["outputs"].as_array_mut().unwrap() {
+        if o["file"] == file {
+            o["sha256"] = sha.clone().into();
+            o["rows"] = rows.into();
+        }
+    }
+    std::fs::write(out.join("run_manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn verify_checks_the_rows_behind_a_manifest_that_agrees() {
+    let s = Scratch::new();
+    let job = s.job(&job(), "csv");
+    let run = |name: &str| {
+        let out = s.path(name);
+        billrun(run_args(&job, &repo().join("sample-data/company-zx"), &out, Some("2026-11-22"))).ok();
+        out
+    };
+    let fails_with = |out: &Path, what: &str| {
+        let t = billrun(["verify", out.to_str().unwrap()]).code_is(1);
+        assert!(t.stderr().contains(what), "expected {what:?}: {}", t.stderr());
+    };
+    // A balance_after off by a cent breaks its wallet's chain.
+    let out = run("chain");
+    tamper(&out, "wallet_transactions.csv", |t| t.replacen(",33.00\n", ",33.01\n", 1));
+    fails_with(&out, "chain breaks");
+    // A closing balance that is not the chain's end (the totals then differ as well).
+    let out = run("closing");
+    tamper(&out, "wallets.csv", |t| t.replacen(",33.00,", ",34.00,", 1));
+    fails_with(&out, "closing 34 but last balance_after 33");
+    // Rows out of key order (W-EMPTY, which has no transactions, after W-NEW).
+    let out = run("order");
+    tamper(&out, "wallets.csv", |t| {
+        let mut lines: Vec<&str> = t.lines().collect();
+        assert!(lines[2].starts_with("W-EMPTY,") && lines[3].starts_with("W-NEW,"), "{t}");
+        lines.swap(2, 3);
+        lines.join("\n") + "\n"
+    });
+    fails_with(&out, "not in wallet_id order");
+    // Transactions of a wallet that is not published.
+    let out = run("missing");
+    tamper(&out, "wallets.csv", |t| t.lines().filter(|l| !l.starts_with("W-NEW,")).map(|l| format!("{l}\n")).collect());
+    fails_with(&out, "wallet W-NEW has transactions but is not in wallets");
+}
