@@ -56,6 +56,119 @@ struct Sum {
     closing: Decimal,
 }
 
+/// Wallets handed from the reader to the merge at a time.
+const BLOCK: usize = 4096;
+
+/// The per-currency sums, transactions and wallets of a run: `wallet_transactions` (its
+/// files, in key order) merged with `wallets` (rows of wallet_id, currency, balance, in
+/// key order), checking each wallet's chain against its closing balance.
+fn merge_chains(
+    tx_files: &[PathBuf],
+    mut wallets: impl Iterator<Item = [String; 3]>,
+) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
+    let mut per_cur: BTreeMap<String, Sum> = BTreeMap::new();
+    let (mut n_tx, mut n_wallets) = (0u64, 0u64);
+    let mut last_wallet: Option<String> = None;
+    // The next wallet row, checked for order; its closing balance counted.
+    let mut next_wallet = |per_cur: &mut BTreeMap<String, Sum>| -> Result<Option<[String; 3]>> {
+        let Some(w) = wallets.next() else { return Ok(None) };
+        if last_wallet.as_ref().is_some_and(|l| *l >= w[0]) {
+            return Err(fail(format!("wallets are not in wallet_id order at {}", w[0])));
+        }
+        last_wallet = Some(w[0].clone());
+        n_wallets += 1;
+        per_cur.entry(w[1].clone()).or_default().closing += dec(&w[2], "balance")?;
+        Ok(Some(w))
+    };
+    // A wallet without transactions opens at its closing balance.
+    let untouched = |w: &[String; 3], per_cur: &mut BTreeMap<String, Sum>| -> Result<()> {
+        per_cur.entry(w[1].clone()).or_default().opening += dec(&w[2], "balance")?;
+        Ok(())
+    };
+    // A wallet's chain is done: its row must be next in `wallets`, after any without
+    // transactions.
+    let mut settle = |c: Chain, per_cur: &mut BTreeMap<String, Sum>| -> Result<()> {
+        let missing = || {
+            fail(format!("wallet {} has transactions but is not in wallets (where wallet_id order puts it)", c.wallet))
+        };
+        loop {
+            let w = next_wallet(per_cur)?.ok_or_else(missing)?;
+            match w[0].cmp(&c.wallet) {
+                std::cmp::Ordering::Less => untouched(&w, per_cur)?,
+                std::cmp::Ordering::Greater => return Err(missing()),
+                std::cmp::Ordering::Equal => {
+                    let closing = dec(&w[2], "balance")?;
+                    if c.last != closing {
+                        return Err(fail(format!(
+                            "wallet {}: closing {closing} but last balance_after {}",
+                            c.wallet, c.last
+                        )));
+                    }
+                    if c.currency != w[1] {
+                        return Err(fail(format!(
+                            "wallet {}: transactions in {}, wallet in {}",
+                            c.wallet, c.currency, w[1]
+                        )));
+                    }
+                    per_cur.entry(w[1].clone()).or_default().opening += c.opening;
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let cols = ["wallet_id", "transaction_id", "amount", "direction", "balance_after", "currency", "kind"];
+    let mut chain: Option<Chain> = None;
+    let mut n = 0u64;
+    visit_table(tx_files, &cols, |r| {
+        let (wallet, id, direction, currency, kind) = (&r[0], &r[1], &r[3], &r[5], &r[6]);
+        let a = dec(&r[2], "amount")?;
+        if a <= Decimal::ZERO {
+            return Err(fail(format!("{id}: amount {a} is not > 0")));
+        }
+        let after = dec(&r[4], "balance_after")?;
+        let signed = if direction == "CREDIT" { a } else { -a };
+        if chain.as_ref().is_none_or(|c| c.wallet != *wallet) {
+            if let Some(done) = chain.take() {
+                if done.wallet > *wallet {
+                    return Err(fail(format!("wallet_transactions are not in wallet_id order at {id}")));
+                }
+                settle(done, &mut per_cur)?;
+            }
+            let opening = after - signed;
+            chain = Some(Chain { wallet: wallet.clone(), currency: currency.clone(), opening, last: opening });
+            n = 0;
+        }
+        let Some(c) = chain.as_mut() else { unreachable!("set above") };
+        if c.last + signed != after {
+            return Err(fail(format!("{id}: balance_after chain breaks")));
+        }
+        if *currency != c.currency {
+            return Err(fail(format!("{id}: currency {currency}, the wallet's transactions are in {}", c.currency)));
+        }
+        c.last = after;
+        n += 1;
+        if !id.strip_suffix(&n.to_string()).is_some_and(|p| p.ends_with('/')) {
+            return Err(fail(format!("{id}: transaction numbers are not 1..n in order")));
+        }
+        n_tx += 1;
+        let s = per_cur.entry(currency.clone()).or_default();
+        if direction == "CREDIT" {
+            s.credits += a;
+        } else {
+            *s.debits.entry(kind.clone()).or_default() += a;
+        }
+        Ok(())
+    })?;
+    if let Some(done) = chain.take() {
+        settle(done, &mut per_cur)?;
+    }
+    // The wallets after the last with transactions.
+    while let Some(w) = next_wallet(&mut per_cur)? {
+        untouched(&w, &mut per_cur)?;
+    }
+    Ok((per_cur, n_tx, n_wallets))
+}
+
 /// Re-check a published run from its files: the manifest's checksums and row counts, every
 /// wallet's `balance_after` chain (amounts > 0, numbered 1..n) ending at its closing
 /// balance, and the per-currency totals. `wallet_transactions` (by wallet_id, then n) and
@@ -84,130 +197,36 @@ pub fn verify(dir: &Path) -> Result<String> {
 
     let tx_files = files(dir, "wallet_transactions")?;
     let wallet_files = files(dir, "wallets")?;
-    let mut per_cur: BTreeMap<String, Sum> = BTreeMap::new();
-    let (mut n_tx, mut n_wallets) = (0u64, 0u64);
-    std::thread::scope(|scope| -> Result<()> {
-        const BLOCK: usize = 4096;
+    let (per_cur, n_tx, n_wallets) = std::thread::scope(|scope| {
         let (send, recv) = std::sync::mpsc::sync_channel::<Vec<[String; 3]>>(4);
-        let reader = scope.spawn(move || -> Result<()> {
+        let reader = scope.spawn(move || {
             let mut block = Vec::with_capacity(BLOCK);
-            visit_table(&wallet_files, &["wallet_id", "currency", "balance"], |r| {
+            let mut stopped = false;
+            let read = visit_table(&wallet_files, &["wallet_id", "currency", "balance"], |r| {
                 block.push([r[0].clone(), r[1].clone(), r[2].clone()]);
                 if block.len() == BLOCK && send.send(std::mem::replace(&mut block, Vec::with_capacity(BLOCK))).is_err()
                 {
-                    // The merge stopped at an error of its own, which is the one reported.
+                    stopped = true;
                     return Err(fail("stopped".into()));
                 }
                 Ok(())
-            })?;
-            let _ = send.send(block);
-            Ok(())
+            });
+            match read {
+                // The merge stopped at an error of its own, the one reported.
+                Err(_) if stopped => Ok(()),
+                Err(e) => Err(e),
+                Ok(()) => {
+                    let _ = send.send(block);
+                    Ok(())
+                }
+            }
         });
-        let mut wallets = recv.into_iter().flatten();
-        let mut last_wallet: Option<String> = None;
-        // The next wallet row, checked for order; each one passed over has no transactions.
-        let mut next_wallet = |per_cur: &mut BTreeMap<String, Sum>| -> Result<Option<[String; 3]>> {
-            let Some(w) = wallets.next() else { return Ok(None) };
-            if last_wallet.as_ref().is_some_and(|l| *l >= w[0]) {
-                return Err(fail(format!("wallets are not in wallet_id order at {}", w[0])));
-            }
-            last_wallet = Some(w[0].clone());
-            n_wallets += 1;
-            let closing = dec(&w[2], "balance")?;
-            per_cur.entry(w[1].clone()).or_default().closing += closing;
-            Ok(Some(w))
-        };
-        // A wallet's chain is done: its row must be next in `wallets` (after any without
-        // transactions, whose opening is their closing).
-        let mut settle = |c: Chain, per_cur: &mut BTreeMap<String, Sum>| -> Result<()> {
-            loop {
-                let Some(w) = next_wallet(per_cur)? else {
-                    return Err(fail(format!("wallet {} has transactions but is not in wallets", c.wallet)));
-                };
-                match w[0].cmp(&c.wallet) {
-                    std::cmp::Ordering::Less => {
-                        per_cur.entry(w[1].clone()).or_default().opening += dec(&w[2], "balance")?
-                    }
-                    std::cmp::Ordering::Greater => {
-                        return Err(fail(format!(
-                            "wallet {} has transactions but is not in wallets (where wallet_id order puts it)",
-                            c.wallet
-                        )));
-                    }
-                    std::cmp::Ordering::Equal => {
-                        let closing = dec(&w[2], "balance")?;
-                        if c.last != closing {
-                            return Err(fail(format!(
-                                "wallet {}: closing {closing} but last balance_after {}",
-                                c.wallet, c.last
-                            )));
-                        }
-                        if c.currency != w[1] {
-                            return Err(fail(format!(
-                                "wallet {}: transactions in {}, wallet in {}",
-                                c.wallet, c.currency, w[1]
-                            )));
-                        }
-                        per_cur.entry(w[1].clone()).or_default().opening += c.opening;
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        let cols = ["wallet_id", "transaction_id", "amount", "direction", "balance_after", "currency", "kind"];
-        let mut chain: Option<Chain> = None;
-        let mut n = 0u64;
-        visit_table(&tx_files, &cols, |r| {
-            let (wallet, id, direction, currency, kind) = (&r[0], &r[1], &r[3], &r[5], &r[6]);
-            let a = dec(&r[2], "amount")?;
-            if a <= Decimal::ZERO {
-                return Err(fail(format!("{id}: amount {a} is not > 0")));
-            }
-            let after = dec(&r[4], "balance_after")?;
-            let signed = if direction == "CREDIT" { a } else { -a };
-            if chain.as_ref().is_none_or(|c| c.wallet != *wallet) {
-                if let Some(done) = chain.take() {
-                    if done.wallet > *wallet {
-                        return Err(fail(format!("wallet_transactions are not in wallet_id order at {id}")));
-                    }
-                    settle(done, &mut per_cur)?;
-                }
-                let opening = after - signed;
-                chain = Some(Chain { wallet: wallet.clone(), currency: currency.clone(), opening, last: opening });
-                n = 0;
-            }
-            let Some(c) = chain.as_mut() else { unreachable!("set above") };
-            if c.last + signed != after {
-                return Err(fail(format!("{id}: balance_after chain breaks")));
-            }
-            if *currency != c.currency {
-                return Err(fail(format!(
-                    "{id}: currency {currency}, the wallet's transactions are in {}",
-                    c.currency
-                )));
-            }
-            c.last = after;
-            n += 1;
-            if !id.strip_suffix(&n.to_string()).is_some_and(|p| p.ends_with('/')) {
-                return Err(fail(format!("{id}: transaction numbers are not 1..n in order")));
-            }
-            n_tx += 1;
-            let s = per_cur.entry(currency.clone()).or_default();
-            if direction == "CREDIT" {
-                s.credits += a;
-            } else {
-                *s.debits.entry(kind.clone()).or_default() += a;
-            }
-            Ok(())
-        })?;
-        if let Some(done) = chain.take() {
-            settle(done, &mut per_cur)?;
-        }
-        // The wallets after the last with transactions.
-        while let Some(w) = next_wallet(&mut per_cur)? {
-            per_cur.entry(w[1].clone()).or_default().opening += dec(&w[2], "balance")?;
-        }
-        reader.join().map_err(|_| fail("the wallets' reader panicked".into()))?
+        // The merge owns the receiver: it is gone when the merge ends, so a reader blocked
+        // on a full channel stops before the join.
+        let merged = merge_chains(&tx_files, recv.into_iter().flatten());
+        // A wallets file that failed to read is the cause of whatever the merge then saw.
+        reader.join().map_err(|_| fail("the wallets' reader panicked".into()))??;
+        merged
     })?;
 
     for (cur, s) in &per_cur {
