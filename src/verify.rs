@@ -56,6 +56,14 @@ struct Sum {
     closing: Decimal,
 }
 
+/// The sums of currency `cur` (a key is allocated once per currency, not per row).
+fn sums<'m>(per_cur: &'m mut BTreeMap<String, Sum>, cur: &str) -> &'m mut Sum {
+    if !per_cur.contains_key(cur) {
+        per_cur.insert(cur.to_string(), Sum::default());
+    }
+    per_cur.get_mut(cur).expect("inserted above")
+}
+
 /// Wallets handed from the reader to the merge at a time.
 const BLOCK: usize = 4096;
 
@@ -77,12 +85,12 @@ fn merge_chains(
         }
         last_wallet = Some(w[0].clone());
         n_wallets += 1;
-        per_cur.entry(w[1].clone()).or_default().closing += dec(&w[2], "balance")?;
+        sums(per_cur, &w[1]).closing += dec(&w[2], "balance")?;
         Ok(Some(w))
     };
     // A wallet without transactions opens at its closing balance.
     let untouched = |w: &[String; 3], per_cur: &mut BTreeMap<String, Sum>| -> Result<()> {
-        per_cur.entry(w[1].clone()).or_default().opening += dec(&w[2], "balance")?;
+        sums(per_cur, &w[1]).opening += dec(&w[2], "balance")?;
         Ok(())
     };
     // A wallet's chain is done: its row must be next in `wallets`, after any without
@@ -110,7 +118,7 @@ fn merge_chains(
                             c.wallet, c.currency, w[1]
                         )));
                     }
-                    per_cur.entry(w[1].clone()).or_default().opening += c.opening;
+                    sums(per_cur, &w[1]).opening += c.opening;
                     return Ok(());
                 }
             }
@@ -119,6 +127,7 @@ fn merge_chains(
     let cols = ["wallet_id", "transaction_id", "amount", "direction", "balance_after", "currency", "kind"];
     let mut chain: Option<Chain> = None;
     let mut n = 0u64;
+    let mut num = itoa::Buffer::new();
     visit_table(tx_files, &cols, |r| {
         let (wallet, id, direction, currency, kind) = (&r[0], &r[1], &r[3], &r[5], &r[6]);
         let a = dec(&r[2], "amount")?;
@@ -147,15 +156,17 @@ fn merge_chains(
         }
         c.last = after;
         n += 1;
-        if !id.strip_suffix(&n.to_string()).is_some_and(|p| p.ends_with('/')) {
+        if !id.strip_suffix(num.format(n)).is_some_and(|p| p.ends_with('/')) {
             return Err(fail(format!("{id}: transaction numbers are not 1..n in order")));
         }
         n_tx += 1;
-        let s = per_cur.entry(currency.clone()).or_default();
+        let s = sums(&mut per_cur, currency);
         if direction == "CREDIT" {
             s.credits += a;
+        } else if let Some(d) = s.debits.get_mut(kind.as_str()) {
+            *d += a;
         } else {
-            *s.debits.entry(kind.clone()).or_default() += a;
+            s.debits.insert(kind.clone(), a);
         }
         Ok(())
     })?;
