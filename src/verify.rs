@@ -30,14 +30,26 @@ fn visit_table(files: &[PathBuf], names: &[&str], mut f: impl FnMut(&[String]) -
     Ok(())
 }
 
-/// The rows of a file: a Parquet file's from its footer (its bytes are the ones the
-/// manifest's checksum names), a CSV file's counted.
-fn count_rows(path: &Path) -> Result<u64> {
+/// A file's SHA-256 and its rows, in one read of its bytes where it takes one: a Parquet
+/// file's rows come from its footer (its bytes are the ones the checksum names), a CSV
+/// file's are counted as its bytes are hashed.
+fn checksum_and_rows(path: &Path) -> Result<(String, u64)> {
     let file = crate::read::table_at(path, "output")?;
-    match crate::read::metadata_rows(&file.files)? {
-        (n, true) => Ok(n),
-        _ => Ok(visit_rows(path, Some(&[]), |_| Ok(()))?.1),
+    if let (n, true) = crate::read::metadata_rows(&file.files)? {
+        return Ok((crate::checksum::sha256_file(path)?, n));
     }
+    let name = path.display().to_string();
+    let fh = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {name}"), e))?;
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(crate::checksum::Hashed::new(fh));
+    let mut rec = csv::ByteRecord::new();
+    let mut rows = 0u64;
+    while r.read_byte_record(&mut rec).map_err(|e| Error::input(name.clone(), e.to_string()))? {
+        rows += 1;
+    }
+    // The reader stops at the end of the file; anything it left unread is hashed too.
+    let mut hashed = r.into_inner();
+    std::io::copy(&mut hashed, &mut std::io::sink()).map_err(|e| Error::io(format!("reading {name}"), e))?;
+    Ok((hashed.hash.hex(), rows))
 }
 
 /// One wallet's transactions, summed as they stream by.
@@ -180,35 +192,33 @@ fn merge_chains(
     Ok((per_cur, n_tx, n_wallets))
 }
 
-/// Re-check a published run from its files: the manifest's checksums and row counts, every
-/// wallet's `balance_after` chain (amounts > 0, numbered 1..n) ending at its closing
-/// balance, and the per-currency totals. `wallet_transactions` (by wallet_id, then n) and
-/// `wallets` (by wallet_id) are published in key order, which is checked too: the two are
-/// read side by side as a merge, so memory does not grow with the run (the wallets on a
-/// thread of their own, handed over in blocks).
-pub fn verify(dir: &Path) -> Result<String> {
-    let mpath = dir.join("run_manifest.json");
-    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
-    let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("manifest is not JSON: {e}")))?;
-
-    // Checksums and row counts.
-    let outputs = m["outputs"].as_array().ok_or_else(|| fail("manifest has no outputs".into()))?;
-    for o in outputs {
+/// Every output's checksum and row count against the manifest's `outputs`: the files are
+/// read in parallel, and the first in the manifest's order that differs is reported.
+fn check_files(dir: &Path, outputs: &[serde_json::Value]) -> Result<()> {
+    // The files read in parallel; the first in the manifest's order that fails is reported.
+    let checked: Vec<Result<(String, u64)>> = {
+        use rayon::prelude::*;
+        outputs.par_iter().map(|o| checksum_and_rows(&dir.join(o["file"].as_str().unwrap_or_default()))).collect()
+    };
+    for (o, got) in outputs.iter().zip(checked) {
         let f = o["file"].as_str().unwrap_or_default();
-        let p = dir.join(f);
-        let sha = crate::checksum::sha256_file(&p)?;
+        let (sha, rows) = got?;
         if Some(sha.as_str()) != o["sha256"].as_str() {
             return Err(fail(format!("{f}: checksum differs from the manifest")));
         }
-        let rows = count_rows(&p)?;
         if Some(rows) != o["rows"].as_u64() {
             return Err(fail(format!("{f}: {rows} rows, manifest says {}", o["rows"])));
         }
     }
+    Ok(())
+}
 
+/// The per-currency sums, transactions and wallets of the run in `dir` ([`merge_chains`]):
+/// `wallets` is read on a thread of its own and handed over in blocks.
+fn chains(dir: &Path) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
     let tx_files = files(dir, "wallet_transactions")?;
     let wallet_files = files(dir, "wallets")?;
-    let (per_cur, n_tx, n_wallets) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let (send, recv) = std::sync::mpsc::sync_channel::<Vec<[String; 3]>>(4);
         let reader = scope.spawn(move || {
             let mut block = Vec::with_capacity(BLOCK);
@@ -238,7 +248,30 @@ pub fn verify(dir: &Path) -> Result<String> {
         // A wallets file that failed to read is the cause of whatever the merge then saw.
         reader.join().map_err(|_| fail("the wallets' reader panicked".into()))??;
         merged
-    })?;
+    })
+}
+
+/// Re-check a published run from its files: the manifest's checksums and row counts, every
+/// wallet's `balance_after` chain (amounts > 0, numbered 1..n) ending at its closing
+/// balance, and the per-currency totals. `wallet_transactions` (by wallet_id, then n) and
+/// `wallets` (by wallet_id) are published in key order, which is checked too: the two are
+/// read side by side as a merge, so memory does not grow with the run ([`chains`]), while
+/// the files' checksums are taken on other threads ([`check_files`]).
+pub fn verify(dir: &Path) -> Result<String> {
+    let mpath = dir.join("run_manifest.json");
+    let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
+    let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("manifest is not JSON: {e}")))?;
+
+    let outputs = m["outputs"].as_array().ok_or_else(|| fail("manifest has no outputs".into()))?;
+    // The checksums and row counts on one thread, the chains on others, at once; a file
+    // that differs from the manifest is the error reported, before anything the chains saw.
+    let (checked, merged) = std::thread::scope(|scope| {
+        let checked = scope.spawn(|| check_files(dir, outputs));
+        let merged = chains(dir);
+        (checked.join(), merged)
+    });
+    checked.map_err(|_| fail("the checksums' thread panicked".into()))??;
+    let (per_cur, n_tx, n_wallets) = merged?;
 
     for (cur, s) in &per_cur {
         let t = &m["totals"][cur];

@@ -294,6 +294,13 @@ fn verify_checks_the_rows_behind_a_manifest_that_agrees() {
         let t = billrun(["verify", out.to_str().unwrap()]).code_is(1);
         assert!(t.stderr().contains(what), "expected {what:?}: {}", t.stderr());
     };
+    // A row count that is not the file's (counted as the CSV file is hashed).
+    let out = run("rows");
+    let mut m = manifest(&out);
+    let o = m["outputs"].as_array_mut().unwrap().iter_mut().find(|o| o["file"] == "wallets.csv").unwrap();
+    o["rows"] = (o["rows"].as_u64().unwrap() + 1).into();
+    std::fs::write(out.join("run_manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    fails_with(&out, "wallets.csv: 7 rows, manifest says 8");
     // A balance_after off by a cent breaks its wallet's chain.
     let out = run("chain");
     tamper(&out, "wallet_transactions.csv", |t| t.replacen(",33.00\n", ",33.01\n", 1));
