@@ -225,8 +225,8 @@ impl Intake {
     }
 
     /// The parallel reading loop shared by every table: decode the units of each file
-    /// ([`crate::read::Unit`]: ranges of Parquet row groups) in waves as wide as the rayon
-    /// pool, compute `per_row` for every row in parallel (each run of consecutive rows a task
+    /// ([`crate::read::Unit`]: ranges of Parquet row groups) in waves of two units per rayon
+    /// thread, compute `per_row` for every row in parallel (each run of consecutive rows a task
     /// takes shares one `M`, a memo that starts as `M::default()` and must not change the
     /// outcomes: which rows share one depends on the thread count), and hand the results to
     /// `merge` in read order, with the row itself restricted to the columns `merge_reads` (the
@@ -284,9 +284,12 @@ impl Intake {
                 })?;
                 self.files[file_ord as usize].sha256 = sha256;
             } else {
-                // Waves of units as wide as the pool; the (sequential) merge of wave k
-                // runs while wave k+1 is decoded and parsed, so no core waits for the merge.
-                let width = rayon::current_num_threads().max(1);
+                // Waves of units twice as wide as the pool; the (sequential) merge of wave
+                // k runs while wave k+1 is decoded and parsed, so no core waits for the
+                // merge. Two units a thread, so that a thread done with its first while
+                // the merge still runs decodes another rather than wait for the wave
+                // (1M usage: 1.81 -> 1.86 cores busy, medians of seven interleaved pairs).
+                let width = rayon::current_num_threads().max(1) * 2;
                 type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
                 let decode = |wave: &[crate::read::Unit]| -> Wave<O> {
                     wave.par_iter()
