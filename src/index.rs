@@ -61,35 +61,42 @@ impl IdIndex {
         for s in 0..SHARDS {
             at[s + 1] += at[s];
         }
+        // Each row with its hash, so that a shard's task reads both in sequence: the hashes
+        // read by row number (every 64th row, a cache line each) were the build's misses.
         let mut next = at.clone();
-        let mut order = vec![0u32; at[SHARDS]];
+        let mut order = vec![(0u32, 0u64); at[SHARDS]];
         for (i, h) in hashes.iter().enumerate() {
             if let Some(h) = h {
                 let s = shard_of(*h);
-                order[next[s]] = i as u32;
+                order[next[s]] = (i as u32, *h);
                 next[s] += 1;
             }
         }
-        let hash = |i: u32| hashes[i as usize].unwrap_or_default();
+        drop(hashes);
         let built: Vec<(HashTable<u32>, Vec<usize>)> = (0..SHARDS)
             .into_par_iter()
             .map(|s| {
                 let rows = &order[at[s]..at[s + 1]];
+                // The table holds positions in `rows` while it is built (their hashes at
+                // hand, in this shard's slice), then the rows themselves.
                 let mut table = HashTable::with_capacity(rows.len());
                 let mut dups = Vec::new();
-                for &i in rows {
+                for (p, &(i, h)) in rows.iter().enumerate() {
                     // The row's key is read only to confirm a candidate of the same full hash
                     // (a duplicate, or a 64-bit collision): inserting a unique key touches
                     // no row, where reading each one was a cache miss into a table of
                     // millions taken in shard order.
-                    let h = hash(i);
-                    let same = |&j: &u32| hash(j) == h && key(j as usize) == key(i as usize);
-                    match table.entry(h, same, |&j| hash(j)) {
+                    let same =
+                        |&q: &u32| rows[q as usize].1 == h && key(rows[q as usize].0 as usize) == key(i as usize);
+                    match table.entry(h, same, |&q| rows[q as usize].1) {
                         Entry::Occupied(_) => dups.push(i as usize),
                         Entry::Vacant(v) => {
-                            v.insert(i);
+                            v.insert(p as u32);
                         }
                     }
+                }
+                for q in table.iter_mut() {
+                    *q = rows[*q as usize].0;
                 }
                 (table, dups)
             })
