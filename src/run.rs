@@ -414,9 +414,9 @@ const ACCOUNTS_PER_CHUNK: usize = 32_768;
 
 /// Every externally managed subscription with its events applied in (event_time, event_id)
 /// order (SPEC §4 step 2).
-fn external_subscriptions<'a>(st: &'a State, events: &'a [(Event, usize)], cutoff: Micros) -> Vec<(usize, ExtOut<'a>)> {
+fn external_subscriptions<'a>(st: &'a State, events: &'a ValidEvents, cutoff: Micros) -> Vec<(usize, ExtOut<'a>)> {
     let mut ev_by_sub: BTreeMap<usize, Vec<&Event>> = BTreeMap::new();
-    for (e, s) in events {
+    for (e, s) in events.0.iter().zip(&events.1) {
         ev_by_sub.entry(*s).or_default().push(e);
     }
     for v in ev_by_sub.values_mut() {

@@ -103,10 +103,6 @@ impl<T> Loaded<T> {
         self.rows.iter().zip(self.origins.iter().copied())
     }
 
-    fn into_pairs(self) -> impl Iterator<Item = (T, Origin)> {
-        self.rows.into_iter().zip(self.origins)
-    }
-
     /// Take out the rows at the (ascending) positions `drop` (see [`split_rows`]): the rows
     /// kept, those taken out with their origins, and each old position's new number.
     fn split(self, drop: &[usize]) -> (Loaded<T>, Vec<(T, Origin)>, Vec<u32>) {
