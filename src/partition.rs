@@ -43,13 +43,16 @@ impl<'a> Plan<'a> {
             sort_order(&mut w, |a, b| st.wallets[a as usize].wallet_id.cmp(&st.wallets[b as usize].wallet_id));
             w
         };
+        // Sorted with each credit's time beside its index: a comparison reads a credit's
+        // row only on a tie of times (millions of credits at 10M accounts, each read a
+        // cache miss).
         let credits_sorted = || {
-            let mut by_time: Vec<u32> = (0..credits.len() as u32).collect();
-            by_time.par_sort_unstable_by(|&x, &y| {
-                let (x, y) = (&credits[x as usize], &credits[y as usize]);
-                (x.received_at, &x.credit_id).cmp(&(y.received_at, &y.credit_id))
+            let mut by_time: Vec<(Micros, u32)> =
+                credits.par_iter().enumerate().map(|(i, c)| (c.received_at, i as u32)).collect();
+            by_time.par_sort_unstable_by(|x, y| {
+                x.0.cmp(&y.0).then_with(|| credits[x.1 as usize].credit_id.cmp(&credits[y.1 as usize].credit_id))
             });
-            by_time
+            by_time.into_iter().map(|(_, i)| i).collect::<Vec<u32>>()
         };
         // Billable INTERNAL subscriptions, by account in subscription_id order.
         let subs_sorted = || {
@@ -66,35 +69,38 @@ impl<'a> Plan<'a> {
             subs
         };
         let (wallets, (by_time, subs)) = rayon::join(wallets_sorted, || rayon::join(credits_sorted, subs_sorted));
-        // wallet index -> account position
-        let mut pos = vec![0usize; st.wallets.len()];
+        // wallet index -> account position (u32 like every index here: these tables are
+        // tens of millions of entries at 10M accounts, each page of them one the kernel zeroes)
+        let mut pos = vec![0u32; st.wallets.len()];
         for (p, &w) in wallets.iter().enumerate() {
-            pos[w as usize] = p;
+            pos[w as usize] = p as u32;
         }
         let n = wallets.len();
-        let (credit_idx, credit_at) = group_csr(n, by_time.iter().map(|&c| (c, pos[credit_wallet[c as usize]])));
+        let (credit_idx, credit_at) = group_csr_by(n, &by_time, |c| pos[credit_wallet[c as usize]] as usize);
 
-        let account_of = |si: u32| pos[st.wallet_of_sub(si as usize).expect("filtered above")];
-        let (sub_idx, sub_at) = group_csr(n, subs.iter().map(|&si| (si, account_of(si))));
-        // subscription index -> its position in `sub_idx`
-        let mut sub_slot: Vec<Option<usize>> = vec![None; st.subs.len()];
+        let account_of = |si: u32| pos[st.wallet_of_sub(si as usize).expect("filtered above")] as usize;
+        let (sub_idx, sub_at) = group_csr_by(n, &subs, account_of);
+        // subscription index -> its position in `sub_idx` (NO_SLOT: not billable)
+        const NO_SLOT: u32 = u32::MAX;
+        let mut sub_slot = vec![NO_SLOT; st.subs.len()];
         for (k, &si) in sub_idx.iter().enumerate() {
-            sub_slot[si as usize] = Some(k);
+            sub_slot[si as usize] = k as u32;
         }
-        let items: Vec<u32> = (0..st.items.len() as u32)
+        // Each item's subscription slot, or NO_SLOT for an item not billed (one vector
+        // computed on the pool, then grouped: no filtered copy of the item indices).
+        let slot: Vec<u32> = (0..st.items.len())
             .into_par_iter()
-            .filter(|&ii| {
-                let ii = ii as usize;
-                st.item_state[ii] == ItemState::Billable
-                    && st.item_service(ii).is_some()
-                    && st.item_sub(ii).is_some_and(|si| sub_slot[si].is_some())
+            .with_min_len(4096)
+            .map(|ii| {
+                let billable = st.item_state[ii] == ItemState::Billable && st.item_service(ii).is_some();
+                st.item_sub(ii).filter(|_| billable).map_or(NO_SLOT, |si| sub_slot[si])
             })
             .collect();
-        let slot_of = |ii: u32| st.item_sub(ii as usize).and_then(|si| sub_slot[si]).unwrap_or(0);
         // Grouped by subscription in row order, then each subscription's few items put in
         // `item_no` order (unique within it; usually already so) — not one sort of every
         // item by `item_no`, which read each item's row per comparison.
-        let (mut item_idx, item_at) = group_csr(sub_idx.len(), items.iter().map(|&ii| (ii, slot_of(ii))));
+        let billed = slot.iter().enumerate().filter(|(_, &g)| g != NO_SLOT);
+        let (mut item_idx, item_at) = group_csr(sub_idx.len(), billed.map(|(ii, &g)| (ii as u32, g as usize)));
         let no = |ii: &u32| st.items[*ii as usize].item_no;
         for_each_group(&mut item_idx, &item_at, |g| {
             if !g.is_sorted_by_key(no) {
@@ -163,6 +169,14 @@ pub(crate) fn sort_order(order: &mut [u32], cmp: impl Fn(u32, u32) -> std::cmp::
         return;
     }
     order.par_sort_by(|&a, &b| cmp(a, b));
+}
+
+/// [`group_csr`] of `members`, each in group `group_of(member)`: the groups (lookups at
+/// random into tables of millions) computed once, on the pool, not once per counting pass.
+fn group_csr_by(groups: usize, members: &[u32], group_of: impl Fn(u32) -> usize + Sync) -> (Vec<u32>, Vec<u32>) {
+    use rayon::prelude::*;
+    let of: Vec<u32> = members.par_iter().with_min_len(4096).map(|&m| group_of(m) as u32).collect();
+    group_csr(groups, members.iter().zip(&of).map(|(&m, &g)| (m, g as usize)))
 }
 
 /// Run `f` on every group of a CSR array (`idx[at[g]..at[g + 1]]`), the groups split into
