@@ -102,7 +102,13 @@ struct ListRow {
 }
 
 /// `rows` as a list table; `account` is each subscription's account after the run.
-fn list_table(name: &'static str, rows: &[ListRow], st: &State, account: &[&str], as_of: NaiveDate) -> OutTable {
+fn list_table<'a>(
+    name: &'static str,
+    rows: &[ListRow],
+    st: &State,
+    account: impl Fn(usize) -> &'a str,
+    as_of: NaiveDate,
+) -> OutTable {
     let sub = |r: &ListRow| &st.subs[r.sub as usize];
     // A store-managed subscription never touches a wallet: none is named.
     let wallet_id = |r: &ListRow| {
@@ -111,7 +117,7 @@ fn list_table(name: &'static str, rows: &[ListRow], st: &State, account: &[&str]
     };
     OutTable::new(name)
         .str("subscription_id", false, rows.iter().map(|r| s(&sub(r).subscription_id)))
-        .str("account_id", false, rows.iter().map(|r| s(account[r.sub as usize])))
+        .str("account_id", false, rows.iter().map(|r| s(account(r.sub as usize))))
         .str("wallet_id", true, rows.iter().map(wallet_id))
         .str("source", false, rows.iter().map(|r| s(&sub(r).source)))
         .str("reason", false, rows.iter().map(|r| s(r.reason)))
@@ -149,8 +155,9 @@ fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()> {
 pub struct Assembled<'a> {
     b: BuildInput<'a>,
     status: Vec<Status>,
-    expires: Vec<Option<Micros>>,
-    account: Vec<&'a str>,
+    /// Per subscription, its entry in `b.ext` (a store-managed one's events applied), or
+    /// [`NO_EXT`]: where `expires_at` and `account_id` come from after the run.
+    ext_of: Vec<u32>,
     billed: Vec<Option<NaiveDate>>,
     disc: Vec<ListRow>,
     reco: Vec<ListRow>,
@@ -402,16 +409,15 @@ fn sorted_by<T: Sync>(v: &[T], key: impl Fn(&T) -> &[u8] + Sync) -> Vec<u32> {
 pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
     let Ledger { mut status, billed, mut disc, mut reco, totals, n_tx, n_estimates, lineage, .. } = ledger;
-    // One parallel walk over the subscriptions for both columns.
-    let (mut expires, mut account): (Vec<Option<Micros>>, Vec<&str>) =
-        st.subs.par_iter().map(|s| (s.expires_at, s.account_id.as_str())).unzip();
+    // The store-managed subscriptions' changes are looked up where they are (a copy of
+    // every subscription's expiry and account, 32 bytes each, was fresh pages to zero).
+    let mut ext_of = vec![NO_EXT; st.subs.len()];
     let mut p = Products { totals, ..Products::default() };
     let mut payments = Vec::new();
     let mut deferred_events: Vec<&Event> = Vec::new();
-    for (i, o) in b.ext {
+    for (k, (i, o)) in b.ext.iter().enumerate() {
         status[*i] = o.status;
-        expires[*i] = o.expires_at;
-        account[*i] = o.account_id;
+        ext_of[*i] = k as u32;
         if let Some((is_reco, reason)) = o.change {
             let row = ListRow { sub: *i as u32, reason, balance: None };
             if is_reco {
@@ -503,8 +509,7 @@ pub fn assemble<'a>(b: BuildInput<'a>, ledger: Ledger<'a>) -> Result<Assembled<'
         reject_order,
         b,
         status,
-        expires,
-        account,
+        ext_of,
         billed,
         disc,
         reco,
@@ -673,7 +678,26 @@ pub(crate) fn pipelined<K: Send, T: Send>(
     pending.map_or(Ok(()), consume)
 }
 
+/// [`Assembled::ext_of`] of a subscription with no store events applied.
+const NO_EXT: u32 = u32::MAX;
+
 impl<'a> Assembled<'a> {
+    /// Subscription `i`'s account after the run (a transfer moves a store-managed one).
+    fn account(&self, i: usize) -> &'a str {
+        match self.ext_of[i] {
+            NO_EXT => self.b.state.subs[i].account_id.as_str(),
+            k => self.b.ext[k as usize].1.account_id,
+        }
+    }
+
+    /// Subscription `i`'s `expires_at` after the run.
+    fn expires(&self, i: usize) -> Option<Micros> {
+        match self.ext_of[i] {
+            NO_EXT => self.b.state.subs[i].expires_at,
+            k => self.b.ext[k as usize].1.expires_at,
+        }
+    }
+
     /// Write every published table but those written while rating (their files given in
     /// `rated`); returns all the files in a fixed order.
     pub fn write_tables(&self, d: Dest, lineage: bool, rated: RatedFiles) -> Result<Vec<OutFile>> {
@@ -699,10 +723,10 @@ impl<'a> Assembled<'a> {
                 "subscriptions",
                 &[
                     &|| OutCol::str("subscription_id", false, idx().map(|i| s(&st.subs[i].subscription_id))),
-                    &|| OutCol::str("account_id", false, idx().map(|i| s(self.account[i]))),
+                    &|| OutCol::str("account_id", false, idx().map(|i| s(self.account(i)))),
                     &|| OutCol::str("source", false, idx().map(|i| s(&st.subs[i].source))),
                     &|| OutCol::str("status", false, idx().map(|i| s(self.status[i].as_str()))),
-                    &|| OutCol::ts("expires_at", true, idx().map(|i| self.expires[i])),
+                    &|| OutCol::ts("expires_at", true, idx().map(|i| self.expires(i))),
                 ],
             )
         }));
@@ -750,12 +774,12 @@ impl<'a> Assembled<'a> {
             events_table("deferred_events", &self.deferred_events[r])
         }));
 
-        let (st, account) = (self.b.state, &self.account);
+        let st = self.b.state;
         tables.push(Chunked::new(self.disc.len(), move |r| {
-            list_table("disconnections", &self.disc[r], st, account, as_of)
+            list_table("disconnections", &self.disc[r], st, |i| self.account(i), as_of)
         }));
         tables.push(Chunked::new(self.reco.len(), move |r| {
-            list_table("reconnections", &self.reco[r], st, account, as_of)
+            list_table("reconnections", &self.reco[r], st, |i| self.account(i), as_of)
         }));
 
         tables.push(Chunked::new(self.payments.len(), move |r| {
