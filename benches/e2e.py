@@ -6,11 +6,12 @@
 and write the table into docs/BENCHMARKS.md between the RESULTS markers.
 
 Each measurement is taken RUNS times (default 3; RUNS_10M, default 1, for 10M accounts and
-more, where one round takes ~6 minutes), the four interleaved round by round so that all share
+more, where one round takes ~5 minutes), the four interleaved round by round so that all share
 the machine's slow and fast spells; the table shows medians (peak RSS: the largest).
 
 usage: benches/e2e.py [ACCOUNTS ...]      (default: 100000 1000000; the full table:
-                                           100000 1000000 10000000, ~15 minutes)
+                                           100000 1000000 10000000, ~8 minutes
+                                           and ~70 s to generate the 10M dataset)
 env:   BENCH_DIR (datasets, default /tmp/billrun-bench), CARGO_TARGET_DIR, RUNS, RUNS_10M
 """
 import json
