@@ -345,14 +345,31 @@ impl Intake {
         if dups.is_empty() {
             return (rows, index);
         }
-        let (kept, dropped, new_of) = rows.split(&dups);
-        index.renumber(&new_of);
-        for (t, o) in dropped {
+        let (kept, new_of) = self.reject_rows(table, rows, &dups, |t| {
             let (a, n) = key(&t);
             let k = if table == "subscription_items" { format!("{a}/{n}") } else { a.to_string() };
             let detail = format!("duplicate key {k}; the first occurrence wins");
-            self.reject(table, o, k, Reason::DuplicateKey, detail);
-        }
+            (k.into(), Reason::DuplicateKey, detail)
+        });
+        index.renumber(&new_of);
         (kept, index)
+    }
+
+    /// Take the rows at the (ascending) positions `at` out of `rows` (in place, see
+    /// [`split_rows`]) and reject each, in row order, with the key, reason and detail
+    /// `why(row)` gives. Returns the rows kept and each old position's new number.
+    fn reject_rows<T>(
+        &mut self,
+        table: &'static str,
+        rows: Loaded<T>,
+        at: &[usize],
+        mut why: impl FnMut(T) -> (Text, Reason, String),
+    ) -> (Loaded<T>, Vec<u32>) {
+        let (kept, dropped, new_of) = rows.split(at);
+        for (t, o) in dropped {
+            let (key, reason, detail) = why(t);
+            self.reject(table, o, key, reason, detail);
+        }
+        (kept, new_of)
     }
 }

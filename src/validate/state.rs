@@ -367,11 +367,10 @@ pub fn validate_credits(intake: &mut Intake, src: Option<&TableSource>, st: &Sta
     let found: Vec<Option<usize>> =
         rows.rows.par_iter().with_min_len(4096).map(|c| st.wallet_of(&c.wallet_id)).collect();
     let unknown: Vec<usize> = found.iter().enumerate().filter(|(_, w)| w.is_none()).map(|(i, _)| i).collect();
-    let (kept, dropped, _) = rows.split(&unknown);
-    for (c, o) in dropped {
+    let (kept, _) = intake.reject_rows("credits", rows, &unknown, |c| {
         let detail = format!("wallet {} is unknown or rejected", c.wallet_id);
-        intake.reject("credits", o, c.credit_id, Reason::UnknownWallet, detail);
-    }
+        (c.credit_id, Reason::UnknownWallet, detail)
+    });
     Ok((kept.rows, found.into_iter().flatten().collect()))
 }
 
@@ -417,7 +416,7 @@ pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State
             .map(|e| st.sub_of(&e.subscription_id).filter(|&s| st.sub_ok[s]))
             .collect();
         // Each row's fate in read order (the first occurrence of an event_id wins, across
-        // the sources too); the rejected ones' reasons, in the same order.
+        // the sources too): the rejected rows' positions with their reasons.
         let mut failed: Vec<usize> = Vec::new();
         let mut why: Vec<(Reason, String)> = Vec::new();
         for (i, (e, s)) in rows.rows.iter().zip(&found).enumerate() {
@@ -447,10 +446,11 @@ pub fn validate_events(intake: &mut Intake, sources: &[&TableSource], st: &State
                 why.push(f);
             }
         }
-        let (kept, dropped, _) = rows.split(&failed);
-        for ((e, o), (reason, detail)) in dropped.into_iter().zip(why) {
-            intake.reject(src.table, o, e.event_id, reason, detail);
-        }
+        let mut why = why.into_iter();
+        let (kept, _) = intake.reject_rows(src.table, rows, &failed, |e| {
+            let (reason, detail) = why.next().expect("a reason per row taken out");
+            (e.event_id, reason, detail)
+        });
         if events.is_empty() {
             events = kept.rows;
         } else {
