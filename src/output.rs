@@ -950,27 +950,18 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
     Value::Object(m)
 }
 
-/// Write a run's tables with `write` and then `run_manifest.json` into `dir`. The inputs not
-/// hashed as they were read (Parquet: read in part) are hashed meanwhile, on whichever
-/// thread the tables leave idle (a table's writing is mostly one thread's: a chunk is built,
-/// then its columns are encoded in parallel); the outputs' checksums are taken as they are
-/// written.
+/// Write a run's tables with `write` and then `run_manifest.json` into `dir`, with the
+/// inputs' checksums from `inputs` (taken meanwhile off the pool); the outputs' checksums
+/// are taken as they are written.
 pub fn write_with_manifest(
     c: &RunMeta,
     p: &Products,
     dir: &Path,
-    write: impl FnOnce() -> Result<Vec<OutFile>> + Send,
+    inputs: crate::checksum::InputHashes,
+    write: impl FnOnce() -> Result<Vec<OutFile>>,
 ) -> Result<()> {
-    // A file hashed as it was read (CSV) is not read again.
-    let hash_inputs = || -> Result<Vec<String>> {
-        c.intake
-            .files
-            .par_iter()
-            .map(|f| f.sha256.clone().map_or_else(|| crate::checksum::sha256_file(&f.path), Ok))
-            .collect()
-    };
-    let (files, inputs) = rayon::join(write, hash_inputs);
-    write_manifest(c, p, dir, &files?, &inputs?)
+    let files = write()?;
+    write_manifest(c, p, dir, &files, &inputs.wait()?)
 }
 
 /// `run_manifest.json`: deterministic (no clock, host or thread count). `input_sha256`: one

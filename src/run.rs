@@ -269,6 +269,15 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let publish = args.mode == Mode::Run && !gate_failed;
     // Files are fsynced on the syncer's thread as they are finished; a publish waits for it.
     let syncer = crate::write::Syncer::start()?;
+    // The inputs' checksums, for the manifest of a run that writes one, are taken on a thread
+    // of their own while the run rates and writes.
+    let input_hashes = (args.mode == Mode::Run)
+        .then(|| {
+            crate::checksum::InputHashes::start(
+                intake.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect(),
+            )
+        })
+        .transpose()?;
     let dest = |dir| output::Dest {
         dir,
         progress: progress.as_ref(),
@@ -349,7 +358,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let review = sibling(&out, "rejected");
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
-        output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_rejects(dest(&tmp)))?;
+        let inputs = input_hashes.ok_or_else(|| Error::Internal("a run's input checksums were not taken".into()))?;
+        output::write_with_manifest(&meta, &asm.products, &tmp, inputs, || asm.write_rejects(dest(&tmp)))?;
         syncer.wait()?;
         crate::write::sync_dirs(&tmp)?;
         replace_dir(&tmp, &review)?;
@@ -366,9 +376,12 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
     progress.begin("write", None);
     let result = rated_files
-        .ok_or_else(|| Error::Internal("a published run's rated tables were not written".into()))
-        .and_then(|rated| {
-            output::write_with_manifest(&meta, &asm.products, &tmp, || asm.write_tables(dest(&tmp), lineage, rated))
+        .zip(input_hashes)
+        .ok_or_else(|| Error::Internal("a published run's rated tables or input checksums are missing".into()))
+        .and_then(|(rated, inputs)| {
+            output::write_with_manifest(&meta, &asm.products, &tmp, inputs, || {
+                asm.write_tables(dest(&tmp), lineage, rated)
+            })
         })
         // The tables' fsyncs belong to the write phase: waited for before it is timed.
         .and_then(|()| syncer.wait())
