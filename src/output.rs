@@ -582,7 +582,7 @@ impl<'p> ChunkedWriter<'p> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
         }
-        self.current = Some((fname, TableWriter::create(&path, &self.schema, self.d.format)?, 0));
+        self.current = Some((fname, TableWriter::create_for_run(&path, &self.schema, self.d.format)?, 0));
         Ok(())
     }
 

@@ -259,7 +259,7 @@ pub struct TableWriter {
 enum Sink {
     Parquet(Box<ParquetSink>),
     /// CSV: the header is written at creation, rows by [`csv_rows`].
-    Csv(Box<CsvSink>),
+    Csv(Box<FileOut>),
 }
 
 /// Rows of a CSV piece (see `TableWriter::append`).
@@ -280,21 +280,55 @@ fn csv_rows(t: &OutTable, rows: std::ops::Range<usize>) -> std::io::Result<Vec<u
     w.into_inner().map_err(|e| e.into_error())
 }
 
-/// A CSV output file, hashed as it is written by the thread that writes it (Parquet files
-/// are [`Spool`]ed). Spooled, the 1M CSV run's write phase took 0.07–0.34 s more in seven
-/// pairs out of seven: its pieces are formatted on the whole pool, which leaves no idle
-/// moments for the file's own thread, and are copied once more.
-type CsvSink = std::io::BufWriter<crate::checksum::Hashed<std::fs::File>>;
+/// An output file's bytes, hashed (SHA-256, for the manifest) as they go out: by the thread
+/// that writes them, or by a thread of the file's own ([`Spool`]).
+enum FileOut {
+    Here(std::io::BufWriter<crate::checksum::Hashed<std::fs::File>>),
+    Spooled(Spool),
+}
+
+impl FileOut {
+    /// Write the rest: the file (all written) and its SHA-256, hex.
+    fn close(self) -> std::io::Result<(std::fs::File, String)> {
+        match self {
+            FileOut::Here(w) => {
+                let crate::checksum::Hashed { inner, hash } = w.into_inner().map_err(|e| e.into_error())?;
+                Ok((inner, hash.hex()))
+            }
+            FileOut::Spooled(s) => s.close(),
+        }
+    }
+}
+
+impl std::io::Write for FileOut {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self {
+            FileOut::Here(w) => w.write(bytes),
+            FileOut::Spooled(s) => s.write(bytes),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            FileOut::Here(w) => w.flush(),
+            FileOut::Spooled(s) => s.flush(),
+        }
+    }
+}
 
 /// Bytes a [`Spool`] gathers before handing them to its thread.
 const SPOOL_BLOCK: usize = 4 << 20;
 
 /// A file written off the rayon pool: the bytes are gathered into blocks of [`SPOOL_BLOCK`]
 /// bytes, each handed to a thread of the file's own that hashes it (SHA-256, for the
-/// manifest) and writes it, at most two blocks queued ahead of it. On the pool, the copy into
-/// the page cache and the hashing ran on the thread that finished a row group while the other
-/// had nothing to take (10M accounts: ~2 s of CPU over the rate and write phases, most of it
-/// the kernel's copy).
+/// manifest) and writes it, at most two blocks queued ahead of it. A run's Parquet outputs
+/// are spooled ([`TableWriter::create_for_run`]): on the pool, the copy into the page cache
+/// and the hashing ran on the thread that finished a row group while the other had nothing
+/// to take (10M accounts: ~2 s of CPU over the rate and write phases, most of it the
+/// kernel's copy). Where the pool has no idle moments the file's thread only competes with
+/// it: a run's CSV outputs, whose pieces are formatted on the whole pool (spooled, the 1M
+/// CSV run's write phase took 0.07–0.34 s more in seven pairs out of seven), and the I/O
+/// floor's encode, which writes its files side by side (1M: 1.50–1.53 → 1.58–1.66 s).
 pub struct Spool {
     buf: Vec<u8>,
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
@@ -367,7 +401,7 @@ impl std::io::Write for Spool {
 /// parquet's low-level column writers — the path `ArrowWriter` takes, with the same row group
 /// boundaries ([`ROW_GROUP_ROWS`]), so the bytes are those `ArrowWriter` writes.
 struct ParquetSink {
-    file: SerializedFileWriter<Spool>,
+    file: SerializedFileWriter<FileOut>,
     factory: ArrowRowGroupWriterFactory,
     fields: Vec<arrow_schema::FieldRef>,
     /// The row group being encoded: its column writers and rows.
@@ -375,7 +409,7 @@ struct ParquetSink {
 }
 
 impl ParquetSink {
-    fn create(buf: Spool, schema: &Schema) -> parquet::errors::Result<ParquetSink> {
+    fn create(buf: FileOut, schema: &Schema) -> parquet::errors::Result<ParquetSink> {
         // ArrowWriter sets up the schema, the properties and the embedded Arrow schema.
         let (file, factory) =
             ArrowWriter::try_new(buf, Arc::new(schema.clone()), Some(writer_properties()))?.into_serialized_writer()?;
@@ -422,23 +456,36 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn into_inner(mut self) -> parquet::errors::Result<Spool> {
+    fn into_inner(mut self) -> parquet::errors::Result<FileOut> {
         self.flush()?;
         self.file.into_inner()
     }
 }
 
 impl TableWriter {
+    /// A file written (and hashed) by the threads that append to it.
     pub fn create(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
+        TableWriter::open(path, schema, format, false)
+    }
+
+    /// A run's output file: a Parquet one is [`Spool`]ed.
+    pub fn create_for_run(path: &Path, schema: &Schema, format: OutputFormat) -> Result<TableWriter> {
+        TableWriter::open(path, schema, format, format == OutputFormat::Parquet)
+    }
+
+    fn open(path: &Path, schema: &Schema, format: OutputFormat, spooled: bool) -> Result<TableWriter> {
         let ctx = || format!("writing {}", path.display());
         let file = std::fs::File::create(path).map_err(|e| Error::io(ctx(), e))?;
+        let mut buf = if spooled {
+            FileOut::Spooled(Spool::new(file).map_err(|e| Error::io(ctx(), e))?)
+        } else {
+            FileOut::Here(std::io::BufWriter::with_capacity(1 << 20, crate::checksum::Hashed::new(file)))
+        };
         let sink = match format {
             OutputFormat::Parquet => Sink::Parquet(Box::new(
-                ParquetSink::create(Spool::new(file).map_err(|e| Error::io(ctx(), e))?, schema)
-                    .map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
+                ParquetSink::create(buf, schema).map_err(|e| Error::Internal(format!("{}: {e}", ctx())))?,
             )),
             OutputFormat::Csv => {
-                let mut buf = std::io::BufWriter::with_capacity(1 << 20, crate::checksum::Hashed::new(file));
                 let mut header = csv::WriterBuilder::new().from_writer(Vec::new());
                 header.write_record(schema.fields().iter().map(|f| f.name())).map_err(|e| csv_err(ctx(), e))?;
                 let header = header.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
@@ -491,16 +538,11 @@ impl TableWriter {
 
     fn close(self) -> Result<(std::path::PathBuf, std::fs::File, String)> {
         let ctx = || format!("writing {}", self.path.display());
-        let (file, sha256) = match self.sink {
-            Sink::Parquet(w) => {
-                w.into_inner().map_err(|e| parquet_io(ctx(), e))?.close().map_err(|e| Error::io(ctx(), e))?
-            }
-            Sink::Csv(w) => {
-                let crate::checksum::Hashed { inner, hash } =
-                    w.into_inner().map_err(|e| Error::io(ctx(), e.into_error()))?;
-                (inner, hash.hex())
-            }
+        let out = match self.sink {
+            Sink::Parquet(w) => w.into_inner().map_err(|e| parquet_io(ctx(), e))?,
+            Sink::Csv(w) => *w,
         };
+        let (file, sha256) = out.close().map_err(|e| Error::io(ctx(), e))?;
         Ok((self.path, file, sha256))
     }
 }
