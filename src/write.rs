@@ -334,7 +334,8 @@ pub struct Spool {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     /// Blocks the thread has written, handed back empty to be filled again.
     spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    thread: std::thread::JoinHandle<std::io::Result<crate::checksum::Hashed<std::fs::File>>>,
+    /// None once joined (when it stopped early: see [`Spool::stopped`]).
+    thread: Option<std::thread::JoinHandle<std::io::Result<crate::checksum::Hashed<std::fs::File>>>>,
 }
 
 impl Spool {
@@ -351,7 +352,7 @@ impl Spool {
             }
             Ok(f)
         })?;
-        Ok(Spool { buf: Vec::with_capacity(SPOOL_BLOCK), tx: Some(tx), spare, thread })
+        Ok(Spool { buf: Vec::with_capacity(SPOOL_BLOCK), tx: Some(tx), spare, thread: Some(thread) })
     }
 
     /// Hand the gathered bytes to the thread (an emptied block, if one is back, to gather
@@ -362,22 +363,39 @@ impl Spool {
         self.push(block)
     }
 
-    /// Queue `block` for the thread. Its error, once it has stopped, comes from
-    /// [`Spool::close`].
-    fn push(&self, block: Vec<u8>) -> std::io::Result<()> {
+    /// Queue `block` for the thread; if it has stopped, its error.
+    fn push(&mut self, block: Vec<u8>) -> std::io::Result<()> {
         match self.tx.as_ref().map(|tx| tx.send(block)) {
             Some(Ok(())) => Ok(()),
-            _ => Err(std::io::Error::other("the file's writer thread stopped")),
+            _ => Err(self.stopped()),
+        }
+    }
+
+    /// The error the thread stopped on (a full disk), when a block could not be queued: the
+    /// writer reports the first failure with its cause.
+    fn stopped(&mut self) -> std::io::Error {
+        match self.join() {
+            Err(e) => e,
+            Ok(_) => std::io::Error::other("the file's writer thread stopped"),
+        }
+    }
+
+    /// Let the thread finish the blocks queued and wait for it: the file, hashed.
+    fn join(&mut self) -> std::io::Result<crate::checksum::Hashed<std::fs::File>> {
+        drop(self.tx.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(written)) => written,
+            Some(Err(_)) => Err(std::io::Error::other("the file's writer thread panicked")),
+            None => Err(std::io::Error::other("the file's writer thread stopped")),
         }
     }
 
     /// Write the rest and wait for the thread: the file (all written) and its SHA-256, hex.
     fn close(mut self) -> std::io::Result<(std::fs::File, String)> {
-        let sent = if self.buf.is_empty() { Ok(()) } else { self.send() };
-        drop(self.tx.take());
-        let f =
-            self.thread.join().unwrap_or_else(|_| Err(std::io::Error::other("the file's writer thread panicked")))?;
-        sent?;
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        let f = self.join()?;
         Ok((f.inner, f.hash.hex()))
     }
 }
@@ -733,12 +751,17 @@ mod tests {
             assert_eq!(std::fs::read(&path).unwrap(), want, "{sizes:?}");
             assert_eq!(sha, crate::checksum::sha256_file(&path).unwrap(), "{sizes:?}");
         }
-        // A file opened read-only: its thread's first write fails, and close reports it.
+        // A file opened read-only: its thread's first write fails, and the writer gets that
+        // error, the OS's (EBADF), from whichever call comes first after it: a later block's
+        // or the close.
         let path = tmp.path().join("ro");
         std::fs::write(&path, b"").unwrap();
         let mut spool = Spool::new(std::fs::File::open(&path).unwrap()).unwrap();
-        let _ = spool.write_all(&vec![0u8; SPOOL_BLOCK * 4]);
-        assert!(spool.close().is_err());
+        let err = match spool.write_all(&vec![0u8; SPOOL_BLOCK * 8]) {
+            Err(e) => e,
+            Ok(()) => spool.close().unwrap_err(),
+        };
+        assert_eq!(err.raw_os_error(), Some(9), "{err}");
     }
 
     /// The syncer fsyncs what it is handed and reports the first failure with its file.
