@@ -950,28 +950,22 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
     Value::Object(m)
 }
 
-/// Write a run's tables with `write` and then `run_manifest.json` into `dir`, with the
-/// inputs' checksums from `inputs` (taken meanwhile off the pool); the outputs' checksums
-/// are taken as they are written.
-pub fn write_with_manifest(
+/// `run_manifest.json` into `dir`, once the run's tables (`files`, hashed as they were
+/// written) are: deterministic (no clock, host or thread count). The inputs' checksums come
+/// from `inputs` (taken meanwhile off the pool), one per input file, in the intake's order.
+pub fn write_manifest(
     c: &RunMeta,
     p: &Products,
     dir: &Path,
+    files: &[OutFile],
     inputs: crate::checksum::InputHashes,
-    write: impl FnOnce() -> Result<Vec<OutFile>>,
 ) -> Result<()> {
-    let files = write()?;
-    write_manifest(c, p, dir, &files, &inputs.wait()?)
-}
-
-/// `run_manifest.json`: deterministic (no clock, host or thread count). `input_sha256`: one
-/// per input file, in the intake's order.
-fn write_manifest(c: &RunMeta, p: &Products, dir: &Path, files: &[OutFile], input_sha256: &[String]) -> Result<()> {
+    let input_sha256 = inputs.wait()?;
     let inputs: Vec<Value> = c
         .intake
         .files
         .iter()
-        .zip(input_sha256)
+        .zip(&input_sha256)
         .map(|(f, sha)| json!({"table": f.table, "file": f.name, "rows": f.rows, "sha256": sha}))
         .collect();
     let outputs: Vec<Value> = files

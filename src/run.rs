@@ -359,7 +359,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
         let inputs = input_hashes.ok_or_else(|| Error::Internal("a run's input checksums were not taken".into()))?;
-        output::write_with_manifest(&meta, &asm.products, &tmp, inputs, || asm.write_rejects(dest(&tmp)))?;
+        output::write_manifest(&meta, &asm.products, &tmp, &asm.write_rejects(dest(&tmp))?, inputs)?;
         syncer.wait()?;
         crate::write::sync_dirs(&tmp)?;
         replace_dir(&tmp, &review)?;
@@ -379,9 +379,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         .zip(input_hashes)
         .ok_or_else(|| Error::Internal("a published run's rated tables or input checksums are missing".into()))
         .and_then(|(rated, inputs)| {
-            output::write_with_manifest(&meta, &asm.products, &tmp, inputs, || {
-                asm.write_tables(dest(&tmp), lineage, rated)
-            })
+            output::write_manifest(&meta, &asm.products, &tmp, &asm.write_tables(dest(&tmp), lineage, rated)?, inputs)
         })
         // The tables' fsyncs belong to the write phase: waited for before it is timed.
         .and_then(|()| syncer.wait())

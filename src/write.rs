@@ -356,15 +356,10 @@ impl Spool {
     }
 
     /// Hand the gathered bytes to the thread (an emptied block, if one is back, to gather
-    /// the next).
+    /// the next); if the thread has stopped, its error.
     fn send(&mut self) -> std::io::Result<()> {
         let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(SPOOL_BLOCK));
         let block = std::mem::replace(&mut self.buf, next);
-        self.push(block)
-    }
-
-    /// Queue `block` for the thread; if it has stopped, its error.
-    fn push(&mut self, block: Vec<u8>) -> std::io::Result<()> {
         match self.tx.as_ref().map(|tx| tx.send(block)) {
             Some(Ok(())) => Ok(()),
             _ => Err(self.stopped()),

@@ -147,12 +147,7 @@ fn fault_in_spare<T>(v: &mut Vec<T>) {
     }
     // SAFETY: the spare capacity is memory the vector owns; viewed as bytes, still uninit.
     let raw = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), bytes) };
-    raw.par_chunks_mut(1 << 20).for_each(|chunk| {
-        for page in chunk.iter_mut().step_by(4096) {
-            // SAFETY: a write to memory the slice owns; volatile so that it is kept.
-            unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
-        }
-    });
+    raw.par_chunks_mut(1 << 20).for_each(crate::index::touch_pages);
 }
 
 impl Intake {
