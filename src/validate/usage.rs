@@ -442,7 +442,7 @@ impl SeenIds {
         // Made and their pages zeroed on all threads now, not by the first wave's one
         // (measured at 1M: 0.3 s of one thread zeroing 254 MB while the other waited). A
         // set below the mapping threshold comes zeroed from the allocator, which writes
-        // the zeros itself: made on one thread, 100k accounts' 24 MiB took 15 ms of it.
+        // the zeros itself: made on one thread, 100k accounts' 25 MiB took 15 ms of it.
         use rayon::prelude::*;
         let shards = (0..n)
             .into_par_iter()
