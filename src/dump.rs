@@ -165,7 +165,7 @@ pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
         out.push('\n');
     }
     if with_manifest {
-        let m = std::fs::read_to_string(dir.join("run_manifest.json"))
+        let m = std::fs::read_to_string(dir.join(crate::output::MANIFEST))
             .map_err(|e| Error::io("reading run_manifest.json", e))?;
         out.push_str("== run_manifest.json\n");
         out.push_str(&m);

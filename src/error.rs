@@ -25,6 +25,16 @@ pub enum Error {
     #[error("output {0} exists (use --force to replace it)")]
     OutputExists(PathBuf),
 
+    /// An output (or a file kept beside it) is, contains or lies inside one of the
+    /// command's inputs (exit 2): refused with or without `--force`.
+    #[error("{0}")]
+    Overlap(String),
+
+    /// `--force` (or an overwrite) refused: the path is not a previous billrun output
+    /// (exit 4). `foreign` is the entry that makes it foreign.
+    #[error("{} is not a billrun output ({} is not billrun's); refused, nothing replaced", dir.display(), foreign.display())]
+    NotAnOutput { dir: PathBuf, foreign: PathBuf },
+
     /// Another run holds the output's lock (exit 4).
     #[error("another billrun is writing {0}; refused")]
     Busy(PathBuf),
@@ -43,9 +53,9 @@ pub enum Error {
 impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Usage(_) | Error::Job { .. } | Error::Input { .. } => 2,
+            Error::Usage(_) | Error::Job { .. } | Error::Input { .. } | Error::Overlap(_) => 2,
             Error::TooManyRejects { .. } => 3,
-            Error::OutputExists(_) | Error::Busy(_) => 4,
+            Error::OutputExists(_) | Error::NotAnOutput { .. } | Error::Busy(_) => 4,
             Error::Invariant(_) | Error::Io { .. } | Error::Internal(_) => 1,
         }
     }

@@ -28,44 +28,46 @@ pub fn apply_external<'a>(sub: &'a Subscription, events: &[&'a Event], cutoff: M
         deferred: Vec::new(),
     };
     let has_payment = |e: &Event| e.amount.is_some() || e.payment_status.is_some();
-    if sub.status == Status::Terminated {
-        // Never changed: every event is consumed, its payment still reported.
-        for e in events {
-            if has_payment(e) {
-                out.payments.push((e, out.account_id));
-            }
-        }
-        return out;
-    }
+    // The reason of the event that last changed the status (SPEC §4 step 2): an event that
+    // leaves the status as it is (EXPIRED on a disconnected subscription, RENEWED on an
+    // active one) does not replace it.
     let mut cause = "";
     for &e in events {
         if e.event_time >= cutoff {
+            // Deferred whatever the status, a TERMINATED subscription's too: a run never
+            // consumes (nor reports the payment of) an event dated after its cutoff.
             out.deferred.push(e);
             continue;
         }
-        match e.event_type {
-            EventType::Purchased | EventType::Renewed | EventType::Revived => {
-                out.expires_at = e.expires_at;
-                out.status = Status::Active;
-                cause = match e.event_type {
-                    EventType::Purchased => "EXTERNAL_PURCHASED",
-                    EventType::Renewed => "EXTERNAL_RENEWED",
-                    _ => "EXTERNAL_REVIVED",
-                };
+        if sub.status == Status::Terminated {
+            // Never changed: the event is consumed, its payment still reported.
+            if has_payment(e) {
+                out.payments.push((e, out.account_id));
             }
-            EventType::Expired => {
-                out.status = Status::Disconnected;
-                cause = "EXTERNAL_EXPIRED";
-            }
-            EventType::Revoked => {
-                out.status = Status::Disconnected;
-                cause = "EXTERNAL_REVOKED";
-            }
-            EventType::Cancelled => {}
+            continue;
+        }
+        // The status the event sets, with the reason it gives when that is a change.
+        let set = match e.event_type {
+            EventType::Purchased => Some((Status::Active, "EXTERNAL_PURCHASED")),
+            EventType::Renewed => Some((Status::Active, "EXTERNAL_RENEWED")),
+            EventType::Revived => Some((Status::Active, "EXTERNAL_REVIVED")),
+            EventType::Expired => Some((Status::Disconnected, "EXTERNAL_EXPIRED")),
+            EventType::Revoked => Some((Status::Disconnected, "EXTERNAL_REVOKED")),
+            EventType::Cancelled => None,
             EventType::Transferred => {
                 if let Some(to) = e.to_account_id.as_deref() {
                     out.account_id = to;
                 }
+                None
+            }
+        };
+        if let Some((status, reason)) = set {
+            if status == Status::Active {
+                out.expires_at = e.expires_at;
+            }
+            if out.status != status {
+                out.status = status;
+                cause = reason;
             }
         }
         if has_payment(e) {

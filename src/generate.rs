@@ -386,7 +386,32 @@ pub fn generate(a: &GenArgs) -> Result<String> {
     generate_to(&a.out, a.accounts, a.seed, a.as_of, format)
 }
 
+/// The names `generate` writes into its `--out` directory and its `state/`, in either
+/// format: a directory holding anything else is not written into (issue 34).
+const OWN: [&str; 8] = [
+    "state",
+    "job.toml",
+    "usage.parquet",
+    "usage.csv",
+    "credits.parquet",
+    "credits.csv",
+    "events.parquet",
+    "events.csv",
+];
+const OWN_STATE: [&str; 8] = [
+    "services.parquet",
+    "services.csv",
+    "wallets.parquet",
+    "wallets.csv",
+    "subscriptions.parquet",
+    "subscriptions.csv",
+    "subscription_items.parquet",
+    "subscription_items.csv",
+];
+
 pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, format: OutputFormat) -> Result<String> {
+    crate::guard::check_only_own(out, &OWN)?;
+    crate::guard::check_only_own(&out.join("state"), &OWN_STATE)?;
     let state = out.join("state");
     std::fs::create_dir_all(&state).map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
     let ext = format.ext();

@@ -9,6 +9,7 @@ pub mod dump;
 pub mod error;
 pub mod external;
 pub mod generate;
+pub mod guard;
 pub mod index;
 pub mod iofloor;
 pub mod job;

@@ -325,6 +325,9 @@ fn dispatch(cmd: Cmd, progress: &Progress) -> billrun::Result<()> {
 
 #[cfg(feature = "report")]
 fn report(r: ReportOpts) -> billrun::Result<()> {
+    if let Some(file) = &r.html {
+        billrun::report::check_html_target(&r.dir, r.against.as_deref(), file)?;
+    }
     emit(&billrun::report::report(&r.dir)?)?;
     if let Some(prev) = &r.against {
         emit(&format!("\n{}", billrun::report::against(&r.dir, prev)?))?;

@@ -17,6 +17,9 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The file whose presence makes a directory a published run (SPEC §5, §10.2).
+pub const MANIFEST: &str = "run_manifest.json";
+
 /// Per-currency money totals.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
@@ -1026,7 +1029,7 @@ pub fn write_manifest(
         }
     });
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))? + "\n";
-    crate::write::write_durable(&dir.join("run_manifest.json"), text.as_bytes())
+    crate::write::write_durable(&dir.join(MANIFEST), text.as_bytes())
         .map_err(|e| Error::io("writing run_manifest.json", e))
 }
 

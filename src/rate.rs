@@ -559,7 +559,10 @@ mod tests {
         let exact = charge_exact(d("2026-01-31"), d("2026-03-02"), p("1 month"), money("28")).unwrap();
         let expected = money("28") + money("28") / money("28") + money("28") / money("31");
         assert_eq!(Rounding::HalfUp.round(exact, 10), Rounding::HalfUp.round(expected, 10));
-        // Rounded once: 30 days of a 3-month period at 10 each month-day...
+        // Rounded once: 3 days of December at 10 per 3 months are 30/93 = 0.3225..., 0.32;
+        // rounding each day (10/93 = 0.11) would give 0.33.
+        assert_eq!(charge("2026-12-01", "2026-12-04", "3 months", "10"), money("0.32"));
+        // An empty interval costs nothing.
         assert_eq!(charge("2026-11-22", "2026-11-22", "1 month", "30"), Decimal::ZERO);
     }
 }

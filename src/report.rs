@@ -35,7 +35,7 @@ pub struct RunDir<'a> {
 
 impl<'a> RunDir<'a> {
     pub fn open(dir: &'a Path) -> Result<RunDir<'a>> {
-        let mpath = dir.join("run_manifest.json");
+        let mpath = dir.join(crate::output::MANIFEST);
         let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
         let manifest =
             serde_json::from_str(&text).map_err(|e| Error::input(mpath.display().to_string(), e.to_string()))?;
@@ -532,6 +532,23 @@ fn html_table(t: &Table, class: &str) -> String {
     s
 }
 
+/// What every HTML page starts with; a file holding it is an earlier report `--html` may
+/// overwrite.
+const HTML_MARK: &str = "<title>billrun report ";
+
+/// `--html FILE` is checked before anything is read (issue 34): never the run directory, the
+/// `--against` directory or a file inside either (exit 2), and an existing file only if it is
+/// an earlier billrun report (exit 4).
+pub fn check_html_target(dir: &Path, against: Option<&Path>, file: &Path) -> Result<()> {
+    let mut inputs = vec![crate::guard::Input { role: "run directory", path: dir }];
+    if let Some(prev) = against {
+        inputs.push(crate::guard::Input { role: "--against", path: prev });
+    }
+    let written = [crate::guard::Written { what: "--html", path: file.to_path_buf(), prefix: false }];
+    crate::guard::check_disjoint(&written, &inputs)?;
+    crate::guard::check_file_replaceable(file, HTML_MARK)
+}
+
 /// A self-contained HTML report (inline CSS and SVG, no external resources). A small
 /// inline script re-adds the per-service debits shown in the chart and compares them with
 /// the manifest's debit totals, and writes the outcome into `#self-check`.
@@ -541,7 +558,7 @@ pub fn html(dir: &Path) -> Result<String> {
     let mut h = String::new();
     let _ = write!(
         h,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>billrun report {id}</title>\n\
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">{HTML_MARK}{id}</title>\n\
          <style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;margin:.5em 0 1.5em}}\
          td,th{{border:1px solid #ccc;padding:.25em .6em;text-align:right}}th{{background:#f3f3f3}}\
          td:first-child,th:first-child{{text-align:left}}.bar{{fill:#3b7dd8}}svg text{{font-size:12px}}\

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::external::{apply_external, ExtOut};
+use crate::guard;
 use crate::job::Job;
 use crate::model::*;
 use crate::output;
@@ -74,7 +75,7 @@ fn resolve_as_of(args: &RunArgs, job: &Job, prev: Option<NaiveDate>) -> Result<N
 
 /// The previous run's as_of, if the state is a previous run's output.
 pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
-    let p = state.join("run_manifest.json");
+    let p = state.join(output::MANIFEST);
     if !p.exists() {
         return Ok(None);
     }
@@ -99,6 +100,20 @@ pub struct RunMeta<'a> {
 /// Run, dry-run or validate, and publish per SPEC §5. Everything runs on a rayon pool of
 /// exactly `threads` workers (the job's, or `--threads`).
 pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
+    // The output as an absolute path ending in a name (`--output .` included), so that its
+    // lock and temporary directories sit beside it.
+    let resolved;
+    let args = match &args.output {
+        Some(out) => {
+            resolved = RunArgs { output: Some(guard::resolve_parent(out)?), ..args.clone() };
+            &resolved
+        }
+        None => args,
+    };
+    // Before anything is read or written: no path the run writes overlaps an input.
+    if let Some(out) = &args.output {
+        guard::check_disjoint(&owned_paths(out), &inputs(args))?;
+    }
     // One run per output at a time: the lock is held until the output is published.
     let _lock = match (&args.mode, &args.output) {
         (Mode::Run, None) => return Err(Error::Usage("--output is required".into())),
@@ -107,6 +122,9 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
             if out.exists() && !args.force {
                 return Err(Error::OutputExists(out.clone()));
             }
+            // `--force` replaces a previous run's output, nothing else.
+            guard::check_replaceable(out, output::MANIFEST)?;
+            guard::check_replaceable(&sibling(out, "rejected"), output::MANIFEST)?;
             clean_stale(out);
             Some(lock)
         }
@@ -393,9 +411,15 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
     }
-    if out.exists() && !args.force {
+    // Checked again: the output may have appeared (or changed) while the run ran.
+    let replaceable = if out.exists() && !args.force {
+        Err(Error::OutputExists(out.clone()))
+    } else {
+        guard::check_replaceable(&out, output::MANIFEST)
+    };
+    if let Err(e) = replaceable {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(Error::OutputExists(out));
+        return Err(e);
     }
     replace_dir(&tmp, &out)?;
     progress.end();
@@ -512,6 +536,33 @@ fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
         dir: std::env::temp_dir(),
         prefix: ".billrun-dedupe-".into(),
     })
+}
+
+/// The inputs a run reads, by the flag that names them.
+fn inputs(args: &RunArgs) -> Vec<guard::Input<'_>> {
+    let mut v = vec![guard::Input { role: "--job", path: &args.job }, guard::Input { role: "--state", path: &args.state }];
+    for (role, p) in [("--usage", &args.usage), ("--credits", &args.credits), ("--events", &args.events)] {
+        if let Some(path) = p {
+            v.push(guard::Input { role, path });
+        }
+    }
+    v
+}
+
+/// Every path a run of `out` creates, replaces or removes: the output, its review directory
+/// (`<out>.rejected`), the lock, and the temporary and set-aside directories named by process
+/// id (`.<name>.tmp-*`, `.<name>.old-*`, `.<name>.rejected.tmp-*`), which [`clean_stale`]
+/// removes after a killed run.
+fn owned_paths(out: &Path) -> Vec<guard::Written> {
+    let w = |what, path, prefix| guard::Written { what, path, prefix };
+    vec![
+        w("output", out.to_path_buf(), false),
+        w("review directory", sibling(out, "rejected"), false),
+        w("lock", sibling(out, "lock"), false),
+        w("temporary directory", sibling(out, "tmp-"), true),
+        w("set-aside directory", sibling(out, "old-"), true),
+        w("temporary review directory", sibling(out, "rejected.tmp-"), true),
+    ]
 }
 
 /// `<dir>/<.name>.<suffix>` beside `target`.

@@ -258,7 +258,7 @@ fn chains(dir: &Path) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
 /// read side by side as a merge, so memory does not grow with the run ([`chains`]), while
 /// the files' checksums are taken on other threads ([`check_files`]).
 pub fn verify(dir: &Path) -> Result<String> {
-    let mpath = dir.join("run_manifest.json");
+    let mpath = dir.join(crate::output::MANIFEST);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
     let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("manifest is not JSON: {e}")))?;
 

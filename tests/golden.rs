@@ -187,3 +187,42 @@ fn multi_channel_store_managed_subscriptions() {
     assert_eq!(m["external_payments"]["APPLE"]["USD"]["CAPTURED"]["amount"], "19.98");
     assert_eq!(m["external_payments"]["APPLE"]["USD"]["CAPTURED"]["count"], 2);
 }
+
+/// SPEC v1.1 §4 step 2, chained over two nights: a list row's reason is the event that last
+/// changed the status (both orders of REVOKED/EXPIRED; REVIVED then PURCHASED and RENEWED),
+/// and a TERMINATED subscription's event dated after the cutoff is deferred, its payment
+/// reported by the next run exactly once.
+#[test]
+fn store_event_reasons_and_terminated_deferral() {
+    let s = Scratch::new();
+    let job = s.job(&repo().join("jobs/multi-channel-daily.toml"), "csv");
+    let day1 = golden_csv_run(
+        &s,
+        "jobs/multi-channel-daily.toml",
+        "tests/fixtures/store-events",
+        "2026-11-22",
+        "store-events-2026-11-22",
+    );
+    let reason = |dir: &PathBuf, list: &str, sub: &str| {
+        csv_lookup(&dir.join(format!("{list}.csv")), "subscription_id", sub, "reason")
+    };
+    assert_eq!(reason(&day1, "disconnections", "X-REV-EXP"), ["EXTERNAL_REVOKED"]);
+    assert_eq!(reason(&day1, "disconnections", "X-EXP-REV"), ["EXTERNAL_EXPIRED"]);
+    assert_eq!(reason(&day1, "reconnections", "X-REVIVE"), ["EXTERNAL_REVIVED"]);
+    // The TERMINATED subscription: the event before the cutoff consumed and its payment
+    // reported, the one after it deferred (not reported).
+    let pay1 = day1.join("external_payments.csv");
+    assert_eq!(csv_lookup(&pay1, "subscription_id", "X-TERM", "event_id"), ["E-08"]);
+    assert_eq!(csv_lookup(&day1.join("deferred_events.csv"), "subscription_id", "X-TERM", "event_id"), ["E-09"]);
+    assert_eq!(csv_lookup(&day1.join("subscriptions.csv"), "subscription_id", "X-TERM", "status"), ["TERMINATED"]);
+
+    // The next night reads the deferred event and reports its payment, once.
+    let day2 = s.path("day2");
+    next_run(&job, &day1, &day2);
+    assert_golden("store-events-2026-11-23", &render_csv_run(&day2));
+    let pay2 = day2.join("external_payments.csv");
+    assert_eq!(csv_lookup(&pay2, "subscription_id", "X-TERM", "event_id"), ["E-09"]);
+    assert!(csv_lookup(&day2.join("deferred_events.csv"), "subscription_id", "X-TERM", "event_id").is_empty());
+    assert_eq!(csv_lookup(&day2.join("subscriptions.csv"), "subscription_id", "X-TERM", "status"), ["TERMINATED"]);
+    assert!(csv_lookup(&day2.join("rejects.csv"), "key", "E-09", "reason").is_empty());
+}

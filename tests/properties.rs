@@ -260,5 +260,76 @@ proptest! {
             std::fs::read(with.join("wallet_transactions.csv")).unwrap()
         );
         prop_assert_eq!(std::fs::read(base.join("wallets.csv")).unwrap(), std::fs::read(with.join("wallets.csv")).unwrap());
+
+        // SPEC v1.1 §4 step 2, against a model of the rule. Every event at or after the
+        // cutoff is deferred, whatever its subscription's status (TERMINATED included); no
+        // payment dated after the cutoff is reported.
+        let cutoff = as_of().and_hms_opt(0, 0, 0).unwrap();
+        let mut evs: Vec<(usize, usize, usize, chrono::NaiveDateTime, String)> = Vec::new();
+        for (i, (sub, ty, day, hour, _)) in events.iter().enumerate() {
+            if subs.is_empty() { break; }
+            let t = (as_of() + chrono::TimeDelta::days(*day)).and_hms_opt((*hour % 24) as u32, 0, 0).unwrap();
+            evs.push((sub % subs.len(), *ty, i, t, format!("XE{i}")));
+        }
+        let mut want_deferred: Vec<&str> = evs.iter().filter(|e| e.3 >= cutoff).map(|e| e.4.as_str()).collect();
+        want_deferred.sort();
+        let ids = |dir: &Path, table: &str, col: &str, prefix: &str| -> Vec<String> {
+            let (h, rows) = csv_table(&dir.join(format!("{table}.csv")));
+            let c = h.iter().position(|x| x == col).unwrap();
+            rows.into_iter().map(|r| r[c].clone()).filter(|v| v.starts_with(prefix)).collect()
+        };
+        prop_assert_eq!(ids(&with, "deferred_events", "event_id", "XE"), want_deferred);
+        let (h, pays) = csv_table(&with.join("external_payments.csv"));
+        let tcol = h.iter().position(|x| x == "event_time").unwrap();
+        for p in &pays {
+            prop_assert!(p[tcol].as_str() < "2026-11-22", "payment dated after the cutoff: {:?}", p);
+        }
+        // The list reason is the event that last changed the status (or the expiry check).
+        let mut want_lists: Vec<(String, &str, &str)> = Vec::new();
+        for (i, (_, _, status, exp)) in subs.iter().enumerate() {
+            if *status == 2 { continue; }
+            let mut st = *status; // 0 ACTIVE, 1 DISCONNECTED
+            let mut expires = (as_of() + chrono::TimeDelta::days(*exp)).and_hms_opt(0, 0, 0).unwrap();
+            let mut cause = "";
+            let mut mine: Vec<_> = evs.iter().filter(|e| e.0 == i && e.3 < cutoff).collect();
+            mine.sort_by(|a, b| (a.3, &a.4).cmp(&(b.3, &b.4)));
+            for e in mine {
+                let set = match e.1 {
+                    0..=2 => { expires = e.3 + chrono::TimeDelta::days(30); Some(0) }
+                    4 | 5 => Some(1),
+                    _ => None,
+                };
+                if let Some(to) = set {
+                    if to != st {
+                        st = to;
+                        cause = TYPES[e.1];
+                    }
+                }
+            }
+            if st == 0 && expires <= cutoff {
+                st = 1;
+                cause = "EXPIRED";
+            }
+            match (*status, st) {
+                (0, 1) => want_lists.push((format!("XS{i}"), "disconnections", cause)),
+                (1, 0) => want_lists.push((format!("XS{i}"), "reconnections", cause)),
+                _ => {}
+            }
+        }
+        want_lists.sort();
+        let mut got_lists: Vec<(String, &str, &str)> = Vec::new();
+        let mut reasons: Vec<(String, &str, String)> = Vec::new();
+        for list in ["disconnections", "reconnections"] {
+            let (h, rows) = csv_table(&with.join(format!("{list}.csv")));
+            let (k, r) = (h.iter().position(|x| x == "subscription_id").unwrap(), h.iter().position(|x| x == "reason").unwrap());
+            for row in rows.into_iter().filter(|row| row[k].starts_with("XS")) {
+                reasons.push((row[k].clone(), list, row[r].clone()));
+            }
+        }
+        reasons.sort();
+        for (sub, list, reason) in &reasons {
+            got_lists.push((sub.clone(), list, reason.strip_prefix("EXTERNAL_").unwrap_or(reason)));
+        }
+        prop_assert_eq!(got_lists, want_lists);
     }
 }

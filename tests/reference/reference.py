@@ -508,29 +508,34 @@ class Ref:
                     continue
                 evs = sorted(self.events.get(s['subscription_id'], []), key=lambda e: (e['event_time'], e['event_id'].encode()))
                 st = {'status': s['status'], 'expires_at': s['expires_at'], 'account_id': s['account_id']}
-                if s['status'] == 'TERMINATED':
-                    for e in evs:
-                        if e['amount'] is not None or e['payment_status'] is not None:
-                            payments.append((e, st['account_id']))
-                    new_sub[s['subscription_id']] = st
-                    continue
+                # SPEC v1.1 §4 step 2: events at or after the cutoff are deferred whatever the
+                # status; a TERMINATED subscription's earlier events are consumed (payments
+                # reported, nothing applied); the reason is the last event that changed the status.
                 cause_on = cause_off = None
                 for e in evs:
                     if e['event_time'] >= cutoff:
                         deferred_events.append(e['raw'])
                         continue
-                    t = e['event_type']
-                    if t in ('PURCHASED', 'RENEWED', 'REVIVED'):
-                        st['expires_at'] = e['expires_at']
-                        st['status'] = 'ACTIVE'
-                        cause_on = 'EXTERNAL_' + t
-                    elif t in ('EXPIRED', 'REVOKED'):
-                        st['status'] = 'DISCONNECTED'
-                        cause_off = 'EXTERNAL_' + t
-                    elif t == 'TRANSFERRED':
-                        st['account_id'] = e['to_account_id']
+                    if s['status'] != 'TERMINATED':
+                        t = e['event_type']
+                        before = st['status']
+                        if t in ('PURCHASED', 'RENEWED', 'REVIVED'):
+                            st['expires_at'] = e['expires_at']
+                            st['status'] = 'ACTIVE'
+                        elif t in ('EXPIRED', 'REVOKED'):
+                            st['status'] = 'DISCONNECTED'
+                        elif t == 'TRANSFERRED':
+                            st['account_id'] = e['to_account_id']
+                        if st['status'] != before:
+                            if st['status'] == 'ACTIVE':
+                                cause_on = 'EXTERNAL_' + t
+                            else:
+                                cause_off = 'EXTERNAL_' + t
                     if e['amount'] is not None or e['payment_status'] is not None:
                         payments.append((e, st['account_id']))
+                if s['status'] == 'TERMINATED':
+                    new_sub[s['subscription_id']] = st
+                    continue
                 if st['status'] == 'ACTIVE' and st['expires_at'] is not None and st['expires_at'] <= cutoff:
                     st['status'] = 'DISCONNECTED'
                     cause_off = 'EXTERNAL_EXPIRED'
