@@ -19,45 +19,6 @@ use crate::read::{opt, req, Batch, ColSpec, Kind, TableSource};
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Reason {
-    MissingRequired,
-    InvalidValue,
-    DuplicateKey,
-    UnknownSubscription,
-    UnknownService,
-    UnknownWallet,
-    CurrencyMismatch,
-    LateUsage,
-    ItemEnded,
-    UnknownItem,
-    NotPostRate,
-    ExternalUsage,
-    TerminatedSubscription,
-    SourceMismatch,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::MissingRequired => "MISSING_REQUIRED",
-            Reason::InvalidValue => "INVALID_VALUE",
-            Reason::DuplicateKey => "DUPLICATE_KEY",
-            Reason::UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
-            Reason::UnknownService => "UNKNOWN_SERVICE",
-            Reason::UnknownWallet => "UNKNOWN_WALLET",
-            Reason::CurrencyMismatch => "CURRENCY_MISMATCH",
-            Reason::LateUsage => "LATE_USAGE",
-            Reason::ItemEnded => "ITEM_ENDED",
-            Reason::UnknownItem => "UNKNOWN_ITEM",
-            Reason::NotPostRate => "NOT_POST_RATE",
-            Reason::ExternalUsage => "EXTERNAL_USAGE",
-            Reason::TerminatedSubscription => "TERMINATED_SUBSCRIPTION",
-            Reason::SourceMismatch => "SOURCE_MISMATCH",
-        }
-    }
-}
-
 /// One rejected input row.
 #[derive(Clone, Debug)]
 pub struct Reject {

@@ -3,14 +3,14 @@
 //! They are never rated and never touch a wallet; they are processed per subscription,
 //! independently of the wallet accounts (a TRANSFERRED event moves them between accounts).
 
-use crate::model::*;
+use crate::domain::*;
 
 pub struct ExtOut<'a> {
     pub status: Status,
     pub expires_at: Option<Micros>,
     pub account_id: &'a str,
     /// Net status change: (is_reconnection, reason).
-    pub change: Option<(bool, &'static str)>,
+    pub change: Option<(bool, ListReason)>,
     /// Applied events carrying a payment, with the account they were applied under.
     pub payments: Vec<(&'a Event, &'a str)>,
     /// Events at or after the cutoff, for the next state's `deferred_events`.
@@ -31,7 +31,8 @@ pub fn apply_external<'a>(sub: &'a Subscription, events: &[&'a Event], cutoff: M
     // The reason of the event that last changed the status (SPEC §4 step 2): an event that
     // leaves the status as it is (EXPIRED on a disconnected subscription, RENEWED on an
     // active one) does not replace it.
-    let mut cause = "";
+    // Set by every change of status; read only when the status changed.
+    let mut cause = ListReason::ExternalExpired;
     for &e in events {
         if e.event_time >= cutoff {
             // Deferred whatever the status, a TERMINATED subscription's too: a run never
@@ -48,11 +49,11 @@ pub fn apply_external<'a>(sub: &'a Subscription, events: &[&'a Event], cutoff: M
         }
         // The status the event sets, with the reason it gives when that is a change.
         let set = match e.event_type {
-            EventType::Purchased => Some((Status::Active, "EXTERNAL_PURCHASED")),
-            EventType::Renewed => Some((Status::Active, "EXTERNAL_RENEWED")),
-            EventType::Revived => Some((Status::Active, "EXTERNAL_REVIVED")),
-            EventType::Expired => Some((Status::Disconnected, "EXTERNAL_EXPIRED")),
-            EventType::Revoked => Some((Status::Disconnected, "EXTERNAL_REVOKED")),
+            EventType::Purchased => Some((Status::Active, ListReason::ExternalPurchased)),
+            EventType::Renewed => Some((Status::Active, ListReason::ExternalRenewed)),
+            EventType::Revived => Some((Status::Active, ListReason::ExternalRevived)),
+            EventType::Expired => Some((Status::Disconnected, ListReason::ExternalExpired)),
+            EventType::Revoked => Some((Status::Disconnected, ListReason::ExternalRevoked)),
             EventType::Cancelled => None,
             EventType::Transferred => {
                 if let Some(to) = e.to_account_id.as_deref() {
@@ -76,7 +77,7 @@ pub fn apply_external<'a>(sub: &'a Subscription, events: &[&'a Event], cutoff: M
     }
     if out.status == Status::Active && out.expires_at.is_some_and(|x| x <= cutoff) {
         out.status = Status::Disconnected;
-        cause = "EXTERNAL_EXPIRED";
+        cause = ListReason::ExternalExpired;
     }
     out.change = match (sub.status, out.status) {
         (Status::Active, Status::Disconnected) => Some((false, cause)),
@@ -120,11 +121,11 @@ mod tests {
         let e = ev("e1", EventType::Revived, 10, Some(1000));
         let o = apply_external(&s, &[&e], 100);
         assert_eq!(o.status, Status::Active);
-        assert_eq!(o.change, Some((true, "EXTERNAL_REVIVED")));
+        assert_eq!(o.change, Some((true, ListReason::ExternalRevived)));
 
         let s = sub(Status::Active, Some(50));
         let o = apply_external(&s, &[], 100);
-        assert_eq!(o.change, Some((false, "EXTERNAL_EXPIRED")));
+        assert_eq!(o.change, Some((false, ListReason::ExternalExpired)));
     }
 
     #[test]

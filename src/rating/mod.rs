@@ -1,0 +1,218 @@
+//! The rating core (SPEC §4): one account in, its transactions, status changes and
+//! estimate out; store events in, a store-managed subscription's status out.
+//!
+//! One file per step of SPEC §4, called in order by [`rate_account`]:
+//! [`step1_credits`], [`step3_post_rate`], [`step4_one_time`], [`step5_start`],
+//! [`step6_pre_rate`] (with [`charge`]), [`step7_stop`], [`step8_estimate`]; each books its
+//! lines through the account's [`ledger::Ledger`]. [`step2_external`] applies store events to
+//! an externally managed subscription, which belongs to no wallet: the pipeline calls it per
+//! subscription.
+//!
+//! Pure: no I/O, no clock, no globals, no Arrow; it depends on the domain only. Everything
+//! it needs arrives in [`RateCtx`] and [`AccountIn`]; everything it decides leaves in
+//! [`AccountOut`].
+
+pub mod charge;
+mod ledger;
+pub mod step1_credits;
+pub mod step2_external;
+pub mod step3_post_rate;
+pub mod step4_one_time;
+pub mod step5_start;
+pub mod step6_pre_rate;
+pub mod step7_stop;
+pub mod step8_estimate;
+
+pub use charge::charge_exact;
+
+use crate::domain::job::Steps;
+use crate::domain::*;
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+/// Run-wide parameters of the rating.
+pub struct RateCtx<'a> {
+    pub as_of: NaiveDate,
+    pub steps: &'a Steps,
+    pub rounding: Rounding,
+    pub debit_type: &'a str,
+    pub recurrence: Period,
+    /// `updated_at` at or after this makes a wallet "changed" for estimation.
+    pub prev_cutoff: Micros,
+}
+
+pub struct ItemIn<'a> {
+    /// Index of the item in the run's item table.
+    pub idx: usize,
+    pub item: &'a Item,
+    pub service: &'a Service,
+    /// Summed usage inside the item's window (POST_RATE items).
+    pub usage_qty: Decimal,
+}
+
+pub struct SubIn<'a> {
+    pub idx: usize,
+    pub sub: &'a Subscription,
+    /// Billable items in `item_no` order.
+    pub items: Vec<ItemIn<'a>>,
+}
+
+/// One account: its wallet, its credits in (received_at, credit_id) order, and its INTERNAL
+/// billable subscriptions in subscription_id order.
+pub struct AccountIn<'a> {
+    pub wallet: &'a Wallet,
+    /// The wallet's row in the state.
+    pub wallet_idx: usize,
+    pub credits: Vec<&'a Credit>,
+    pub subs: Vec<SubIn<'a>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TxnKind {
+    Credit,
+    PostRate,
+    OneTime,
+    PreRate,
+}
+
+impl TxnKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TxnKind::Credit => "CREDIT",
+            TxnKind::PostRate => "POST_RATE",
+            TxnKind::OneTime => "ONE_TIME",
+            TxnKind::PreRate => "PRE_RATE",
+        }
+    }
+    pub const DEBITS: [TxnKind; 3] = [TxnKind::PostRate, TxnKind::OneTime, TxnKind::PreRate];
+}
+
+/// Money debited, by debit kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Debits {
+    pub post_rate: Decimal,
+    pub one_time: Decimal,
+    pub pre_rate: Decimal,
+}
+
+impl Debits {
+    /// The debits of `kind`; a credit is not a debit (zero).
+    pub fn get(&self, kind: TxnKind) -> Decimal {
+        match kind {
+            TxnKind::PostRate => self.post_rate,
+            TxnKind::OneTime => self.one_time,
+            TxnKind::PreRate => self.pre_rate,
+            TxnKind::Credit => Decimal::ZERO,
+        }
+    }
+
+    /// Book `amount` under `kind`, one of [`TxnKind::DEBITS`].
+    pub fn add(&mut self, kind: TxnKind, amount: Decimal) {
+        match kind {
+            TxnKind::PostRate => self.post_rate += amount,
+            TxnKind::OneTime => self.one_time += amount,
+            TxnKind::PreRate => self.pre_rate += amount,
+            TxnKind::Credit => unreachable!("a credit is booked as a credit, never as a debit"),
+        }
+    }
+
+    /// Add another set of debits, kind by kind.
+    pub fn absorb(&mut self, o: &Debits) {
+        for k in TxnKind::DEBITS {
+            self.add(k, o.get(k));
+        }
+    }
+
+    pub fn total(&self) -> Decimal {
+        self.post_rate + self.one_time + self.pre_rate
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Txn<'a> {
+    pub n: u32,
+    pub subscription_id: Option<&'a str>,
+    pub item_no: Option<i64>,
+    pub service_id: Option<&'a str>,
+    pub kind: TxnKind,
+    pub transaction_type: &'a str,
+    /// > 0; the direction is CREDIT for `TxnKind::Credit`, DEBIT otherwise.
+    pub amount: Decimal,
+    pub quantity: Option<Decimal>,
+    pub unit_price: Option<Decimal>,
+    pub period: Option<(NaiveDate, NaiveDate)>,
+    pub balance_after: Decimal,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListEntry {
+    pub sub_idx: usize,
+    pub reason: ListReason,
+    pub balance: Decimal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Estimate {
+    pub balance: Decimal,
+    /// Rounded half-up to 6 decimals, and written with 6 (CSV `14.970000`, whatever the
+    /// scale of the prices it came from).
+    pub daily: Decimal,
+    pub days_remaining: Option<i64>,
+    pub depletion_date: Option<NaiveDate>,
+    pub class: EstimateClass,
+}
+
+#[derive(Debug, Default)]
+pub struct AccountOut<'a> {
+    pub closing: Decimal,
+    pub credits: Decimal,
+    pub debits: Debits,
+    /// Sum of (exact − rounded) over debit lines.
+    pub residual: Decimal,
+    pub txns: Vec<Txn<'a>>,
+    /// (subscription index, new status)
+    pub status: Vec<(usize, Status)>,
+    /// (item index, new billed_through)
+    pub billed_through: Vec<(usize, NaiveDate)>,
+    pub disconnections: Vec<ListEntry>,
+    pub reconnections: Vec<ListEntry>,
+    pub estimate: Option<Estimate>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("arithmetic overflow rating wallet {wallet}: {what}")]
+pub struct RateError {
+    pub wallet: String,
+    pub what: String,
+}
+
+/// What `rate_account` learns about one subscription on the way through steps 5–7.
+#[derive(Clone, Copy, Default)]
+pub struct SubFlags {
+    /// Step 5: a DISCONNECTED subscription above the reconnection threshold.
+    pub candidate: bool,
+    /// Step 6: its pre-rate charges were taken.
+    pub covered: bool,
+    /// Step 6, not taken: some item owing a charge is paid only up to today or earlier.
+    pub owed_past: bool,
+    /// Step 7: ACTIVE after this run (for the estimation).
+    pub active_after: bool,
+}
+
+/// The item's unit price: its negotiated `custom_price`, else the service's `price`.
+fn price_of(it: &ItemIn) -> Decimal {
+    it.item.custom_price.unwrap_or(it.service.price)
+}
+
+/// Rate one account (SPEC §4 steps 1, 3–8), each step on the balance the previous left.
+pub fn rate_account<'a>(ctx: &RateCtx<'a>, acct: &AccountIn<'a>) -> Result<AccountOut<'a>, RateError> {
+    let mut l = ledger::Ledger::open(ctx, acct);
+    step1_credits::apply(&mut l, acct)?;
+    step3_post_rate::rate(&mut l, acct)?;
+    step4_one_time::rate(&mut l, acct)?;
+    let mut flags = step5_start::candidates(&l, acct);
+    step6_pre_rate::rate(&mut l, acct, &mut flags)?;
+    step7_stop::decide(&mut l, acct, &mut flags);
+    step8_estimate::estimate(&mut l, acct, &flags)?;
+    Ok(l.close())
+}
