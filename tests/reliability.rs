@@ -464,8 +464,13 @@ fn generate_and_report_never_write_over_foreign_files() {
 
     if cfg!(feature = "report") {
         let out = s.path("run");
-        billrun(run_args(&repo().join("jobs/company-zx-daily.toml"), &repo().join("sample-data/company-zx"), &out, Some("2026-11-22")))
-            .ok();
+        billrun(run_args(
+            &repo().join("jobs/company-zx-daily.toml"),
+            &repo().join("sample-data/company-zx"),
+            &out,
+            Some("2026-11-22"),
+        ))
+        .ok();
         let html = |file: &Path| billrun(["report", out.to_str().unwrap(), "--html", file.to_str().unwrap()]);
         let run_files = tree(&out);
         for inside in [out.join("report.html"), out.join("wallets.csv"), out.clone()] {
