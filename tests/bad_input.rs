@@ -189,6 +189,9 @@ fn existing_output_is_exit_4_unless_forced() {
     let s = Scratch::new();
     let out = s.path("out");
     std::fs::create_dir(&out).unwrap();
+    // A previous output (its manifest) with a file of someone's beside: replaced with --force
+    // (a directory that is not a billrun output is not: tests/reliability.rs).
+    std::fs::write(out.join("run_manifest.json"), "{}").unwrap();
     std::fs::write(out.join("marker"), "x").unwrap();
     let zx = repo().join("sample-data/company-zx");
     billrun(run_args(&job(), &zx, &out, Some("2026-11-22"))).code_is(4);

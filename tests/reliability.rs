@@ -265,7 +265,7 @@ fn hostile_values_are_rejected_or_handled() {
     // 1e9 units at 1e-18 is 1e-9, rounded to 0.00: no line is written, and the exact amount
     // is the currency's whole rounding residual (the other lines are exact to the cent).
     assert!(csv_lookup(&tx, "service_id", "TINY", "amount").is_empty());
-    assert_eq!(manifest(&out)["totals"]["EUR"]["rounding_residual"], "0.000000001000");
+    assert_eq!(manifest(&out)["totals"]["EUR"]["rounding_residual"], "0.000000001");
     // Year 9999: billed through the end of the calendar without overflow.
     assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-9999", "balance"), ["5.00"]);
 }
@@ -464,8 +464,13 @@ fn generate_and_report_never_write_over_foreign_files() {
 
     if cfg!(feature = "report") {
         let out = s.path("run");
-        billrun(run_args(&repo().join("jobs/company-zx-daily.toml"), &repo().join("sample-data/company-zx"), &out, Some("2026-11-22")))
-            .ok();
+        billrun(run_args(
+            &repo().join("jobs/company-zx-daily.toml"),
+            &repo().join("sample-data/company-zx"),
+            &out,
+            Some("2026-11-22"),
+        ))
+        .ok();
         let html = |file: &Path| billrun(["report", out.to_str().unwrap(), "--html", file.to_str().unwrap()]);
         let run_files = tree(&out);
         for inside in [out.join("report.html"), out.join("wallets.csv"), out.clone()] {

@@ -109,9 +109,7 @@ pub fn check_disjoint(written: &[Written], inputs: &[Input]) -> Result<()> {
 fn is_prefixed_sibling(pattern: &Path, other: &Path) -> bool {
     let (Some(dir), Some(name)) = (pattern.parent(), pattern.file_name()) else { return false };
     let Ok(rest) = other.strip_prefix(dir) else { return false };
-    rest.components()
-        .next()
-        .is_some_and(|c| c.as_os_str().as_encoded_bytes().starts_with(name.as_encoded_bytes()))
+    rest.components().next().is_some_and(|c| c.as_os_str().as_encoded_bytes().starts_with(name.as_encoded_bytes()))
 }
 
 /// A directory `--force` may replace: absent, empty, or holding `marker` (a previous

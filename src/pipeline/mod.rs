@@ -540,7 +540,8 @@ fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
 
 /// The inputs a run reads, by the flag that names them.
 fn inputs(args: &RunArgs) -> Vec<guard::Input<'_>> {
-    let mut v = vec![guard::Input { role: "--job", path: &args.job }, guard::Input { role: "--state", path: &args.state }];
+    let mut v =
+        vec![guard::Input { role: "--job", path: &args.job }, guard::Input { role: "--state", path: &args.state }];
     for (role, p) in [("--usage", &args.usage), ("--credits", &args.credits), ("--events", &args.events)] {
         if let Some(path) = p {
             v.push(guard::Input { role, path });
