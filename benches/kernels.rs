@@ -2,9 +2,9 @@
 //! line, usage classification + aggregation, and one whole account through `rate_account`.
 //! Run: `cargo bench --bench kernels`.
 
-use billrun::job::{Estimation, Steps};
-use billrun::model::*;
-use billrun::rate::{charge_exact, rate_account, AccountIn, ItemIn, RateCtx, SubIn};
+use billrun::domain::job::{Estimation, Steps};
+use billrun::domain::*;
+use billrun::rating::{charge_exact, rate_account, AccountIn, ItemIn, RateCtx, SubIn};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rust_decimal::Decimal;

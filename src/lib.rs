@@ -1,29 +1,25 @@
 //! billrun: a batch billing-run processor.
 //!
-//! The pipeline follows the modules: [`read`] → [`validate`] → [`partition`] → [`rate`]
-//! (and [`external`]) → [`output`] / [`write`], orchestrated by [`run`].
-//! See docs/ARCHITECTURE.md.
+//! The folder tree is the pipeline (docs/ARCHITECTURE.md):
+//! [`io`] reads the tables → [`validate`] turns rows into records or rejects →
+//! [`partition`] groups them into accounts → [`rating`] rates each account (SPEC §4, one
+//! file per step) → [`products`] folds the results into the output tables, manifest and
+//! summary → [`io`] writes them; [`pipeline`] runs it all and publishes. [`domain`] holds
+//! what every stage shares (periods, money, grammars, records, reasons, the job); [`tools`]
+//! the commands beside the run (generate, verify, report, cat, io-floor); [`perf`] the few
+//! performance devices, each stated once.
 
-pub mod checksum;
-pub mod dump;
+pub mod domain;
 pub mod error;
-pub mod external;
-pub mod generate;
-pub mod guard;
-pub mod index;
-pub mod iofloor;
-pub mod job;
-pub mod model;
-pub mod output;
+pub mod io;
 pub mod partition;
+pub mod perf;
+pub mod pipeline;
+pub mod products;
 pub mod progress;
-pub mod rate;
-pub mod read;
-#[cfg(feature = "report")]
-pub mod report;
-pub mod run;
+pub mod rating;
+pub mod telemetry;
+pub mod tools;
 pub mod validate;
-pub mod verify;
-pub mod write;
 
 pub use error::{Error, Result};

@@ -5,8 +5,8 @@
 //! A future shard is a run over a subset of accounts: [`shard_of`] is the stable hash that
 //! will decide which shard owns an account.
 
-use crate::model::*;
-use crate::rate::{AccountIn, ItemIn, SubIn};
+use crate::domain::*;
+use crate::rating::{AccountIn, ItemIn, SubIn};
 use crate::validate::{group_csr, ItemState, State};
 use rust_decimal::Decimal;
 

@@ -17,3 +17,6 @@ pub trait Progress: Send + Sync {
 pub struct Silent;
 
 impl Progress for Silent {}
+
+/// A progress sink shared by the run's threads.
+pub type SharedProgress = std::sync::Arc<dyn Progress>;

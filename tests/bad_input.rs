@@ -273,7 +273,7 @@ fn tamper(out: &Path, file: &str, edit: impl Fn(&str) -> String) {
     let p = out.join(file);
     std::fs::write(&p, edit(&std::fs::read_to_string(&p).unwrap())).unwrap();
     let mut m = manifest(out);
-    let sha = billrun::checksum::sha256_file(&p).unwrap();
+    let sha = billrun::io::checksum::sha256_file(&p).unwrap();
     let rows = std::fs::read_to_string(&p).unwrap().lines().count() - 1;
     for o in m["outputs"].as_array_mut().unwrap() {
         if o["file"] == file {

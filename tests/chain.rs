@@ -5,13 +5,13 @@ mod util;
 use util::*;
 
 fn balance(dir: &std::path::Path, wallet: &str) -> String {
-    let t = billrun::dump::read_text_table(&dir.join("wallets.parquet")).unwrap();
+    let t = billrun::tools::dump::read_text_table(&dir.join("wallets.parquet")).unwrap();
     let (w, b) = (t.col("wallet_id").unwrap(), t.col("balance").unwrap());
     t.rows.iter().find(|r| r[w] == wallet).unwrap()[b].clone()
 }
 
 fn field(dir: &std::path::Path, table: &str, key_col: &str, key: &str, col: &str) -> Vec<String> {
-    let t = billrun::dump::read_text_table(&dir.join(format!("{table}.parquet"))).unwrap();
+    let t = billrun::tools::dump::read_text_table(&dir.join(format!("{table}.parquet"))).unwrap();
     let (k, c) = (t.col(key_col).unwrap(), t.col(col).unwrap());
     t.rows.iter().filter(|r| r[k] == key).map(|r| r[c].clone()).collect()
 }

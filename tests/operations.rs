@@ -3,7 +3,7 @@
 //! headless browser, and `--against` a previous run), and the log formats.
 
 mod util;
-use billrun::dump::read_run_table;
+use billrun::tools::dump::read_run_table;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -4,9 +4,9 @@
 //! never touch a wallet.
 
 mod util;
-use billrun::generate::generate_to;
-use billrun::job::OutputFormat;
-use billrun::run::{execute, Mode, RunArgs};
+use billrun::domain::job::OutputFormat;
+use billrun::pipeline::{execute, Mode, RunArgs};
+use billrun::tools::generate::generate_to;
 use chrono::NaiveDate;
 use proptest::prelude::*;
 use rust_decimal::Decimal;
@@ -42,9 +42,6 @@ fn args(data: &Path, out: &Path, threads: usize) -> RunArgs {
         mode: Mode::Run,
         layout: None,
         lineage: false,
-        release_memory: None,
-        // Many runs in one test process: their memory is freed.
-        leave_memory_to_exit: false,
     }
 }
 
@@ -56,8 +53,8 @@ fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-fn table(dir: &Path, name: &'static str) -> billrun::dump::TextTable {
-    billrun::dump::read_run_table(dir, name).unwrap().unwrap()
+fn table(dir: &Path, name: &'static str) -> billrun::tools::dump::TextTable {
+    billrun::tools::dump::read_run_table(dir, name).unwrap().unwrap()
 }
 
 /// Per wallet: opening + credits − debits = closing, and the balance_after chain holds.

@@ -4,8 +4,8 @@
 //! docs/RELIABILITY.md for the table of faults tried.
 
 mod util;
-use billrun::generate::generate_to;
-use billrun::job::OutputFormat;
+use billrun::domain::job::OutputFormat;
+use billrun::tools::generate::generate_to;
 use chrono::NaiveDate;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};

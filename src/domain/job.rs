@@ -1,7 +1,7 @@
 //! The job definition (`jobs/*.toml`, SPEC §2).
 
+use crate::domain::{Period, Rounding};
 use crate::error::{Error, Result};
-use crate::model::{Period, Rounding};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use std::path::Path;
@@ -18,6 +18,14 @@ impl OutputFormat {
         match self {
             OutputFormat::Parquet => "parquet",
             OutputFormat::Csv => "csv",
+        }
+    }
+
+    pub fn parse(s: &str) -> std::result::Result<OutputFormat, String> {
+        match s {
+            "parquet" => Ok(OutputFormat::Parquet),
+            "csv" => Ok(OutputFormat::Csv),
+            o => Err(format!("expected parquet or csv, got {o:?}")),
         }
     }
 }
@@ -195,10 +203,9 @@ impl Job {
             "half_even" => Rounding::HalfEven,
             o => return Err(format!("rounding: expected half_up or half_even, got {o:?}")),
         };
-        let output_format = match raw.output_format.as_str() {
-            "parquet" => OutputFormat::Parquet,
-            "csv" => OutputFormat::Csv,
-            o => return Err(format!("output_format: expected parquet or csv, got {o:?}")),
+        let output_format = match OutputFormat::parse(&raw.output_format) {
+            Ok(f) => f,
+            Err(e) => return Err(format!("output_format: {e}")),
         };
         let output_layout = Layout::parse(&raw.output_layout).map_err(|e| format!("output_layout: {e}"))?;
         let wallet_estimation = match raw.steps.wallet_estimation.as_str() {
@@ -221,7 +228,7 @@ impl Job {
             match t {
                 Threshold::Int(i) => Ok(Decimal::from(*i)),
                 Threshold::Text(s) => {
-                    crate::read::parse_decimal_strict(s).ok_or_else(|| format!("steps.{what}: not a decimal: {s:?}"))
+                    crate::domain::parse_decimal_strict(s).ok_or_else(|| format!("steps.{what}: not a decimal: {s:?}"))
                 }
             }
         };

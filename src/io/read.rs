@@ -1,11 +1,13 @@
-//! Reading input tables (SPEC §3): discovery of `<name>.parquet | <name>.csv | <name>/`,
-//! decoding of CSV and Parquet into a uniform column view, and the strict text forms.
+//! Reading input tables (SPEC §3): decoding CSV and Parquet files (found by
+//! [`super::discover`]) into a uniform column view. CSV text is checked against the strict
+//! grammars of [`crate::domain::grammar`].
 //!
 //! This is the only module that knows input file formats. Everything downstream sees
 //! [`Batch`]es of [`Col`]umns and asks them for typed cells.
 
+use super::discover::{Format, SourceFile};
+use crate::domain::*;
 use crate::error::{Error, Result};
-use crate::model::Micros;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, ArrayRef, Date32Array, Decimal128Array, Int64Array, RecordBatch, StringArray};
@@ -16,7 +18,6 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::arrow::ProjectionMask;
 use rust_decimal::Decimal;
-use std::path::{Path, PathBuf};
 
 /// Rows per decoded batch.
 pub const BATCH_ROWS: usize = 65_536;
@@ -115,7 +116,7 @@ impl Col {
                     String::new()
                 }
             }
-            Col::Ts(v) => v[i].map(crate::model::format_ts).unwrap_or_default(),
+            Col::Ts(v) => v[i].map(crate::domain::format_ts).unwrap_or_default(),
         }
     }
 
@@ -185,7 +186,7 @@ impl Col {
             }
             Col::Ts(v) => Ok(v[i]),
             Col::Date(a) => {
-                a.value_as_date(i).map(|d| Some(crate::model::midnight(d))).ok_or_else(|| "date out of range".into())
+                a.value_as_date(i).map(|d| Some(crate::domain::midnight(d))).ok_or_else(|| "date out of range".into())
             }
             _ => Err("not a timestamp".into()),
         }
@@ -575,7 +576,7 @@ fn read_csv(
 ) -> Result<(u64, String)> {
     let fh =
         std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
-    let fh = crate::checksum::Hashed::new(fh);
+    let fh = crate::io::checksum::Hashed::new(fh);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -690,7 +691,7 @@ mod tests {
         .unwrap();
         assert_eq!((n, seen), (rows as u64, rows as u64));
         // Hashed as it was read: the manifest's checksum of the whole file.
-        assert_eq!(sha256, Some(crate::checksum::sha256_file(&file.path).unwrap()));
+        assert_eq!(sha256, Some(crate::io::checksum::sha256_file(&file.path).unwrap()));
     }
 
     /// A file of three row groups (10, 10 and 5 rows, pages of 3 rows) read in units of at

@@ -1,9 +1,10 @@
 //! Encoding output tables (SPEC §5) as Parquet (Decimal128(38,18), Date32,
 //! Timestamp(µs, UTC), zstd) or CSV. The only module that knows output file formats.
 
+use crate::domain::job::OutputFormat;
+use crate::domain::{format_ts, Micros};
 use crate::error::{Error, Result};
-use crate::job::OutputFormat;
-use crate::model::{format_ts, Micros};
+use crate::io::spool::Spool;
 use arrow_array::builder::{Date32Builder, Decimal128Builder, Int64Builder, TimestampMicrosecondBuilder};
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
@@ -283,7 +284,7 @@ fn csv_rows(t: &OutTable, rows: std::ops::Range<usize>) -> std::io::Result<Vec<u
 /// An output file's bytes, hashed (SHA-256, for the manifest) as they go out: by the thread
 /// that writes them, or by a thread of the file's own ([`Spool`]).
 enum FileOut {
-    Here(std::io::BufWriter<crate::checksum::Hashed<std::fs::File>>),
+    Here(std::io::BufWriter<crate::io::checksum::Hashed<std::fs::File>>),
     Spooled(Spool),
 }
 
@@ -292,7 +293,7 @@ impl FileOut {
     fn close(self) -> std::io::Result<(std::fs::File, String)> {
         match self {
             FileOut::Here(w) => {
-                let crate::checksum::Hashed { inner, hash } = w.into_inner().map_err(|e| e.into_error())?;
+                let crate::io::checksum::Hashed { inner, hash } = w.into_inner().map_err(|e| e.into_error())?;
                 Ok((inner, hash.hex()))
             }
             FileOut::Spooled(s) => s.close(),
@@ -313,100 +314,6 @@ impl std::io::Write for FileOut {
             FileOut::Here(w) => w.flush(),
             FileOut::Spooled(s) => s.flush(),
         }
-    }
-}
-
-/// Bytes a [`Spool`] gathers before handing them to its thread.
-const SPOOL_BLOCK: usize = 4 << 20;
-
-/// A file written off the rayon pool: the bytes are gathered into blocks of [`SPOOL_BLOCK`]
-/// bytes, each handed to a thread of the file's own that hashes it (SHA-256, for the
-/// manifest) and writes it, at most two blocks queued ahead of it. A run's Parquet outputs
-/// are spooled ([`TableWriter::create_for_run`]): on the pool, the copy into the page cache
-/// and the hashing ran on the thread that finished a row group while the other had nothing
-/// to take (10M accounts: ~2 s of CPU over the rate and write phases, most of it the
-/// kernel's copy). Where the pool has no idle moments the file's thread only competes with
-/// it: a run's CSV outputs, whose pieces are formatted on the whole pool (spooled, the 1M
-/// CSV run's write phase took 0.07–0.34 s more in seven pairs out of seven), and the I/O
-/// floor's encode, which writes its files side by side (1M: 1.50–1.53 → 1.58–1.66 s).
-pub struct Spool {
-    buf: Vec<u8>,
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    /// Blocks the thread has written, handed back empty to be filled again.
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
-    /// None once joined (when it stopped early: see [`Spool::stopped`]).
-    thread: Option<std::thread::JoinHandle<std::io::Result<crate::checksum::Hashed<std::fs::File>>>>,
-}
-
-impl Spool {
-    fn new(file: std::fs::File) -> std::io::Result<Spool> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
-        let (back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
-        let thread = std::thread::Builder::new().name("billrun-write".into()).spawn(move || {
-            use std::io::Write;
-            let mut f = crate::checksum::Hashed::new(file);
-            for mut block in rx {
-                f.write_all(&block)?;
-                block.clear();
-                let _ = back.send(block);
-            }
-            Ok(f)
-        })?;
-        Ok(Spool { buf: Vec::with_capacity(SPOOL_BLOCK), tx: Some(tx), spare, thread: Some(thread) })
-    }
-
-    /// Hand the gathered bytes to the thread (an emptied block, if one is back, to gather
-    /// the next); if the thread has stopped, its error.
-    fn send(&mut self) -> std::io::Result<()> {
-        let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(SPOOL_BLOCK));
-        let block = std::mem::replace(&mut self.buf, next);
-        match self.tx.as_ref().map(|tx| tx.send(block)) {
-            Some(Ok(())) => Ok(()),
-            _ => Err(self.stopped()),
-        }
-    }
-
-    /// The error the thread stopped on (a full disk), when a block could not be queued: the
-    /// writer reports the first failure with its cause.
-    fn stopped(&mut self) -> std::io::Error {
-        match self.join() {
-            Err(e) => e,
-            Ok(_) => std::io::Error::other("the file's writer thread stopped"),
-        }
-    }
-
-    /// Let the thread finish the blocks queued and wait for it: the file, hashed.
-    fn join(&mut self) -> std::io::Result<crate::checksum::Hashed<std::fs::File>> {
-        drop(self.tx.take());
-        match self.thread.take().map(|t| t.join()) {
-            Some(Ok(written)) => written,
-            Some(Err(_)) => Err(std::io::Error::other("the file's writer thread panicked")),
-            None => Err(std::io::Error::other("the file's writer thread stopped")),
-        }
-    }
-
-    /// Write the rest and wait for the thread: the file (all written) and its SHA-256, hex.
-    fn close(mut self) -> std::io::Result<(std::fs::File, String)> {
-        if !self.buf.is_empty() {
-            self.send()?;
-        }
-        let f = self.join()?;
-        Ok((f.inner, f.hash.hex()))
-    }
-}
-
-impl std::io::Write for Spool {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= SPOOL_BLOCK {
-            self.send()?;
-        }
-        Ok(bytes.len())
-    }
-
-    /// The bytes go out by blocks and at [`Spool::close`].
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -492,7 +399,7 @@ impl TableWriter {
         let mut buf = if spooled {
             FileOut::Spooled(Spool::new(file).map_err(|e| Error::io(ctx(), e))?)
         } else {
-            FileOut::Here(std::io::BufWriter::with_capacity(1 << 20, crate::checksum::Hashed::new(file)))
+            FileOut::Here(std::io::BufWriter::with_capacity(1 << 20, crate::io::checksum::Hashed::new(file)))
         };
         let sink = match format {
             OutputFormat::Parquet => Sink::Parquet(Box::new(
@@ -670,7 +577,7 @@ pub fn write_cell(c: &ColData, i: usize, out: &mut String) {
         }
         ColData::Date(v) => {
             if let Some(d) = v[i] {
-                crate::model::write_date(out, d);
+                crate::domain::write_date(out, d);
             }
         }
         ColData::Ts(v) => {
@@ -726,6 +633,7 @@ pub fn to_i128_scaled(d: Decimal) -> Option<i128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::io::spool::SPOOL_BLOCK;
 
     /// A spooled file holds exactly the bytes written, in order, across and within blocks,
     /// and its checksum is the file's; a file its thread cannot write is an error at close.
@@ -744,7 +652,7 @@ mod tests {
             }
             let (_, sha) = spool.close().unwrap();
             assert_eq!(std::fs::read(&path).unwrap(), want, "{sizes:?}");
-            assert_eq!(sha, crate::checksum::sha256_file(&path).unwrap(), "{sizes:?}");
+            assert_eq!(sha, crate::io::checksum::sha256_file(&path).unwrap(), "{sizes:?}");
         }
         // A file opened read-only: its thread's first write fails, and the writer gets that
         // error, the OS's (EBADF), from whichever call comes first after it: a later block's

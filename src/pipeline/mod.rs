@@ -1,14 +1,20 @@
-//! The run: read → validate → partition → rate → write, and the publish protocol.
+//! The run (SPEC §1, §4, §5): read → validate → partition → rate → write, on a rayon pool
+//! of exactly the job's threads, then the publish protocol ([`publish`]).
 
+mod publish;
+
+use publish::*;
+
+use crate::domain::job::Job;
+use crate::domain::*;
 use crate::error::{Error, Result};
-use crate::external::{apply_external, ExtOut};
-use crate::guard;
-use crate::job::Job;
-use crate::model::*;
-use crate::output;
+use crate::io::discover::{find_table, table_at, TableSource};
+use crate::io::guard;
 use crate::partition;
-use crate::rate::{rate_account, AccountOut, RateCtx};
-use crate::read::{find_table, table_at, TableSource};
+use crate::perf;
+use crate::products;
+use crate::rating::step2_external::{apply_external, ExtOut};
+use crate::rating::{rate_account, AccountOut, RateCtx};
 use crate::validate::*;
 use chrono::NaiveDate;
 use rayon::prelude::*;
@@ -38,16 +44,9 @@ pub struct RunArgs {
     pub force: bool,
     pub mode: Mode,
     /// Overrides the job's `output_layout`.
-    pub layout: Option<crate::job::Layout>,
+    pub layout: Option<crate::domain::job::Layout>,
     /// Write `usage_lineage` (also on when the job says `lineage = true`).
     pub lineage: bool,
-    /// Hands memory freed so far back to the OS; called on every pool thread once the state
-    /// is read. The allocator's owner (the binary) provides it.
-    pub release_memory: Option<fn()>,
-    /// The caller exits right after the run (the binary): a published run leaves its large
-    /// structures and its thread pool to the process exit instead of freeing them piece by
-    /// piece (1M: ~0.15 s of freeing and of the allocator returning spans; 10M: ~1.4 s).
-    pub leave_memory_to_exit: bool,
 }
 
 /// What a finished run reports.
@@ -56,8 +55,7 @@ pub struct RunReport {
     pub published: Option<PathBuf>,
 }
 
-/// Progress sink: phase row counts (log lines go through `tracing`).
-pub type Progress = std::sync::Arc<dyn crate::progress::Progress>;
+use crate::progress::SharedProgress as Progress;
 
 /// `as_of` from the command line, else the state's manifest `as_of` + recurrence.
 fn resolve_as_of(args: &RunArgs, job: &Job, prev: Option<NaiveDate>) -> Result<NaiveDate> {
@@ -75,7 +73,7 @@ fn resolve_as_of(args: &RunArgs, job: &Job, prev: Option<NaiveDate>) -> Result<N
 
 /// The previous run's as_of, if the state is a previous run's output.
 pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
-    let p = state.join(output::MANIFEST);
+    let p = state.join(products::MANIFEST);
     if !p.exists() {
         return Ok(None);
     }
@@ -83,18 +81,9 @@ pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| Error::input(p.display().to_string(), format!("not JSON: {e}")))?;
     let s = v.get("as_of").and_then(|x| x.as_str()).ok_or_else(|| Error::input(p.display().to_string(), "no as_of"))?;
-    crate::read::parse_date_strict(s)
+    crate::domain::parse_date_strict(s)
         .map(Some)
         .ok_or_else(|| Error::input(p.display().to_string(), format!("bad as_of {s:?}")))
-}
-
-/// What the manifest, stats and summary say about the run besides its products.
-pub struct RunMeta<'a> {
-    pub job: &'a Job,
-    pub run_id: &'a str,
-    pub as_of: NaiveDate,
-    pub threads: usize,
-    pub intake: &'a Intake,
 }
 
 /// Run, dry-run or validate, and publish per SPEC §5. Everything runs on a rayon pool of
@@ -123,8 +112,8 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
                 return Err(Error::OutputExists(out.clone()));
             }
             // `--force` replaces a previous run's output, nothing else.
-            guard::check_replaceable(out, output::MANIFEST)?;
-            guard::check_replaceable(&sibling(out, "rejected"), output::MANIFEST)?;
+            guard::check_replaceable(out, products::MANIFEST)?;
+            guard::check_replaceable(&sibling(out, "rejected"), products::MANIFEST)?;
             clean_stale(out);
             Some(lock)
         }
@@ -140,15 +129,13 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         .build()
         .map_err(|e| Error::Internal(format!("thread pool: {e}")))?;
     let report = pool.install(|| execute_in_pool(args, job, threads, progress));
-    if args.leave_memory_to_exit {
-        // Its threads stay parked until the exit (each thread's exit would tidy its heap).
-        std::mem::forget(pool);
-    }
+    // Its threads stay parked until the exit when the binary exits next.
+    perf::memory::leave_to_exit(pool);
     report
 }
 
 fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress) -> Result<RunReport> {
-    let t0 = output::PhaseClock::start();
+    let t0 = crate::telemetry::PhaseClock::start();
     let mut timings = Vec::new();
     if !args.state.is_dir() {
         return Err(Error::Usage(format!("state directory {} does not exist", args.state.display())));
@@ -182,7 +169,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let all_sources = [&services_src, &wallets_src, &subs_src, &items_src].into_iter().chain(
         [&deferred_usage_src, &usage_src, &credits_src, &deferred_events_src, &events_src].into_iter().flatten(),
     );
-    let (rows, all_known) = crate::read::metadata_rows(all_sources.flat_map(|t| &t.files))?;
+    let (rows, all_known) = crate::io::read::metadata_rows(all_sources.flat_map(|t| &t.files))?;
     progress.begin("read", all_known.then_some(rows));
     let st = validate_state(
         &mut intake,
@@ -201,7 +188,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         subscriptions = st.subs.len(),
         items = st.items.len(),
         elapsed_s = t0.seconds(),
-        rss_mib = output::rss_mib(),
+        rss_mib = crate::telemetry::rss_mib(),
         "read: state {} services, {} wallets, {} subscriptions, {} items ({:.2}s)",
         st.services.len(),
         st.wallets.len(),
@@ -212,10 +199,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     timings.push(t0.lap("read_state"));
     // The state phase frees a few hundred MiB (decoded batches, rows before their checks),
     // which the allocator would hold into the usage phase, where the run's peak was.
-    if let Some(release) = args.release_memory {
-        rayon::broadcast(|_| release());
-    }
-    let t_usage = output::PhaseClock::start();
+    perf::memory::release_freed_memory();
+    let t_usage = crate::telemetry::PhaseClock::start();
     // Usage: streamed, classified in parallel, deduplicated on usage_id and aggregated into
     // per-item sums. Nothing but the sums and the deferred rows is kept.
     let sources: Vec<&TableSource> = [deferred_usage_src.as_ref(), usage_src.as_ref()].into_iter().flatten().collect();
@@ -231,7 +216,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         usage_rated,
         usage_deferred = deferred_usage.len(),
         elapsed_s = t0.seconds(),
-        rss_mib = output::rss_mib(),
+        rss_mib = crate::telemetry::rss_mib(),
         "read: usage {usage_rated} rows rated, {} deferred ({:.2}s)",
         deferred_usage.len(),
         t0.seconds()
@@ -259,7 +244,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     );
 
     // ---- partition + rate ------------------------------------------------------------
-    let t1 = output::PhaseClock::start();
+    let t1 = crate::telemetry::PhaseClock::start();
     let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty);
     let ctx = RateCtx {
         as_of,
@@ -286,17 +271,17 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let gate_failed = ratio > job.max_reject_ratio;
     let publish = args.mode == Mode::Run && !gate_failed;
     // Files are fsynced on the syncer's thread as they are finished; a publish waits for it.
-    let syncer = crate::write::Syncer::start()?;
+    let syncer = crate::io::write::Syncer::start()?;
     // The inputs' checksums, for the manifest of a run that writes one, are taken on a thread
     // of their own while the run rates and writes.
     let input_hashes = (args.mode == Mode::Run)
         .then(|| {
-            crate::checksum::InputHashes::start(
+            crate::io::checksum::InputHashes::start(
                 intake.files.iter().map(|f| (f.path.clone(), f.sha256.clone())).collect(),
             )
         })
         .transpose()?;
-    let dest = |dir| output::Dest {
+    let dest = |dir| products::Dest {
         dir,
         progress: progress.as_ref(),
         format: job.output_format,
@@ -329,14 +314,14 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     tracing::info!(
         phase = "rate",
         elapsed_s = t0.seconds(),
-        rss_mib = output::rss_mib(),
+        rss_mib = crate::telemetry::rss_mib(),
         "rate: done ({:.2}s)",
         t1.seconds()
     );
 
-    let t2 = output::PhaseClock::start();
-    let asm = output::assemble(
-        output::BuildInput {
+    let t2 = crate::telemetry::PhaseClock::start();
+    let asm = products::assemble(
+        products::BuildInput {
             run_id: &run_id,
             as_of,
             state: &st,
@@ -350,12 +335,12 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     )
     .map_err(remove_tmp)?;
     timings.push(t2.lap("assemble"));
-    tracing::info!(phase = "assemble", elapsed_s = t0.seconds(), rss_mib = output::rss_mib(), "assembled");
-    let meta = RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake };
+    tracing::info!(phase = "assemble", elapsed_s = t0.seconds(), rss_mib = crate::telemetry::rss_mib(), "assembled");
+    let meta = products::RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake };
 
-    let mut summary = output::summary(&meta, &asm.products, ratio);
+    let mut summary = products::summary(&meta, &asm.products, ratio);
     if args.mode == Mode::Validate {
-        summary.push_str(&output::reject_report(&intake, 3));
+        summary.push_str(&products::reject_report(&intake, 3));
     }
     let too_many = |review_dir: String| Error::TooManyRejects {
         rejected,
@@ -377,14 +362,14 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
         fresh_dir(&tmp)?;
         let inputs = input_hashes.ok_or_else(|| Error::Internal("a run's input checksums were not taken".into()))?;
-        output::write_manifest(&meta, &asm.products, &tmp, &asm.write_rejects(dest(&tmp))?, inputs)?;
+        products::write_manifest(&meta, &asm.products, &tmp, &asm.write_rejects(dest(&tmp))?, inputs)?;
         syncer.wait()?;
-        crate::write::sync_dirs(&tmp)?;
+        crate::io::write::sync_dirs(&tmp)?;
         replace_dir(&tmp, &review)?;
         return Err(too_many(review.display().to_string()));
     }
 
-    let t_write = output::PhaseClock::start();
+    let t_write = crate::telemetry::PhaseClock::start();
     tracing::info!(
         phase = "write",
         elapsed_s = t0.seconds(),
@@ -397,16 +382,16 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         .zip(input_hashes)
         .ok_or_else(|| Error::Internal("a published run's rated tables or input checksums are missing".into()))
         .and_then(|(rated, inputs)| {
-            output::write_manifest(&meta, &asm.products, &tmp, &asm.write_tables(dest(&tmp), lineage, rated)?, inputs)
+            products::write_manifest(&meta, &asm.products, &tmp, &asm.write_tables(dest(&tmp), lineage, rated)?, inputs)
         })
         // The tables' fsyncs belong to the write phase: waited for before it is timed.
         .and_then(|()| syncer.wait())
         .and_then(|()| {
             timings.push(t_write.lap("write"));
             timings.push(t0.lap("total"));
-            output::write_stats(&meta, &tmp, &timings)
+            products::write_stats(&meta, &tmp, &timings)
         })
-        .and_then(|()| crate::write::sync_dirs(&tmp));
+        .and_then(|()| crate::io::write::sync_dirs(&tmp));
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -415,7 +400,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let replaceable = if out.exists() && !args.force {
         Err(Error::OutputExists(out.clone()))
     } else {
-        guard::check_replaceable(&out, output::MANIFEST)
+        guard::check_replaceable(&out, products::MANIFEST)
     };
     if let Err(e) = replaceable {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -426,21 +411,18 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     tracing::info!(
         phase = "done",
         elapsed_s = t0.seconds(),
-        peak_rss_mib = output::peak_rss_bytes().unwrap_or(0) >> 20,
+        peak_rss_mib = crate::telemetry::peak_rss_bytes().unwrap_or(0) >> 20,
         output = %out.display(),
         "done in {:.2}s",
         t0.seconds()
     );
-    if args.leave_memory_to_exit {
-        // The process exits next and hands all of its memory back at once; freeing these
-        // piece by piece first (and the allocator returning each freed span) is wasted time.
-        std::mem::forget(asm);
-        std::mem::forget(plan);
-        std::mem::forget(ext);
-        std::mem::forget(deferred_usage);
-        std::mem::forget(st);
-        std::mem::forget(intake);
-    }
+    // Left to the process exit when it comes next (each after what borrows it).
+    perf::memory::leave_to_exit(asm);
+    perf::memory::leave_to_exit(plan);
+    perf::memory::leave_to_exit(ext);
+    perf::memory::leave_to_exit(deferred_usage);
+    perf::memory::leave_to_exit(st);
+    perf::memory::leave_to_exit(intake);
     Ok(RunReport { summary, published: Some(out) })
 }
 
@@ -466,9 +448,9 @@ fn external_subscriptions<'a>(st: &'a State, events: &'a ValidEvents, cutoff: Mi
         .collect()
 }
 
-/// Rate every account, a chunk at a time, folding the results into a [`output::Ledger`]
+/// Rate every account, a chunk at a time, folding the results into a [`products::Books`]
 /// and (when publishing) writing each chunk's rows of the tables in account order (see
-/// [`output::RatedWriters`]). Chunk i+1 is rated on the pool while chunk i is folded and
+/// [`products::RatedWriters`]). Chunk i+1 is rated on the pool while chunk i is folded and
 /// encoded, so writing overlaps rating. Output order is account order whatever the thread
 /// count.
 fn rate_and_write<'a>(
@@ -476,18 +458,18 @@ fn rate_and_write<'a>(
     plan: &partition::Plan<'a>,
     st: &'a State,
     lineage: bool,
-    dest: Option<output::Dest>,
+    dest: Option<products::Dest>,
     run_id: &'a str,
     progress: &dyn crate::progress::Progress,
-) -> Result<(output::Ledger<'a>, Option<output::RatedFiles>)> {
-    use crate::rate::AccountIn;
+) -> Result<(products::Books<'a>, Option<products::RatedFiles>)> {
+    use crate::rating::AccountIn;
     let as_of = ctx.as_of;
-    let mut ledger = output::Ledger::new(st, lineage);
+    let mut ledger = products::Books::new(st, lineage);
     // The rate phase's progress counts accounts, not the rows written.
     let mut writer = match dest {
         Some(d) => {
-            let d = output::Dest { progress: &crate::progress::Silent, ..d };
-            Some(output::RatedWriters::create(d, run_id, as_of)?)
+            let d = products::Dest { progress: &crate::progress::Silent, ..d };
+            Some(products::RatedWriters::create(d, run_id, as_of)?)
         }
         None => None,
     };
@@ -517,8 +499,8 @@ fn rate_and_write<'a>(
         );
         written.and(absorbed)
     };
-    output::pipelined((0..plan.len()).step_by(ACCOUNTS_PER_CHUNK), rate, fold)?;
-    Ok((ledger, writer.map(output::RatedWriters::finish).transpose()?))
+    products::pipelined((0..plan.len()).step_by(ACCOUNTS_PER_CHUNK), rate, fold)?;
+    Ok((ledger, writer.map(products::RatedWriters::finish).transpose()?))
 }
 
 /// The usage_id check's memory limit (the job's `dedupe_memory_mib`) and where it spills:
@@ -536,105 +518,4 @@ fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
         dir: std::env::temp_dir(),
         prefix: ".billrun-dedupe-".into(),
     })
-}
-
-/// The inputs a run reads, by the flag that names them.
-fn inputs(args: &RunArgs) -> Vec<guard::Input<'_>> {
-    let mut v =
-        vec![guard::Input { role: "--job", path: &args.job }, guard::Input { role: "--state", path: &args.state }];
-    for (role, p) in [("--usage", &args.usage), ("--credits", &args.credits), ("--events", &args.events)] {
-        if let Some(path) = p {
-            v.push(guard::Input { role, path });
-        }
-    }
-    v
-}
-
-/// Every path a run of `out` creates, replaces or removes: the output, its review directory
-/// (`<out>.rejected`), the lock, and the temporary and set-aside directories named by process
-/// id (`.<name>.tmp-*`, `.<name>.old-*`, `.<name>.rejected.tmp-*`), which [`clean_stale`]
-/// removes after a killed run.
-fn owned_paths(out: &Path) -> Vec<guard::Written> {
-    let w = |what, path, prefix| guard::Written { what, path, prefix };
-    vec![
-        w("output", out.to_path_buf(), false),
-        w("review directory", sibling(out, "rejected"), false),
-        w("lock", sibling(out, "lock"), false),
-        w("temporary directory", sibling(out, "tmp-"), true),
-        w("set-aside directory", sibling(out, "old-"), true),
-        w("temporary review directory", sibling(out, "rejected.tmp-"), true),
-    ]
-}
-
-/// `<dir>/<.name>.<suffix>` beside `target`.
-fn sibling(target: &Path, suffix: &str) -> PathBuf {
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "output".into());
-    let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if suffix == "rejected" {
-        parent.join(format!("{name}.rejected"))
-    } else {
-        parent.join(format!(".{name}.{suffix}"))
-    }
-}
-
-/// Take `.<name>.lock` beside the output; a second run of the same output is refused
-/// (exit 4) instead of racing the first.
-fn lock_output(out: &Path) -> Result<std::fs::File> {
-    let path = sibling(out, "lock");
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-    }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io(format!("opening lock {}", path.display()), e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Busy(out.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(format!("locking {}", path.display()), e)),
-    }
-}
-
-/// Remove what a killed run of this output left behind (under the lock, so never a live
-/// run's files).
-fn clean_stale(out: &Path) {
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let Ok(rd) = std::fs::read_dir(parent) else { return };
-    for e in rd.flatten() {
-        let f = e.file_name().to_string_lossy().into_owned();
-        if f.starts_with(&format!(".{name}.tmp-")) || f.starts_with(&format!(".{name}.old-")) {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-fn fresh_dir(p: &Path) -> Result<()> {
-    if p.exists() {
-        std::fs::remove_dir_all(p).map_err(|e| Error::io(format!("removing {}", p.display()), e))?;
-    }
-    if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-    }
-    std::fs::create_dir(p).map_err(|e| Error::io(format!("creating {}", p.display()), e))
-}
-
-/// Move `tmp` into place at `target`, replacing an existing `target`.
-fn replace_dir(tmp: &Path, target: &Path) -> Result<()> {
-    if target.exists() {
-        let old = sibling(target, &format!("old-{}", std::process::id()));
-        std::fs::rename(target, &old).map_err(|e| Error::io(format!("moving aside {}", target.display()), e))?;
-        std::fs::rename(tmp, target).map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(tmp, target).map_err(|e| Error::io(format!("publishing {}", target.display()), e))?;
-    }
-    if let Some(parent) = target.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(parent) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
 }

@@ -6,8 +6,8 @@
 
 use super::ledger::{Ledger, Line};
 use super::{price_of, AccountIn, RateError, TxnKind};
-use crate::domain::Status;
 use crate::domain::BillingMethod;
+use crate::domain::Status;
 
 pub fn rate<'a>(l: &mut Ledger<'a, '_>, acct: &AccountIn<'a>) -> Result<(), RateError> {
     let as_of = l.ctx.as_of;

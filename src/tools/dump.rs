@@ -1,8 +1,8 @@
 //! Render any output (or input) table file as CSV text: decimals normalized, timestamps
 //! RFC 3339. Used by `billrun cat`, the golden tests and `verify`.
 
+use crate::domain::format_ts;
 use crate::error::{Error, Result};
-use crate::model::format_ts;
 use arrow_array::cast::AsArray;
 use arrow_array::types::*;
 use arrow_array::{Array, RecordBatch};
@@ -40,7 +40,7 @@ fn cell(a: &dyn Array, i: usize) -> String {
         DataType::Int64 => a.as_primitive::<Int64Type>().value(i).to_string(),
         DataType::Int32 => a.as_primitive::<Int32Type>().value(i).to_string(),
         DataType::Boolean => a.as_boolean().value(i).to_string(),
-        DataType::Decimal128(_, s) => crate::read::decimal_from_i128(a.as_primitive::<Decimal128Type>().value(i), *s)
+        DataType::Decimal128(_, s) => crate::domain::decimal_from_i128(a.as_primitive::<Decimal128Type>().value(i), *s)
             .map(|d| d.normalize().to_string())
             .unwrap_or_else(|| "<out of range>".into()),
         DataType::Date32 => a.as_primitive::<Date32Type>().value_as_date(i).map(|d| d.to_string()).unwrap_or_default(),
@@ -115,7 +115,7 @@ pub fn visit_rows(
                 cells.clear();
                 cells.extend(at.iter().map(|&c| {
                     let s = rec.get(c).unwrap_or_default();
-                    match crate::read::parse_decimal_strict(s) {
+                    match crate::domain::parse_decimal_strict(s) {
                         Some(d) if s.contains('.') => d.normalize().to_string(),
                         _ => s.to_string(),
                     }
@@ -131,7 +131,7 @@ pub fn visit_rows(
 
 /// Table `name` of a run directory (`name.parquet` or `name.csv`), if present.
 pub fn read_run_table(dir: &Path, name: &'static str) -> Result<Option<TextTable>> {
-    let Some(src) = crate::read::find_table(dir, name)? else { return Ok(None) };
+    let Some(src) = crate::io::discover::find_table(dir, name)? else { return Ok(None) };
     let mut out: Option<TextTable> = None;
     for f in &src.files {
         let t = read_text_table(&f.path)?;
@@ -154,7 +154,7 @@ pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
         let hidden = e.file_name().to_string_lossy().starts_with('.');
         let table_file = matches!(p.extension().and_then(|e| e.to_str()), Some("parquet" | "csv"));
         if (p.is_dir() && !hidden) || table_file {
-            files.extend(crate::read::table_at(&p, "table")?.files);
+            files.extend(crate::io::discover::table_at(&p, "table")?.files);
         }
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));
@@ -165,7 +165,7 @@ pub fn render_dir(dir: &Path, with_manifest: bool) -> Result<String> {
         out.push('\n');
     }
     if with_manifest {
-        let m = std::fs::read_to_string(dir.join(crate::output::MANIFEST))
+        let m = std::fs::read_to_string(dir.join(crate::products::MANIFEST))
             .map_err(|e| Error::io("reading run_manifest.json", e))?;
         out.push_str("== run_manifest.json\n");
         out.push_str(&m);

@@ -7,33 +7,13 @@
 //! Same arguments, same bytes: the PRNG is a fixed SplitMix64 (not a crate whose stream
 //! may change between versions) and accounts are generated in chunks written in order.
 
+use crate::domain::job::OutputFormat;
+use crate::domain::{midnight, Micros};
 use crate::error::{Error, Result};
-use crate::job::OutputFormat;
-use crate::model::{midnight, Micros};
-use crate::write::{OutTable, TableWriter};
+use crate::io::write::{OutTable, TableWriter};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use std::path::{Path, PathBuf};
-
-#[derive(clap::Args, Debug, Clone)]
-pub struct GenArgs {
-    /// Number of accounts (each with one wallet).
-    #[arg(long)]
-    pub accounts: u64,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// The as_of of the run the data is for.
-    #[arg(long, default_value = "2026-11-22", value_parser = parse_date)]
-    pub as_of: NaiveDate,
-    #[arg(long, default_value = "parquet", value_parser = ["parquet", "csv"])]
-    pub format: String,
-    #[arg(long)]
-    pub out: PathBuf,
-}
-
-fn parse_date(s: &str) -> std::result::Result<NaiveDate, String> {
-    crate::read::parse_date_strict(s).ok_or_else(|| format!("not a date: {s}"))
-}
+use std::path::Path;
 
 /// SplitMix64.
 pub struct Rng(u64);
@@ -378,14 +358,6 @@ fn tables(c: Chunk) -> [OutTable; 6] {
 /// Accounts generated per chunk (bounded memory whatever the size).
 const CHUNK_ACCOUNTS: u64 = 20_000;
 
-pub fn generate(a: &GenArgs) -> Result<String> {
-    let format = match a.format.as_str() {
-        "csv" => OutputFormat::Csv,
-        _ => OutputFormat::Parquet,
-    };
-    generate_to(&a.out, a.accounts, a.seed, a.as_of, format)
-}
-
 /// The names `generate` writes into its `--out` directory and its `state/`, in either
 /// format: a directory holding anything else is not written into (issue 34).
 const OWN: [&str; 8] = [
@@ -410,8 +382,8 @@ const OWN_STATE: [&str; 8] = [
 ];
 
 pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, format: OutputFormat) -> Result<String> {
-    crate::guard::check_only_own(out, &OWN)?;
-    crate::guard::check_only_own(&out.join("state"), &OWN_STATE)?;
+    crate::io::guard::check_only_own(out, &OWN)?;
+    crate::io::guard::check_only_own(&out.join("state"), &OWN_STATE)?;
     let state = out.join("state");
     std::fs::create_dir_all(&state).map_err(|e| Error::io(format!("creating {}", state.display()), e))?;
     let ext = format.ext();

@@ -3,7 +3,7 @@
 //! settings), with no validation or rating. The benchmark compares runs against it.
 
 use crate::error::{Error, Result};
-use crate::read::{find_table, table_at, TableSource};
+use crate::io::discover::{find_table, table_at, TableSource};
 use crate::validate::{CREDITS, EVENTS, ITEMS, SERVICES, SUBSCRIPTIONS, USAGE, WALLETS};
 use arrow_array::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -11,21 +11,15 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::path::Path;
 use std::time::Instant;
 
-#[derive(clap::Args, Debug, Clone)]
+#[derive(Debug, Clone)]
 pub struct IoFloorArgs {
-    #[arg(long)]
     pub state: std::path::PathBuf,
-    #[arg(long)]
     pub usage: Option<std::path::PathBuf>,
-    #[arg(long)]
     pub credits: Option<std::path::PathBuf>,
-    #[arg(long)]
     pub events: Option<std::path::PathBuf>,
     /// A published run directory whose Parquet outputs are re-encoded.
-    #[arg(long)]
     pub outputs: std::path::PathBuf,
     /// Worker threads (decode by row group and encode by file in parallel, like a run).
-    #[arg(long, default_value_t = 2)]
     pub threads: usize,
 }
 
@@ -39,7 +33,7 @@ pub fn io_floor(a: &IoFloorArgs) -> Result<String> {
 
 fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
     use rayon::prelude::*;
-    let mut tables: Vec<(TableSource, &[crate::read::ColSpec])> = Vec::new();
+    let mut tables: Vec<(TableSource, &[crate::io::read::ColSpec])> = Vec::new();
     for (name, specs) in [
         ("services", SERVICES),
         ("wallets", WALLETS),
@@ -63,14 +57,14 @@ fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
     let mut units = Vec::new();
     for (src, specs) in &tables {
         for f in &src.files {
-            for u in crate::read::units(f)? {
+            for u in crate::io::read::units(f)? {
                 units.push((f, *specs, u));
             }
         }
     }
     let rows: u64 = units
         .par_iter()
-        .map(|(f, specs, u)| crate::read::read_unit(f, specs, u, |_| Ok(())))
+        .map(|(f, specs, u)| crate::io::read::read_unit(f, specs, u, |_| Ok(())))
         .collect::<Result<Vec<u64>>>()?
         .into_iter()
         .sum();
@@ -100,7 +94,7 @@ fn io_floor_in_pool(a: &IoFloorArgs) -> Result<String> {
     let t = Instant::now();
     loaded.par_iter().enumerate().try_for_each(|(i, batches)| -> Result<()> {
         let Some(first) = batches.first() else { return Ok(()) };
-        crate::write::write_parquet(&tmp.join(format!("{i}.parquet")), &first.schema(), batches)
+        crate::io::write::write_parquet(&tmp.join(format!("{i}.parquet")), &first.schema(), batches)
     })?;
     let encode = t.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&tmp);

@@ -35,7 +35,7 @@ pub struct RunDir<'a> {
 
 impl<'a> RunDir<'a> {
     pub fn open(dir: &'a Path) -> Result<RunDir<'a>> {
-        let mpath = dir.join(crate::output::MANIFEST);
+        let mpath = dir.join(crate::products::MANIFEST);
         let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
         let manifest =
             serde_json::from_str(&text).map_err(|e| Error::input(mpath.display().to_string(), e.to_string()))?;
@@ -45,15 +45,15 @@ impl<'a> RunDir<'a> {
     /// Table `name` as a lazy frame with the output types normalized: decimals as
     /// Decimal(38,18), integers as Int64, dates and timestamps as text.
     pub fn scan(&self, name: &'static str) -> Result<Option<LazyFrame>> {
-        let Some(src) = crate::read::find_table(self.dir, name)? else { return Ok(None) };
+        let Some(src) = crate::io::discover::find_table(self.dir, name)? else { return Ok(None) };
         let mut frames = Vec::new();
         for f in &src.files {
             let path = PlRefPath::try_from_path(&f.path).map_err(|e| perr("path", e))?;
             let lf = match f.format {
-                crate::read::Format::Parquet => {
+                crate::io::discover::Format::Parquet => {
                     LazyFrame::scan_parquet(path, ScanArgsParquet::default()).map_err(|e| perr(&f.name, e))?
                 }
-                crate::read::Format::Csv => LazyCsvReader::new(path)
+                crate::io::discover::Format::Csv => LazyCsvReader::new(path)
                     .with_has_header(true)
                     .with_infer_schema_length(Some(0))
                     .finish()
@@ -125,10 +125,10 @@ impl Table {
             .filter(|&i| matches!(self.header[i].as_str(), "amount" | "balance" | "previous" | "this" | "change"))
             .collect();
         for r in &mut self.rows {
-            let Some(minor) = crate::model::minor_units(&r[ci]) else { continue };
+            let Some(minor) = crate::domain::minor_units(&r[ci]) else { continue };
             for &i in &money {
                 if let Ok(d) = r[i].parse::<Decimal>() {
-                    r[i] = crate::model::with_minor_scale(d, minor).to_string();
+                    r[i] = crate::domain::with_minor_scale(d, minor).to_string();
                 }
             }
         }
@@ -144,7 +144,7 @@ fn cell(v: AnyValue) -> String {
         AnyValue::String(s) => s.to_string(),
         AnyValue::StringOwned(s) => s.to_string(),
         AnyValue::Decimal(v, _, scale) => {
-            crate::read::decimal_from_i128(v, scale as i8).map(|d| d.normalize().to_string()).unwrap_or_default()
+            crate::domain::decimal_from_i128(v, scale as i8).map(|d| d.normalize().to_string()).unwrap_or_default()
         }
         o => o.to_string(),
     }
@@ -251,7 +251,7 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
         let ca = c.as_materialized_series().decimal().map_err(|e| perr("wallets", e))?.clone();
         let scale = ca.scale() as i8;
         for v in ca.physical().iter().flatten() {
-            let d = crate::read::decimal_from_i128(v, scale).unwrap_or_default();
+            let d = crate::domain::decimal_from_i128(v, scale).unwrap_or_default();
             let i = BUCKETS
                 .iter()
                 .position(|&(edge, _)| if edge == 0 { d < Decimal::ZERO } else { d < Decimal::from(edge) })
@@ -540,13 +540,13 @@ const HTML_MARK: &str = "<title>billrun report ";
 /// `--against` directory or a file inside either (exit 2), and an existing file only if it is
 /// an earlier billrun report (exit 4).
 pub fn check_html_target(dir: &Path, against: Option<&Path>, file: &Path) -> Result<()> {
-    let mut inputs = vec![crate::guard::Input { role: "run directory", path: dir }];
+    let mut inputs = vec![crate::io::guard::Input { role: "run directory", path: dir }];
     if let Some(prev) = against {
-        inputs.push(crate::guard::Input { role: "--against", path: prev });
+        inputs.push(crate::io::guard::Input { role: "--against", path: prev });
     }
-    let written = [crate::guard::Written { what: "--html", path: file.to_path_buf(), prefix: false }];
-    crate::guard::check_disjoint(&written, &inputs)?;
-    crate::guard::check_file_replaceable(file, HTML_MARK)
+    let written = [crate::io::guard::Written { what: "--html", path: file.to_path_buf(), prefix: false }];
+    crate::io::guard::check_disjoint(&written, &inputs)?;
+    crate::io::guard::check_file_replaceable(file, HTML_MARK)
 }
 
 /// A self-contained HTML report (inline CSS and SVG, no external resources). A small

@@ -2,8 +2,8 @@
 //! checksums and row counts, every wallet's `balance_after` chain and closing balance, and
 //! the per-currency totals.
 
-use crate::dump::visit_rows;
 use crate::error::{Error, Result};
+use crate::tools::dump::visit_rows;
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ fn dec(s: &str, what: &str) -> Result<Decimal> {
 
 /// The files of table `name` of the run directory, in read order (Hive part files by name).
 fn files(dir: &Path, name: &'static str) -> Result<Vec<PathBuf>> {
-    let src = crate::read::find_table(dir, name)?.ok_or_else(|| fail(format!("{name} is missing")))?;
+    let src = crate::io::discover::find_table(dir, name)?.ok_or_else(|| fail(format!("{name} is missing")))?;
     Ok(src.files.into_iter().map(|f| f.path).collect())
 }
 
@@ -34,13 +34,13 @@ fn visit_table(files: &[PathBuf], names: &[&str], mut f: impl FnMut(&[String]) -
 /// file's rows come from its footer (its bytes are the ones the checksum names), a CSV
 /// file's are counted as its bytes are hashed.
 fn checksum_and_rows(path: &Path) -> Result<(String, u64)> {
-    let file = crate::read::table_at(path, "output")?;
-    if let (n, true) = crate::read::metadata_rows(&file.files)? {
-        return Ok((crate::checksum::sha256_file(path)?, n));
+    let file = crate::io::discover::table_at(path, "output")?;
+    if let (n, true) = crate::io::read::metadata_rows(&file.files)? {
+        return Ok((crate::io::checksum::sha256_file(path)?, n));
     }
     let name = path.display().to_string();
     let fh = std::fs::File::open(path).map_err(|e| Error::io(format!("opening {name}"), e))?;
-    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(crate::checksum::Hashed::new(fh));
+    let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(crate::io::checksum::Hashed::new(fh));
     let mut rec = csv::ByteRecord::new();
     let mut rows = 0u64;
     while r.read_byte_record(&mut rec).map_err(|e| Error::input(name.clone(), e.to_string()))? {
@@ -258,7 +258,7 @@ fn chains(dir: &Path) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
 /// read side by side as a merge, so memory does not grow with the run ([`chains`]), while
 /// the files' checksums are taken on other threads ([`check_files`]).
 pub fn verify(dir: &Path) -> Result<String> {
-    let mpath = dir.join(crate::output::MANIFEST);
+    let mpath = dir.join(crate::products::MANIFEST);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
     let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("manifest is not JSON: {e}")))?;
 

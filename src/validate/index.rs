@@ -258,16 +258,6 @@ impl Drop for Buckets {
 
 const PER_BUCKET: usize = 5;
 
-/// Write a zero to one byte of every 4 KiB of `bytes`, so that the kernel maps (and zeroes)
-/// its pages now, on the calling thread, rather than on the first write of whichever thread
-/// gets there. Only for memory whose contents do not matter yet: unused capacity, or zeros.
-pub fn touch_pages(bytes: &mut [std::mem::MaybeUninit<u8>]) {
-    for page in bytes.iter_mut().step_by(4096) {
-        // SAFETY: a write to memory the slice owns; volatile so that it is kept.
-        unsafe { std::ptr::write_volatile(page.as_mut_ptr(), 0) };
-    }
-}
-
 impl FpSet {
     /// An empty set of `buckets` buckets (rounded up to a power of two), room for
     /// `buckets * 5 * 7 / 8` fingerprints before it doubles. Allocated zeroed (untouched
@@ -284,7 +274,9 @@ impl FpSet {
         let len = self.buckets.len() * BUCKET_BYTES;
         // SAFETY: the table's own memory, viewed as bytes (zeros the table already holds are
         // written over them).
-        touch_pages(unsafe { std::slice::from_raw_parts_mut(self.buckets.as_mut_ptr().cast(), len) });
+        crate::perf::pages::touch_pages(unsafe {
+            std::slice::from_raw_parts_mut(self.buckets.as_mut_ptr().cast(), len)
+        });
     }
 
     /// The number of buckets (a power of two).

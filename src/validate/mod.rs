@@ -5,6 +5,7 @@
 //! `parse.rs`: one row to one typed record. `state.rs`: the state tables' references, then
 //! credits and events. `usage.rs`: the usage rows' checks, duplicates and per-item sums.
 
+pub mod index;
 mod parse;
 mod state;
 mod usage;
@@ -12,10 +13,11 @@ pub use parse::*;
 pub use state::*;
 pub use usage::*;
 
+use crate::domain::*;
 use crate::error::Result;
-use crate::index::{hash_key, split_rows, FpSet, IdIndex};
-use crate::model::*;
-use crate::read::{opt, req, Batch, ColSpec, Kind, TableSource};
+use crate::io::discover::TableSource;
+use crate::io::read::{opt, req, Batch, ColSpec, Kind};
+use crate::validate::index::{hash_key, split_rows, FpSet, IdIndex};
 use rust_decimal::Decimal;
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -94,23 +96,6 @@ pub struct Intake {
     pub progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
 }
 
-/// Touch every page of `v`'s unused capacity (from 64 MiB up), on the pool, so that the
-/// kernel maps and zeroes those pages now on every thread rather than one at a time on the
-/// thread that merges rows into `v`. At 10M accounts the items' ~3 GB were faulted in by
-/// the merging thread alone (~3.6 s of page zeroing) while the other thread, its units
-/// decoded, had little to do.
-fn fault_in_spare<T>(v: &mut Vec<T>) {
-    use rayon::prelude::*;
-    let spare = v.spare_capacity_mut();
-    let bytes = std::mem::size_of_val(spare);
-    if bytes < 1 << 26 {
-        return;
-    }
-    // SAFETY: the spare capacity is memory the vector owns; viewed as bytes, still uninit.
-    let raw = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<std::mem::MaybeUninit<u8>>(), bytes) };
-    raw.par_chunks_mut(1 << 20).for_each(crate::index::touch_pages);
-}
-
 impl Intake {
     /// The name of the file a reject came from.
     pub fn file_of(&self, r: &Reject) -> &str {
@@ -167,10 +152,13 @@ impl Intake {
         parse: impl Fn(&Row) -> Result<T, Fail> + Sync,
     ) -> Result<Loaded<T>> {
         // Size the result once from the Parquet metadata (CSV sizes are not known up front).
-        let (expected, _) = crate::read::metadata_rows(&src.files)?;
+        let (expected, _) = crate::io::read::metadata_rows(&src.files)?;
         let mut out =
             Loaded { rows: Vec::with_capacity(expected as usize), origins: Vec::with_capacity(expected as usize) };
-        rayon::join(|| fault_in_spare(&mut out.rows), || fault_in_spare(&mut out.origins));
+        rayon::join(
+            || crate::perf::pages::fault_in_spare(&mut out.rows),
+            || crate::perf::pages::fault_in_spare(&mut out.origins),
+        );
         let table = src.table;
         // A failed row's key is taken in the parallel step: the merge reads no column.
         let per_row = |_: &mut (), r: &Row| parse(r).map_err(|(reason, detail)| (reason, detail, key_of(table, r)));
@@ -200,7 +188,7 @@ impl Intake {
     }
 
     /// The parallel reading loop shared by every table: decode the units of each file
-    /// ([`crate::read::Unit`]: ranges of Parquet row groups) in waves of two units per rayon
+    /// ([`crate::io::read::Unit`]: ranges of Parquet row groups) in waves of two units per rayon
     /// thread, compute `per_row` for every row in parallel (each run of consecutive rows a task
     /// takes shares one `M`, a memo that starts as `M::default()` and must not change the
     /// outcomes: which rows share one depends on the thread count), and hand the results to
@@ -239,7 +227,7 @@ impl Intake {
                 rows: 0,
                 sha256: None,
             });
-            let units = crate::read::units(file)?;
+            let units = crate::io::read::units(file)?;
             let mut total = 0u64;
             let mut merge_batch = |intake: &mut Intake, b: &Batch, outcomes: Vec<O>| -> Result<()> {
                 for (i, o) in outcomes.into_iter().enumerate() {
@@ -252,7 +240,7 @@ impl Intake {
             };
             if units.len() == 1 {
                 let sha256;
-                (total, sha256) = crate::read::read_unit_hashed(file, specs, &units[0], |mut b| {
+                (total, sha256) = crate::io::read::read_unit_hashed(file, specs, &units[0], |mut b| {
                     let mut outcomes = rows_of(&mut b);
                     before_merge(&mut [&mut outcomes]);
                     merge_batch(self, &b, outcomes)
@@ -266,11 +254,11 @@ impl Intake {
                 // (1M usage: 1.81 -> 1.86 cores busy, medians of seven interleaved pairs).
                 let width = rayon::current_num_threads().max(1) * 2;
                 type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
-                let decode = |wave: &[crate::read::Unit]| -> Wave<O> {
+                let decode = |wave: &[crate::io::read::Unit]| -> Wave<O> {
                     wave.par_iter()
                         .map(|unit| {
                             let mut v = Vec::new();
-                            let n = crate::read::read_unit(file, specs, unit, |mut b| {
+                            let n = crate::io::read::read_unit(file, specs, unit, |mut b| {
                                 let outcomes = rows_of(&mut b);
                                 v.push((b, outcomes));
                                 Ok(())

@@ -216,7 +216,7 @@ impl UsageRef<'_> {
             usage_id: self.usage_id.into(),
             item: item as u32,
             event_time: self.event_time,
-            quantity: crate::read::normalized(self.quantity),
+            quantity: crate::domain::normalized(self.quantity),
         }
     }
 }
@@ -240,7 +240,8 @@ pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
 /// column type) to those checks, which explain it as a reject. (The plumbing was 3 % of a
 /// run's instructions for the usage alone.)
 pub(super) mod fast {
-    use crate::read::{normalized_from_i128, Col};
+    use crate::domain::normalized_from_i128;
+    use crate::io::read::Col;
     use arrow_array::Array;
     use chrono::NaiveDate;
     use rust_decimal::Decimal;
@@ -270,7 +271,7 @@ pub(super) mod fast {
     }
 
     /// The scale usage quantities are summed at when their column has it.
-    pub const SUM_SCALE: u32 = crate::read::MAX_SCALE;
+    pub const SUM_SCALE: u32 = crate::domain::MAX_SCALE;
 
     /// A date cell (`Some(None)`: null).
     pub fn date(c: &Col, i: usize) -> Option<Option<NaiveDate>> {
@@ -284,7 +285,7 @@ pub(super) mod fast {
 
 /// The common usage row (no cell null or empty; quantity >= 0); see [`fast`].
 fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
-    use crate::read::Col;
+    use crate::io::read::Col;
     let [id, sub, svc, Col::Ts(ts), q] = &b.cols[..] else {
         return None;
     };
@@ -301,7 +302,7 @@ fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
 /// The common item row (required cells present, item_no >= 1, quantity and custom price
 /// null or >= 0); see [`fast`].
 fn item_fast(b: &Batch, i: usize) -> Option<Item> {
-    use crate::read::Col;
+    use crate::io::read::Col;
     use arrow_array::Array;
     let [sub, Col::Int(no), svc, qty, price, start, end, billed] = &b.cols[..] else {
         return None;
@@ -382,7 +383,7 @@ mod tests {
     /// and each comes out as the checks alone would have it.
     #[test]
     fn usage_rows_parse_alike_on_the_fast_path_and_the_checks() {
-        use crate::read::Col;
+        use crate::io::read::Col;
         use arrow_array::{Decimal128Array, StringArray};
         let ids = StringArray::from(vec![
             Some("u1"),
@@ -435,7 +436,7 @@ mod tests {
     /// Parquet-typed item rows, likewise.
     #[test]
     fn item_rows_parse_alike_on_the_fast_path_and_the_checks() {
-        use crate::read::Col;
+        use crate::io::read::Col;
         use arrow_array::{Date32Array, Decimal128Array, Int64Array, StringArray};
         let dec = |v: Vec<Option<i128>>| Decimal128Array::from(v).with_precision_and_scale(38, 2).unwrap();
         let b = Batch {

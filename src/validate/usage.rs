@@ -133,7 +133,7 @@ pub fn ingest_usage(
     // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
     let UsageIntake { qty, deferred, rated_rows, lineage } = &mut out;
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
-    let (expected, all_known) = crate::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
+    let (expected, all_known) = crate::io::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let estimate = if all_known { expected } else { estimated_rows(sources)? };
     let mut seen = if SeenIds::bytes_for(estimate) <= limit.bytes {
         SeenIds::with_expected(expected)
@@ -198,7 +198,7 @@ pub fn ingest_usage(
             },
         )?;
     }
-    out.qty.par_iter_mut().for_each(|q| *q = crate::read::normalized(*q));
+    out.qty.par_iter_mut().for_each(|q| *q = crate::domain::normalized(*q));
     Ok(out)
 }
 
@@ -240,7 +240,7 @@ fn add_quantity(a: Decimal, b: Decimal) -> Decimal {
         if u < 1 << 96 {
             return Decimal::from_parts(u as u32, (u >> 32) as u32, (u >> 64) as u32, m < 0, a.scale());
         }
-        return crate::read::normalized(a) + crate::read::normalized(b);
+        return crate::domain::normalized(a) + crate::domain::normalized(b);
     }
     if a.is_zero() {
         return b;
@@ -254,7 +254,7 @@ fn add_quantity(a: Decimal, b: Decimal) -> Decimal {
 fn estimated_rows(sources: &[&TableSource]) -> Result<u64> {
     let mut rows = 0u64;
     for file in sources.iter().flat_map(|s| &s.files) {
-        rows += match crate::read::metadata_rows([file])? {
+        rows += match crate::io::read::metadata_rows([file])? {
             (n, true) => n,
             _ => std::fs::metadata(&file.path).map_or(0, |m| m.len() / 24),
         };
@@ -289,8 +289,8 @@ fn repeated_ids(sources: &[&TableSource], rows: u64, limit: &DedupeLimit) -> Res
         })
         .collect::<Result<Vec<_>>>()?;
     for file in sources.iter().flat_map(|s| &s.files) {
-        crate::read::units(file)?.par_iter().try_for_each(|unit| {
-            crate::read::read_unit(file, &USAGE[..1], unit, |b| {
+        crate::io::read::units(file)?.par_iter().try_for_each(|unit| {
+            crate::io::read::read_unit(file, &USAGE[..1], unit, |b| {
                 let mut parts = vec![Vec::new(); k];
                 for i in 0..b.len {
                     if let Some(id) = b.cols[0].str(i) {
@@ -544,7 +544,8 @@ mod tests {
     /// come out as the sums of the normalized quantities, past 96 bits too.
     #[test]
     fn usage_sums_at_scale_18_equal_the_sums_of_normalized_quantities() {
-        use crate::read::{normalized, normalized_from_i128, Col};
+        use crate::domain::{normalized, normalized_from_i128};
+        use crate::io::read::Col;
         use arrow_array::Decimal128Array;
         let e18 = 10i128.pow(18);
         let cases: Vec<Vec<i128>> = vec![
