@@ -2,8 +2,8 @@
 //! parallelism), each holding its wallet, credits and billable INTERNAL subscriptions in
 //! the order SPEC §4 processes them.
 //!
-//! A future shard is a run over a subset of accounts: [`shard_of`] is the stable hash that
-//! will decide which shard owns an account.
+//! (Shards of a run, SPEC §10.1, are to route accounts by `pmod(xxhash64(account_id), N)`
+//! before the run; within a run every account is here.)
 
 use crate::domain::*;
 use crate::rating::{AccountIn, ItemIn, SubIn};
@@ -202,16 +202,6 @@ fn for_each_group(idx: &mut [u32], at: &[u32], f: impl Fn(&mut [u32]) + Sync) {
             f(&mut slice[w[0] as usize - base..w[1] as usize - base]);
         }
     });
-}
-
-/// Stable shard of an account (FNV-1a over the id): the same on every machine and release.
-pub fn shard_of(account_id: &str, shards: u32) -> u32 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in account_id.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h % shards.max(1) as u64) as u32
 }
 
 #[cfg(test)]

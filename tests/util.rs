@@ -199,20 +199,18 @@ pub fn assert_golden(name: &str, actual: &str) {
     let expected = std::fs::read_to_string(&path)
         .unwrap_or_else(|_| panic!("missing golden file {}; run with BLESS=1", path.display()));
     if expected != actual {
-        let diff: Vec<String> = expected
+        // A unified diff: one inserted line shows as one line, not as every line after it.
+        let diff = similar::TextDiff::from_lines(expected.as_str(), actual);
+        let shown: String = diff
+            .unified_diff()
+            .context_radius(3)
+            .header(&format!("tests/golden/{name}.txt"), "actual")
+            .to_string()
             .lines()
-            .zip(actual.lines())
-            .enumerate()
-            .filter(|(_, (e, a))| e != a)
-            .take(10)
-            .map(|(i, (e, a))| format!("line {}:\n  expected: {e}\n  actual:   {a}", i + 1))
-            .collect();
-        panic!(
-            "golden mismatch for {name} ({} vs {} lines); rerun with BLESS=1 to accept\n{}",
-            expected.lines().count(),
-            actual.lines().count(),
-            diff.join("\n")
-        );
+            .take(200)
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!("golden mismatch for {name}; rerun with BLESS=1 to accept\n{shown}");
     }
 }
 

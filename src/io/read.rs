@@ -391,7 +391,7 @@ pub fn metadata_rows<'f>(files: impl IntoIterator<Item = &'f SourceFile>) -> Res
 /// reader holds in flight whatever the writer's row-group size (a 1M-row row group is four
 /// units), and give the pool work to share even in a file of one row group.
 #[derive(Clone, Debug)]
-pub struct Unit {
+pub struct ReadUnit {
     /// The file's footer, parsed once for all its units (None: CSV).
     meta: Option<ArrowReaderMetadata>,
     pub row_group: usize,
@@ -403,17 +403,17 @@ pub struct Unit {
     pub rows: Option<u64>,
 }
 
-/// The most rows in a [`Unit`]: four batches.
+/// The most rows in a [`ReadUnit`]: four batches.
 pub const UNIT_ROWS: u64 = 4 * BATCH_ROWS as u64;
 
-/// The units of a file, in read order (see [`Unit`]).
-pub fn units(file: &SourceFile) -> Result<Vec<Unit>> {
+/// The units of a file, in read order (see [`ReadUnit`]).
+pub fn units(file: &SourceFile) -> Result<Vec<ReadUnit>> {
     units_of(file, UNIT_ROWS)
 }
 
 /// [`units`] of at most `max_rows` rows.
-fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
-    let whole = Unit { meta: None, row_group: 0, skip: 0, first_row: 1, rows: None };
+fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<ReadUnit>> {
+    let whole = ReadUnit { meta: None, row_group: 0, skip: 0, first_row: 1, rows: None };
     match file.format {
         Format::Csv => Ok(vec![whole]),
         Format::Parquet => guarded(file, || {
@@ -425,12 +425,12 @@ fn units_of(file: &SourceFile, max_rows: u64) -> Result<Vec<Unit>> {
                 let mut skip = 0;
                 while skip < n {
                     let rows = (n - skip).min(max_rows.max(1));
-                    out.push(Unit { meta: Some(meta.clone()), row_group, skip, first_row, rows: Some(rows) });
+                    out.push(ReadUnit { meta: Some(meta.clone()), row_group, skip, first_row, rows: Some(rows) });
                     (skip, first_row) = (skip + rows, first_row + rows);
                 }
             }
             if out.is_empty() {
-                out.push(Unit { meta: Some(meta), rows: Some(0), ..whole });
+                out.push(ReadUnit { meta: Some(meta), rows: Some(0), ..whole });
             }
             Ok(out)
         }),
@@ -470,7 +470,7 @@ fn not_parquet(file: &SourceFile, e: parquet::errors::ParquetError) -> Error {
 pub fn read_unit(
     file: &SourceFile,
     specs: &[ColSpec],
-    unit: &Unit,
+    unit: &ReadUnit,
     f: impl FnMut(Batch) -> Result<()> + Send,
 ) -> Result<u64> {
     read_unit_hashed(file, specs, unit, f).map(|(rows, _)| rows)
@@ -481,7 +481,7 @@ pub fn read_unit(
 pub fn read_unit_hashed(
     file: &SourceFile,
     specs: &[ColSpec],
-    unit: &Unit,
+    unit: &ReadUnit,
     mut f: impl FnMut(Batch) -> Result<()> + Send,
 ) -> Result<(u64, Option<String>)> {
     match file.format {
@@ -497,7 +497,7 @@ fn missing_column(file: &SourceFile, name: &str) -> Error {
 fn read_parquet(
     file: &SourceFile,
     specs: &[ColSpec],
-    unit: Option<&Unit>,
+    unit: Option<&ReadUnit>,
     f: &mut dyn FnMut(Batch) -> Result<()>,
 ) -> Result<u64> {
     let fh = open(file)?;
@@ -717,7 +717,7 @@ mod tests {
         w.close().unwrap();
         let file = SourceFile { path, name: "usage.parquet".into(), format: Format::Parquet };
         let specs = [ColSpec { name: "usage_id", kind: Kind::Text, required: true }];
-        let read = |units: &[Unit]| {
+        let read = |units: &[ReadUnit]| {
             let mut rows = Vec::new();
             for u in units {
                 let n = read_unit(&file, &specs, u, |b| {

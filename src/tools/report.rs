@@ -143,15 +143,28 @@ fn cell(v: AnyValue) -> String {
         AnyValue::Null => String::new(),
         AnyValue::String(s) => s.to_string(),
         AnyValue::StringOwned(s) => s.to_string(),
-        AnyValue::Decimal(v, _, scale) => {
-            crate::domain::decimal_from_i128(v, scale as i8).map(|d| d.normalize().to_string()).unwrap_or_default()
-        }
+        AnyValue::Decimal(v, _, scale) => match crate::domain::decimal_from_i128(v, scale as i8) {
+            Some(d) => d.normalize().to_string(),
+            // Beyond the engine's decimals: shown as stored (read back by `dec`, which fails).
+            None => format!("{v}e-{scale}"),
+        },
         o => o.to_string(),
     }
 }
 
-fn dec(s: &str) -> Decimal {
-    s.parse().unwrap_or_default()
+/// A money figure of the run's files or manifest: a malformed one fails the report rather
+/// than showing as 0 in a finance summary.
+fn dec(s: &str) -> Result<Decimal> {
+    s.parse().map_err(|_| Error::input("report", format!("not a decimal figure: {s:?}")))
+}
+
+/// A figure of the manifest's totals of a currency, required.
+fn manifest_dec(t: &Value, path: &[&str], cur: &str) -> Result<Decimal> {
+    let v = path.iter().fold(t, |v, k| &v[*k]);
+    let s = v.as_str().ok_or_else(|| {
+        Error::input("run_manifest.json", format!("totals.{cur}.{} is missing or not a string", path.join(".")))
+    })?;
+    dec(s)
 }
 
 /// `lf` grouped by `keys`, aggregated, sorted by the keys (a deterministic report).
@@ -201,10 +214,10 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
     let mut reconciliation = BTreeMap::new();
     if let Some(tot) = m["totals"].as_object() {
         for (cur, t) in tot {
-            let g = |k: &str| dec(t[k].as_str().unwrap_or("0"));
-            let debits = dec(t["debits"]["total"].as_str().unwrap_or("0"));
-            let resid = dec(t["rounding_residual"].as_str().unwrap_or("0"));
-            reconciliation.insert(cur.clone(), [g("opening"), g("credits"), debits, g("closing"), resid]);
+            let g = |k: &str| manifest_dec(t, &[k], cur);
+            let debits = manifest_dec(t, &["debits", "total"], cur)?;
+            reconciliation
+                .insert(cur.clone(), [g("opening")?, g("credits")?, debits, g("closing")?, g("rounding_residual")?]);
         }
     }
     let by_kind = run.collect("wallet_transactions", |lf| {
@@ -216,9 +229,9 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
     for r in by_kind.iter().flat_map(|t| &t.rows) {
         let e = from_files.entry(r[0].clone()).or_default();
         if r[1] == "CREDIT" {
-            e.0 += dec(&r[4]);
+            e.0 += dec(&r[4])?;
         } else {
-            e.1 += dec(&r[4]);
+            e.1 += dec(&r[4])?;
         }
     }
     let by_service = run.collect("wallet_transactions", |lf| {
@@ -292,8 +305,15 @@ impl Figures {
     }
 }
 
-fn total(t: &Table, col: &str) -> u64 {
-    t.rows.iter().map(|r| r[t.col(col)].parse::<u64>().unwrap_or(0)).sum()
+fn total(t: &Table, col: &str) -> Result<u64> {
+    t.rows
+        .iter()
+        .map(|r| {
+            r[t.col(col)]
+                .parse::<u64>()
+                .map_err(|_| Error::input("report", format!("not a count: {:?}", r[t.col(col)])))
+        })
+        .sum()
 }
 
 /// The text report.
@@ -342,7 +362,7 @@ pub fn report(dir: &Path) -> Result<String> {
     }
     for (name, t) in [("Disconnections", &f.disconnections), ("Reconnections", &f.reconnections)] {
         if let Some(t) = t {
-            let _ = writeln!(o, "\n{name} by reason ({} in all)", total(t, "subscriptions"));
+            let _ = writeln!(o, "\n{name} by reason ({} in all)", total(t, "subscriptions")?);
             for r in &t.rows {
                 let _ = writeln!(o, "  {:<10} {:<32} {:>9}", r[0], r[1], r[2]);
             }
@@ -367,7 +387,7 @@ pub fn report(dir: &Path) -> Result<String> {
         }
     }
     if let Some(t) = &f.rejects {
-        let _ = writeln!(o, "\nRejects by table and reason ({} in all)", total(t, "rows"));
+        let _ = writeln!(o, "\nRejects by table and reason ({} in all)", total(t, "rows")?);
         for r in &t.rows {
             let _ = writeln!(o, "  {:<20} {:<26} {:>9}", r[0], r[1], r[2]);
         }
@@ -474,8 +494,9 @@ fn esc(s: &str) -> String {
 
 /// A horizontal bar chart as inline SVG. Bar lengths are display geometry (f64 is fine
 /// here: no money is computed from them); the values printed are the exact decimals.
-fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> String {
-    let max = bars.iter().map(|b| dec(&b.1)).max().unwrap_or_default();
+fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> Result<String> {
+    let values = bars.iter().map(|b| dec(&b.1)).collect::<Result<Vec<Decimal>>>()?;
+    let max = values.iter().copied().max().unwrap_or_default();
     let (w, row, label_w) = (720.0, 22.0, 220.0);
     let h = row * bars.len().max(1) as f64 + 10.0;
     let mut s = format!(
@@ -484,8 +505,7 @@ fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> String {
         esc(title),
         esc(title)
     );
-    for (i, (label, value)) in bars.iter().enumerate() {
-        let v = dec(value);
+    for (i, ((label, value), v)) in bars.iter().zip(values).enumerate() {
         let frac = if max > Decimal::ZERO {
             (v.max(Decimal::ZERO) / max).to_string().parse::<f64>().unwrap_or(0.0)
         } else {
@@ -512,7 +532,7 @@ fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> String {
         s.push_str("<text x=\"10\" y=\"16\">nothing to show</text>");
     }
     s.push_str("</svg></figure>\n");
-    s
+    Ok(s)
 }
 
 fn html_table(t: &Table, class: &str) -> String {
@@ -603,13 +623,13 @@ pub fn html(dir: &Path) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
-    h.push_str(&bar_chart("chart-debits-by-service", "Debits by service", &service_bars));
+    h.push_str(&bar_chart("chart-debits-by-service", "Debits by service", &service_bars)?);
     let balance_bars: Vec<(String, String)> =
         f.balance_histogram.iter().map(|(l, n)| (l.clone(), n.to_string())).collect();
-    h.push_str(&bar_chart("chart-balances", "Closing balance distribution (wallets)", &balance_bars));
+    h.push_str(&bar_chart("chart-balances", "Closing balance distribution (wallets)", &balance_bars)?);
     let depletion_bars: Vec<(String, String)> =
         f.depletion.as_ref().map(|t| t.rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect()).unwrap_or_default();
-    h.push_str(&bar_chart("chart-depletion", "Depletion forecast (wallets running dry per day)", &depletion_bars));
+    h.push_str(&bar_chart("chart-depletion", "Depletion forecast (wallets running dry per day)", &depletion_bars)?);
 
     let sections: [(&str, &Option<Table>); 8] = [
         ("Transactions by kind and type", &f.by_kind),

@@ -32,7 +32,7 @@ pub fn hash_key<K: Hash + ?Sized>(k: &K) -> u64 {
 }
 
 /// Bits 32.. pick the shard; hashbrown uses the low bits (bucket) and the top 7 (tag).
-fn shard_of(h: u64) -> usize {
+fn shard_of_hash(h: u64) -> usize {
     (h >> 32) as usize & (SHARDS - 1)
 }
 
@@ -56,7 +56,7 @@ impl IdIndex {
         // Rows grouped by shard, in row order within each (a counting sort).
         let mut at = vec![0usize; SHARDS + 1];
         for h in hashes.iter().flatten() {
-            at[shard_of(*h) + 1] += 1;
+            at[shard_of_hash(*h) + 1] += 1;
         }
         for s in 0..SHARDS {
             at[s + 1] += at[s];
@@ -67,7 +67,7 @@ impl IdIndex {
         let mut order = vec![(0u32, 0u64); at[SHARDS]];
         for (i, h) in hashes.iter().enumerate() {
             if let Some(h) = h {
-                let s = shard_of(*h);
+                let s = shard_of_hash(*h);
                 order[next[s]] = (i as u32, *h);
                 next[s] += 1;
             }
@@ -113,7 +113,7 @@ impl IdIndex {
 
     /// The row with hash `h` for which `is_key(row)` holds.
     pub fn get(&self, h: u64, is_key: impl Fn(usize) -> bool) -> Option<usize> {
-        self.shards[shard_of(h)].find(h, |&j| is_key(j as usize)).map(|&j| j as usize)
+        self.shards[shard_of_hash(h)].find(h, |&j| is_key(j as usize)).map(|&j| j as usize)
     }
 
     /// After rows were removed from the table indexed: `new_of[old row]` is the row's new

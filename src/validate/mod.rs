@@ -188,7 +188,7 @@ impl Intake {
     }
 
     /// The parallel reading loop shared by every table: decode the units of each file
-    /// ([`crate::io::read::Unit`]: ranges of Parquet row groups) in waves of two units per rayon
+    /// ([`crate::io::read::ReadUnit`]: ranges of Parquet row groups) in waves of two units per rayon
     /// thread, compute `per_row` for every row in parallel (each run of consecutive rows a task
     /// takes shares one `M`, a memo that starts as `M::default()` and must not change the
     /// outcomes: which rows share one depends on the thread count), and hand the results to
@@ -254,7 +254,7 @@ impl Intake {
                 // (1M usage: 1.81 -> 1.86 cores busy, medians of seven interleaved pairs).
                 let width = rayon::current_num_threads().max(1) * 2;
                 type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
-                let decode = |wave: &[crate::io::read::Unit]| -> Wave<O> {
+                let decode = |wave: &[crate::io::read::ReadUnit]| -> Wave<O> {
                     wave.par_iter()
                         .map(|unit| {
                             let mut v = Vec::new();
