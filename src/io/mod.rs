@@ -1,11 +1,12 @@
 //! Everything that touches files: finding a table's files ([`discover`]), decoding CSV and
 //! Parquet into columns ([`read`]), encoding output tables ([`write`], with [`spool`] for
-//! the Parquet files written off the pool), checksums ([`checksum`]) and what a command may
-//! overwrite ([`guard`]). The only modules that know file formats.
+//! the Parquet files written off the pool), checksums ([`checksum`]), what a command may
+//! overwrite ([`guard`]) and where a run's output is published ([`storage`]). The only modules that know file formats.
 
 pub mod checksum;
 pub mod discover;
 pub mod guard;
 pub mod read;
 pub mod spool;
+pub mod storage;
 pub mod write;

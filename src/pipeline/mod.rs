@@ -10,6 +10,7 @@ use crate::domain::*;
 use crate::error::{Error, Result};
 use crate::io::discover::{find_table, table_at, TableSource};
 use crate::io::guard;
+use crate::io::storage::{LocalDir, OutputStore};
 use crate::partition;
 use crate::perf;
 use crate::products;
@@ -99,22 +100,24 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
         }
         None => args,
     };
+    let store = args.output.clone().map(LocalDir::new);
     // Before anything is read or written: no path the run writes overlaps an input.
-    if let Some(out) = &args.output {
-        guard::check_disjoint(&owned_paths(out), &inputs(args))?;
+    if let Some(store) = &store {
+        guard::check_disjoint(&store.owned_paths(), &inputs(args))?;
     }
     // One run per output at a time: the lock is held until the output is published.
-    let _lock = match (&args.mode, &args.output) {
+    let _lock = match (&args.mode, &store) {
         (Mode::Run, None) => return Err(Error::Usage("--output is required".into())),
-        (Mode::Run, Some(out)) => {
-            let lock = lock_output(out)?;
-            if out.exists() && !args.force {
-                return Err(Error::OutputExists(out.clone()));
+        (Mode::Run, Some(store)) => {
+            let lock = store.lock()?;
+            if store.exists() && !args.force {
+                return Err(Error::OutputExists(store.path().to_path_buf()));
             }
             // `--force` replaces a previous run's output, nothing else.
-            guard::check_replaceable(out, products::MANIFEST)?;
-            guard::check_replaceable(&sibling(out, "rejected"), products::MANIFEST)?;
-            clean_stale(out);
+            store.check_replaceable()?;
+            store.review().check_replaceable()?;
+            store.clean_stale();
+            store.review().clean_stale();
             Some(lock)
         }
         _ => None,
@@ -290,13 +293,11 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         syncer: &syncer,
     };
     let out = args.output.clone().unwrap_or_default();
-    let tmp = sibling(&out, &format!("tmp-{}", std::process::id()));
-    if publish {
-        fresh_dir(&tmp)?;
-    }
+    let store = LocalDir::new(out.clone());
+    let tmp = if publish { store.stage()? } else { PathBuf::new() };
     let remove_tmp = |e: Error| {
         if publish {
-            let _ = std::fs::remove_dir_all(&tmp);
+            store.discard(&tmp);
         }
         e
     };
@@ -358,15 +359,14 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         return Ok(RunReport { summary, published: None });
     }
     if gate_failed {
-        let review = sibling(&out, "rejected");
-        let tmp = sibling(&out, &format!("rejected.tmp-{}", std::process::id()));
-        fresh_dir(&tmp)?;
+        let review = store.review();
+        let tmp = review.stage()?;
         let inputs = input_hashes.ok_or_else(|| Error::Internal("a run's input checksums were not taken".into()))?;
         products::write_manifest(&meta, &asm.products, &tmp, &asm.write_rejects(dest(&tmp))?, inputs)?;
         syncer.wait()?;
         crate::io::write::sync_dirs(&tmp)?;
-        replace_dir(&tmp, &review)?;
-        return Err(too_many(review.display().to_string()));
+        review.publish(&tmp)?;
+        return Err(too_many(review.location()));
     }
 
     let t_write = crate::telemetry::PhaseClock::start();
@@ -392,21 +392,19 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
             products::write_stats(&meta, &tmp, &timings)
         })
         .and_then(|()| crate::io::write::sync_dirs(&tmp));
-    if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
     // Checked again: the output may have appeared (or changed) while the run ran.
-    let replaceable = if out.exists() && !args.force {
-        Err(Error::OutputExists(out.clone()))
-    } else {
-        guard::check_replaceable(&out, products::MANIFEST)
-    };
-    if let Err(e) = replaceable {
-        let _ = std::fs::remove_dir_all(&tmp);
+    let result = result.and_then(|()| {
+        if store.exists() && !args.force {
+            Err(Error::OutputExists(out.clone()))
+        } else {
+            store.check_replaceable()
+        }
+    });
+    if let Err(e) = result {
+        store.discard(&tmp);
         return Err(e);
     }
-    replace_dir(&tmp, &out)?;
+    store.publish(&tmp)?;
     progress.end();
     tracing::info!(
         phase = "done",
@@ -505,17 +503,10 @@ fn rate_and_write<'a>(
 
 /// The usage_id check's memory limit (the job's `dedupe_memory_mib`) and where it spills:
 /// beside the output, named like the run's other temporary files so that a killed run's are
-/// removed by the next ([`clean_stale`]); the system's temporary directory without one.
+/// removed by the next; the system's temporary directory without one.
 fn dedupe_limit(args: &RunArgs, job: &Job) -> crate::validate::DedupeLimit {
     let bytes = job.dedupe_memory_mib.saturating_mul(1 << 20);
-    let beside_output = args.output.as_deref().and_then(|o| {
-        let p = sibling(o, &format!("tmp-dedupe-{}-", std::process::id()));
-        let dir = p.parent().filter(|d| d.is_dir())?.to_path_buf();
-        Some(crate::validate::DedupeLimit { bytes, dir, prefix: p.file_name()?.to_string_lossy().into_owned() })
-    });
-    beside_output.unwrap_or_else(|| crate::validate::DedupeLimit {
-        bytes,
-        dir: std::env::temp_dir(),
-        prefix: ".billrun-dedupe-".into(),
-    })
+    let beside_output = args.output.clone().map(LocalDir::new).and_then(|o| o.scratch());
+    let (dir, prefix) = beside_output.unwrap_or_else(|| (std::env::temp_dir(), ".billrun-dedupe-".into()));
+    crate::validate::DedupeLimit { bytes, dir, prefix }
 }

@@ -14,6 +14,7 @@
 
 pub mod charge;
 mod ledger;
+pub mod pricing;
 pub mod step1_credits;
 pub mod step2_external;
 pub mod step3_post_rate;

@@ -13,53 +13,68 @@ pub struct Row<'a> {
 }
 
 impl<'a> Row<'a> {
-    fn name(&self, c: usize) -> &'static str {
+    fn name(&self, c: impl Into<usize>) -> &'static str {
+        let c: usize = c.into();
         self.specs[c].name
     }
-    fn missing(&self, c: usize) -> Fail {
+    fn missing(&self, c: impl Into<usize>) -> Fail {
+        let c: usize = c.into();
         (Reason::MissingRequired, format!("{} is missing", self.name(c)))
     }
-    fn invalid(&self, c: usize, why: String) -> Fail {
+    fn invalid(&self, c: impl Into<usize>, why: String) -> Fail {
+        let c: usize = c.into();
         (Reason::InvalidValue, format!("{}: {why}", self.name(c)))
     }
-    pub fn raw(&self, c: usize) -> String {
+    pub fn raw(&self, c: impl Into<usize>) -> String {
+        let c: usize = c.into();
         self.b.cols[c].raw(self.i)
     }
     /// [`Row::raw`] as a reject key: a string cell is copied once (inline up to 24 bytes).
-    pub fn key(&self, c: usize) -> Text {
+    pub fn key(&self, c: impl Into<usize>) -> Text {
+        let c: usize = c.into();
         match self.b.cols[c].str(self.i) {
             Some(s) => Text::from(s),
             None => Text::from(self.raw(c)),
         }
     }
-    fn os(&self, c: usize) -> Option<&'a str> {
+    fn os(&self, c: impl Into<usize>) -> Option<&'a str> {
+        let c: usize = c.into();
         self.b.cols[c].str(self.i)
     }
-    fn s(&self, c: usize) -> Result<&'a str, Fail> {
+    fn s(&self, c: impl Into<usize>) -> Result<&'a str, Fail> {
+        let c: usize = c.into();
         self.os(c).ok_or_else(|| self.missing(c))
     }
-    fn od(&self, c: usize) -> Result<Option<Decimal>, Fail> {
+    fn od(&self, c: impl Into<usize>) -> Result<Option<Decimal>, Fail> {
+        let c: usize = c.into();
         self.b.cols[c].decimal(self.i).map_err(|e| self.invalid(c, e))
     }
-    fn d(&self, c: usize) -> Result<Decimal, Fail> {
+    fn d(&self, c: impl Into<usize>) -> Result<Decimal, Fail> {
+        let c: usize = c.into();
         self.od(c)?.ok_or_else(|| self.missing(c))
     }
-    fn odate(&self, c: usize) -> Result<Option<chrono::NaiveDate>, Fail> {
+    fn odate(&self, c: impl Into<usize>) -> Result<Option<chrono::NaiveDate>, Fail> {
+        let c: usize = c.into();
         self.b.cols[c].date(self.i).map_err(|e| self.invalid(c, e))
     }
-    fn date(&self, c: usize) -> Result<chrono::NaiveDate, Fail> {
+    fn date(&self, c: impl Into<usize>) -> Result<chrono::NaiveDate, Fail> {
+        let c: usize = c.into();
         self.odate(c)?.ok_or_else(|| self.missing(c))
     }
-    fn ots(&self, c: usize) -> Result<Option<Micros>, Fail> {
+    fn ots(&self, c: impl Into<usize>) -> Result<Option<Micros>, Fail> {
+        let c: usize = c.into();
         self.b.cols[c].timestamp(self.i).map_err(|e| self.invalid(c, e))
     }
-    fn ts(&self, c: usize) -> Result<Micros, Fail> {
+    fn ts(&self, c: impl Into<usize>) -> Result<Micros, Fail> {
+        let c: usize = c.into();
         self.ots(c)?.ok_or_else(|| self.missing(c))
     }
-    fn int(&self, c: usize) -> Result<i64, Fail> {
+    fn int(&self, c: impl Into<usize>) -> Result<i64, Fail> {
+        let c: usize = c.into();
         self.b.cols[c].int(self.i).map_err(|e| self.invalid(c, e))?.ok_or_else(|| self.missing(c))
     }
-    fn operiod(&self, c: usize) -> Result<Option<PeriodText>, Fail> {
+    fn operiod(&self, c: impl Into<usize>) -> Result<Option<PeriodText>, Fail> {
+        let c: usize = c.into();
         match self.os(c) {
             None => Ok(None),
             Some(t) => Period::parse(t)
@@ -67,10 +82,12 @@ impl<'a> Row<'a> {
                 .ok_or_else(|| self.invalid(c, format!("not a period: {t:?}"))),
         }
     }
-    fn currency(&self, c: usize, code: &str) -> Result<u32, Fail> {
+    fn currency(&self, c: impl Into<usize>, code: &str) -> Result<u32, Fail> {
+        let c: usize = c.into();
         minor_units(code).ok_or_else(|| self.invalid(c, format!("unknown ISO 4217 currency {code:?}")))
     }
-    fn domain(&self, c: usize, ok: bool, what: &str) -> Result<(), Fail> {
+    fn domain(&self, c: impl Into<usize>, ok: bool, what: &str) -> Result<(), Fail> {
+        let c: usize = c.into();
         if ok {
             Ok(())
         } else {
@@ -79,106 +96,130 @@ impl<'a> Row<'a> {
     }
 }
 
-pub const SERVICES: &[ColSpec] = &[
-    req("service_id", Kind::Text),
-    req("billing_method", Kind::Text),
-    req("price", Kind::Decimal),
-    req("currency", Kind::Text),
-    opt("rate_period", Kind::Text),
-    opt("advance_period", Kind::Text),
-    opt("unit_size", Kind::Decimal),
-];
-pub const WALLETS: &[ColSpec] = &[
-    req("wallet_id", Kind::Text),
-    req("account_id", Kind::Text),
-    req("currency", Kind::Text),
-    req("balance", Kind::Decimal),
-    opt("updated_at", Kind::Timestamp),
-];
-pub const SUBSCRIPTIONS: &[ColSpec] = &[
-    req("subscription_id", Kind::Text),
-    req("account_id", Kind::Text),
-    req("source", Kind::Text),
-    req("status", Kind::Text),
-    opt("expires_at", Kind::Timestamp),
-];
-pub const ITEMS: &[ColSpec] = &[
-    req("subscription_id", Kind::Text),
-    req("item_no", Kind::Int),
-    req("service_id", Kind::Text),
-    opt("quantity", Kind::Decimal),
-    opt("custom_price", Kind::Decimal),
-    req("start_date", Kind::Date),
-    opt("end_date", Kind::Date),
-    opt("billed_through", Kind::Date),
-];
-pub const USAGE: &[ColSpec] = &[
-    req("usage_id", Kind::Text),
-    req("subscription_id", Kind::Text),
-    req("service_id", Kind::Text),
-    req("event_time", Kind::Timestamp),
-    req("quantity", Kind::Decimal),
-];
-pub const CREDITS: &[ColSpec] = &[
-    req("credit_id", Kind::Text),
-    req("wallet_id", Kind::Text),
-    req("amount", Kind::Decimal),
-    req("transaction_type", Kind::Text),
-    req("received_at", Kind::Timestamp),
-];
-pub const EVENTS: &[ColSpec] = &[
-    req("event_id", Kind::Text),
-    req("subscription_id", Kind::Text),
-    req("source", Kind::Text),
-    req("event_type", Kind::Text),
-    req("event_time", Kind::Timestamp),
-    opt("expires_at", Kind::Timestamp),
-    opt("to_account_id", Kind::Text),
-    opt("amount", Kind::Decimal),
-    opt("currency", Kind::Text),
-    opt("payment_status", Kind::Text),
-];
+/// A table's columns in SPEC §3 order: the [`ColSpec`]s read (`$spec`), and an enum naming
+/// each column's position in them (`$cols`), so a parser reads `r.d(ServiceCol::Price)`,
+/// never a bare index.
+macro_rules! columns {
+    ($spec:ident, $cols:ident: $($var:ident = $req:ident($name:literal, $kind:ident)),+ $(,)?) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $cols {
+            $($var),+
+        }
+        impl From<$cols> for usize {
+            fn from(c: $cols) -> usize {
+                c as usize
+            }
+        }
+        pub const $spec: &[ColSpec] = &[$($req($name, Kind::$kind)),+];
+    };
+}
+
+columns!(SERVICES, ServiceCol:
+    ServiceId = req("service_id", Text),
+    BillingMethod = req("billing_method", Text),
+    Price = req("price", Decimal),
+    Currency = req("currency", Text),
+    RatePeriod = opt("rate_period", Text),
+    AdvancePeriod = opt("advance_period", Text),
+    UnitSize = opt("unit_size", Decimal),
+);
+columns!(WALLETS, WalletCol:
+    WalletId = req("wallet_id", Text),
+    AccountId = req("account_id", Text),
+    Currency = req("currency", Text),
+    Balance = req("balance", Decimal),
+    UpdatedAt = opt("updated_at", Timestamp),
+);
+columns!(SUBSCRIPTIONS, SubscriptionCol:
+    SubscriptionId = req("subscription_id", Text),
+    AccountId = req("account_id", Text),
+    Source = req("source", Text),
+    Status = req("status", Text),
+    ExpiresAt = opt("expires_at", Timestamp),
+);
+columns!(ITEMS, ItemCol:
+    SubscriptionId = req("subscription_id", Text),
+    ItemNo = req("item_no", Int),
+    ServiceId = req("service_id", Text),
+    Quantity = opt("quantity", Decimal),
+    CustomPrice = opt("custom_price", Decimal),
+    StartDate = req("start_date", Date),
+    EndDate = opt("end_date", Date),
+    BilledThrough = opt("billed_through", Date),
+);
+columns!(USAGE, UsageCol:
+    UsageId = req("usage_id", Text),
+    SubscriptionId = req("subscription_id", Text),
+    ServiceId = req("service_id", Text),
+    EventTime = req("event_time", Timestamp),
+    Quantity = req("quantity", Decimal),
+);
+columns!(CREDITS, CreditCol:
+    CreditId = req("credit_id", Text),
+    WalletId = req("wallet_id", Text),
+    Amount = req("amount", Decimal),
+    TransactionType = req("transaction_type", Text),
+    ReceivedAt = req("received_at", Timestamp),
+);
+columns!(EVENTS, EventCol:
+    EventId = req("event_id", Text),
+    SubscriptionId = req("subscription_id", Text),
+    Source = req("source", Text),
+    EventType = req("event_type", Text),
+    EventTime = req("event_time", Timestamp),
+    ExpiresAt = opt("expires_at", Timestamp),
+    ToAccountId = opt("to_account_id", Text),
+    Amount = opt("amount", Decimal),
+    Currency = opt("currency", Text),
+    PaymentStatus = opt("payment_status", Text),
+);
 
 pub fn parse_service(r: &Row) -> Result<Service, Fail> {
-    let service_id = Text::from(r.s(0)?);
-    let method = r.s(1)?;
-    let price = r.d(2)?;
-    let currency = Text::from(r.s(3)?);
-    let rate_period = r.operiod(4)?;
+    let service_id = Text::from(r.s(ServiceCol::ServiceId)?);
+    let method = r.s(ServiceCol::BillingMethod)?;
+    let price = r.d(ServiceCol::Price)?;
+    let currency = Text::from(r.s(ServiceCol::Currency)?);
+    let rate_period = r.operiod(ServiceCol::RatePeriod)?;
     if method == "PRE_RATE" && rate_period.is_none() {
-        return Err(r.missing(4));
+        return Err(r.missing(ServiceCol::RatePeriod));
     }
-    let advance_period = r.operiod(5)?;
-    let unit_size = r.od(6)?;
-    let billing_method = BillingMethod::parse(method)
-        .ok_or_else(|| r.invalid(1, format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME")))?;
-    r.domain(2, price >= Decimal::ZERO, "is negative")?;
-    let minor = r.currency(3, &currency)?;
+    let advance_period = r.operiod(ServiceCol::AdvancePeriod)?;
+    let unit_size = r.od(ServiceCol::UnitSize)?;
+    let billing_method = BillingMethod::parse(method).ok_or_else(|| {
+        r.invalid(ServiceCol::BillingMethod, format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME"))
+    })?;
+    r.domain(ServiceCol::Price, price >= Decimal::ZERO, "is negative")?;
+    let minor = r.currency(ServiceCol::Currency, &currency)?;
     if billing_method == BillingMethod::PreRate {
-        r.domain(4, rate_period.as_ref().is_some_and(|p| p.period.n >= 1), "is not a period of N >= 1")?;
+        r.domain(
+            ServiceCol::RatePeriod,
+            rate_period.as_ref().is_some_and(|p| p.period.n >= 1),
+            "is not a period of N >= 1",
+        )?;
     }
-    r.domain(6, unit_size.is_none_or(|u| u > Decimal::ZERO), "is not > 0")?;
+    r.domain(ServiceCol::UnitSize, unit_size.is_none_or(|u| u > Decimal::ZERO), "is not > 0")?;
     Ok(Service { service_id, billing_method, price, currency, minor, rate_period, advance_period, unit_size })
 }
 
 pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
-    let wallet_id = Text::from(r.s(0)?);
-    let account_id = Text::from(r.s(1)?);
-    let currency = Text::from(r.s(2)?);
-    let balance = r.d(3)?;
-    let updated_at = r.ots(4)?;
-    let minor = r.currency(2, &currency)?;
+    let wallet_id = Text::from(r.s(WalletCol::WalletId)?);
+    let account_id = Text::from(r.s(WalletCol::AccountId)?);
+    let currency = Text::from(r.s(WalletCol::Currency)?);
+    let balance = r.d(WalletCol::Balance)?;
+    let updated_at = r.ots(WalletCol::UpdatedAt)?;
+    let minor = r.currency(WalletCol::Currency, &currency)?;
     Ok(Wallet { wallet_id, account_id, currency, minor, balance, updated_at })
 }
 
 pub fn parse_subscription(r: &Row) -> Result<Subscription, Fail> {
-    let subscription_id = Text::from(r.s(0)?);
-    let account_id = Text::from(r.s(1)?);
-    let source = Text::from(r.s(2)?);
-    let status = r.s(3)?;
-    let expires_at = r.ots(4)?;
-    let status = Status::parse(status)
-        .ok_or_else(|| r.invalid(3, format!("{status:?} is not ACTIVE, DISCONNECTED or TERMINATED")))?;
+    let subscription_id = Text::from(r.s(SubscriptionCol::SubscriptionId)?);
+    let account_id = Text::from(r.s(SubscriptionCol::AccountId)?);
+    let source = Text::from(r.s(SubscriptionCol::Source)?);
+    let status = r.s(SubscriptionCol::Status)?;
+    let expires_at = r.ots(SubscriptionCol::ExpiresAt)?;
+    let status = Status::parse(status).ok_or_else(|| {
+        r.invalid(SubscriptionCol::Status, format!("{status:?} is not ACTIVE, DISCONNECTED or TERMINATED"))
+    })?;
     Ok(Subscription { subscription_id, account_id, source, status, expires_at })
 }
 
@@ -186,17 +227,17 @@ pub fn parse_item(r: &Row) -> Result<Item, Fail> {
     if let Some(it) = item_fast(r.b, r.i) {
         return Ok(it);
     }
-    let subscription_id = Text::from(r.s(0)?);
-    let item_no = r.int(1)?;
-    let service_id = Text::from(r.s(2)?);
-    let quantity = r.od(3)?;
-    let custom_price = r.od(4)?;
-    let start_date = r.date(5)?;
-    let end_date = r.odate(6)?;
-    let billed_through = r.odate(7)?;
-    r.domain(1, item_no >= 1, "is not >= 1")?;
-    r.domain(3, quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
-    r.domain(4, custom_price.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
+    let subscription_id = Text::from(r.s(ItemCol::SubscriptionId)?);
+    let item_no = r.int(ItemCol::ItemNo)?;
+    let service_id = Text::from(r.s(ItemCol::ServiceId)?);
+    let quantity = r.od(ItemCol::Quantity)?;
+    let custom_price = r.od(ItemCol::CustomPrice)?;
+    let start_date = r.date(ItemCol::StartDate)?;
+    let end_date = r.odate(ItemCol::EndDate)?;
+    let billed_through = r.odate(ItemCol::BilledThrough)?;
+    r.domain(ItemCol::ItemNo, item_no >= 1, "is not >= 1")?;
+    r.domain(ItemCol::Quantity, quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
+    r.domain(ItemCol::CustomPrice, custom_price.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
     Ok(Item { subscription_id, item_no, service_id, quantity, custom_price, start_date, end_date, billed_through })
 }
 
@@ -225,12 +266,12 @@ pub fn parse_usage<'a>(r: &Row<'a>) -> Result<UsageRef<'a>, Fail> {
     if let Some(u) = usage_fast(r.b, r.i) {
         return Ok(u);
     }
-    let usage_id = r.s(0)?;
-    let subscription_id = r.s(1)?;
-    let service_id = r.s(2)?;
-    let event_time = r.ts(3)?;
-    let quantity = r.d(4)?;
-    r.domain(4, quantity >= Decimal::ZERO, "is negative")?;
+    let usage_id = r.s(UsageCol::UsageId)?;
+    let subscription_id = r.s(UsageCol::SubscriptionId)?;
+    let service_id = r.s(UsageCol::ServiceId)?;
+    let event_time = r.ts(UsageCol::EventTime)?;
+    let quantity = r.d(UsageCol::Quantity)?;
+    r.domain(UsageCol::Quantity, quantity >= Decimal::ZERO, "is negative")?;
     Ok(UsageRef { usage_id, subscription_id, service_id, event_time, quantity })
 }
 
@@ -320,36 +361,37 @@ fn item_fast(b: &Batch, i: usize) -> Option<Item> {
 }
 
 pub fn parse_credit(r: &Row) -> Result<Credit, Fail> {
-    let credit_id = Text::from(r.s(0)?);
-    let wallet_id = Text::from(r.s(1)?);
-    let amount = r.d(2)?;
-    let transaction_type = Text::from(r.s(3)?);
-    let received_at = r.ts(4)?;
-    r.domain(2, amount > Decimal::ZERO, "is not > 0")?;
+    let credit_id = Text::from(r.s(CreditCol::CreditId)?);
+    let wallet_id = Text::from(r.s(CreditCol::WalletId)?);
+    let amount = r.d(CreditCol::Amount)?;
+    let transaction_type = Text::from(r.s(CreditCol::TransactionType)?);
+    let received_at = r.ts(CreditCol::ReceivedAt)?;
+    r.domain(CreditCol::Amount, amount > Decimal::ZERO, "is not > 0")?;
     Ok(Credit { credit_id, wallet_id, amount, transaction_type, received_at })
 }
 
 pub fn parse_event(r: &Row) -> Result<Event, Fail> {
-    let event_id = Text::from(r.s(0)?);
-    let subscription_id = Text::from(r.s(1)?);
-    let source = Text::from(r.s(2)?);
-    let et = r.s(3)?;
-    let event_time = r.ts(4)?;
-    let expires_at = r.ots(5)?;
+    let event_id = Text::from(r.s(EventCol::EventId)?);
+    let subscription_id = Text::from(r.s(EventCol::SubscriptionId)?);
+    let source = Text::from(r.s(EventCol::Source)?);
+    let et = r.s(EventCol::EventType)?;
+    let event_time = r.ts(EventCol::EventTime)?;
+    let expires_at = r.ots(EventCol::ExpiresAt)?;
     let parsed_type = EventType::parse(et);
     if parsed_type.is_some_and(|t| t.sets_expiry()) && expires_at.is_none() {
         return Err((Reason::MissingRequired, format!("expires_at is missing (required for {et})")));
     }
-    let to_account_id = r.os(6).map(Text::from);
+    let to_account_id = r.os(EventCol::ToAccountId).map(Text::from);
     if parsed_type == Some(EventType::Transferred) && to_account_id.is_none() {
         return Err((Reason::MissingRequired, "to_account_id is missing (required for TRANSFERRED)".into()));
     }
-    let amount = r.od(7)?;
-    let currency = r.os(8).map(Text::from);
-    let payment_status = r.os(9).map(Text::from);
-    let event_type = parsed_type.ok_or_else(|| r.invalid(3, format!("{et:?} is not a known event type")))?;
+    let amount = r.od(EventCol::Amount)?;
+    let currency = r.os(EventCol::Currency).map(Text::from);
+    let payment_status = r.os(EventCol::PaymentStatus).map(Text::from);
+    let event_type =
+        parsed_type.ok_or_else(|| r.invalid(EventCol::EventType, format!("{et:?} is not a known event type")))?;
     r.domain(
-        9,
+        EventCol::PaymentStatus,
         payment_status.as_deref().is_none_or(|s| matches!(s, "CAPTURED" | "REJECTED" | "REFUNDED")),
         "is not CAPTURED, REJECTED or REFUNDED",
     )?;
@@ -370,8 +412,9 @@ pub fn parse_event(r: &Row) -> Result<Event, Fail> {
 /// Row keys for rejects, from the raw text.
 pub fn key_of(table: &str, r: &Row) -> String {
     match table {
-        "subscription_items" => format!("{}/{}", r.raw(0), r.raw(1)),
-        _ => r.raw(0),
+        "subscription_items" => format!("{}/{}", r.raw(ItemCol::SubscriptionId), r.raw(ItemCol::ItemNo)),
+        // Every other table's key is its first column (SPEC §3).
+        _ => r.raw(0usize),
     }
 }
 

@@ -177,9 +177,9 @@ pub fn ingest_usage(
             },
             |intake, oc, o, r| {
                 match oc {
-                    RowOutcome::Bad(fail) => intake.reject(table, o, r.key(0), fail.0, fail.1),
+                    RowOutcome::Bad(fail) => intake.reject(table, o, r.key(UsageCol::UsageId), fail.0, fail.1),
                     RowOutcome::Duplicate => {
-                        let id = r.key(0);
+                        let id = r.key(UsageCol::UsageId);
                         let detail = format!("duplicate usage_id {id}; the first occurrence wins");
                         intake.reject(table, o, id, Reason::DuplicateKey, detail);
                     }
@@ -187,11 +187,11 @@ pub fn ingest_usage(
                         Fate::Rate(ii, _) => {
                             *rated_rows += 1;
                             if let Some(l) = lineage {
-                                l.push((ii, r.raw(0).into_boxed_str()));
+                                l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
                         }
                         Fate::Defer(u) => deferred.push(*u),
-                        Fate::Reject(fail) => intake.reject(table, o, r.key(0), fail.0, fail.1),
+                        Fate::Reject(fail) => intake.reject(table, o, r.key(UsageCol::UsageId), fail.0, fail.1),
                     },
                 }
                 Ok(())
