@@ -12,14 +12,14 @@
 pub mod domain;
 pub mod error;
 pub mod io;
-pub mod partition;
+pub(crate) mod partition;
 pub mod perf;
 pub mod pipeline;
-pub mod products;
+pub(crate) mod products;
 pub mod progress;
 pub mod rating;
-pub mod telemetry;
+pub(crate) mod telemetry;
 pub mod tools;
-pub mod validate;
+pub(crate) mod validate;
 
 pub use error::{Error, Result};

@@ -114,10 +114,6 @@ impl<'a> Plan<'a> {
         self.wallets.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.wallets.is_empty()
-    }
-
     /// The wallet of account position `p`.
     pub fn wallet(&self, p: usize) -> &'a Wallet {
         &self.st.wallets[self.wallets[p] as usize]

@@ -4,9 +4,9 @@
 //! overwrite ([`guard`]) and where a run's output is published ([`storage`]). The only modules that know file formats.
 
 pub mod checksum;
-pub mod discover;
-pub mod guard;
-pub mod read;
-pub mod spool;
-pub mod storage;
-pub mod write;
+pub(crate) mod discover;
+pub(crate) mod guard;
+pub(crate) mod read;
+pub(crate) mod spool;
+pub(crate) mod storage;
+pub(crate) mod write;

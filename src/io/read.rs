@@ -348,15 +348,6 @@ fn ts_micros(a: &ArrayRef, unit: &TimeUnit) -> Vec<Option<Micros>> {
     }
 }
 
-/// Decode every batch of `file`, projecting the spec's columns, and hand each to `f`.
-/// A missing required column or an undecodable file is an error naming file and column.
-pub fn read_file(file: &SourceFile, specs: &[ColSpec], mut f: impl FnMut(Batch) -> Result<()> + Send) -> Result<u64> {
-    match file.format {
-        Format::Parquet => guarded(file, || read_parquet(file, specs, None, &mut f)),
-        Format::Csv => read_csv(file, specs, &mut f).map(|(rows, _)| rows),
-    }
-}
-
 /// A corrupt Parquet file can make the decoder panic; that is an unreadable input (exit 2),
 /// not a crash.
 fn guarded<T>(file: &SourceFile, f: impl FnOnce() -> Result<T>) -> Result<T> {

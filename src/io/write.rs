@@ -554,14 +554,8 @@ fn parquet_io(ctx: String, e: parquet::errors::ParquetError) -> Error {
     }
 }
 
-/// The text form of a cell, as written to CSV and shown in golden files.
-pub fn cell_text(c: &ColData, i: usize) -> String {
-    let mut s = String::new();
-    write_cell(c, i, &mut s);
-    s
-}
-
-/// Append [`cell_text`] of a cell to `out` (a null appends nothing).
+/// Append the text form of a cell (as written to CSV and shown in golden files) to `out`;
+/// a null appends nothing.
 pub fn write_cell(c: &ColData, i: usize, out: &mut String) {
     use std::fmt::Write;
     match c {

@@ -5,4 +5,4 @@
 //! ahead of its lookups), and the allocator itself in the binary (`cli::alloc`).
 
 pub mod memory;
-pub mod pages;
+pub(crate) mod pages;

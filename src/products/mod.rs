@@ -14,10 +14,10 @@ mod stats;
 mod summary;
 mod tables;
 
-pub use assemble::{assemble, Assembled};
+pub use assemble::assemble;
 pub use books::Books;
 pub use chunked::{Dest, OutFile, RatedFiles, RatedWriters};
-pub use manifest::{totals_json, write_manifest, MANIFEST};
+pub use manifest::{write_manifest, MANIFEST};
 pub use stats::write_stats;
 pub use summary::{reject_report, summary};
 

@@ -280,6 +280,7 @@ impl FpSet {
     }
 
     /// The number of buckets (a power of two).
+    #[cfg(test)]
     pub fn buckets(&self) -> usize {
         self.buckets.len()
     }
