@@ -110,6 +110,7 @@ fn kernels(c: &mut Criterion) {
         start_date: d("2026-10-01"),
         end_date: None,
         billed_through: Some(d(billed)),
+        period: None,
     };
     let (i1, i2) = (item(1, "GOLD", "2026-11-28"), item(2, "PPV", "2026-11-21"));
     let mut g = c.benchmark_group("rate_account");

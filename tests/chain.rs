@@ -78,3 +78,33 @@ fn three_daily_runs_chain() {
     let m = manifest(&day3);
     assert_eq!(m["as_of"], "2026-11-24");
 }
+
+/// SPEC v2 §9.3/§9.6: the items' pricing-period state columns are always written (null on a
+/// v1 state) and carried through unchanged by a run that does not price by period.
+#[test]
+fn item_period_state_is_written_and_carried() {
+    let s = Scratch::new();
+    let zx = repo().join("sample-data/company-zx");
+    let data = s.path("data");
+    std::fs::create_dir_all(data.join("state")).unwrap();
+    for f in ["services.csv", "wallets.csv", "subscriptions.csv"] {
+        std::fs::copy(zx.join("state").join(f), data.join("state").join(f)).unwrap();
+    }
+    let items = std::fs::read_to_string(zx.join("state/subscription_items.csv")).unwrap();
+    let mut lines = items.lines();
+    let mut text = format!("{},period_start,period_quantity,period_charged\n", lines.next().unwrap());
+    for (i, l) in lines.enumerate() {
+        let extra = if i == 0 { ",2026-11-01,12.5,3.00" } else { ",,," };
+        text.push_str(&format!("{l}{extra}\n"));
+    }
+    std::fs::write(data.join("state/subscription_items.csv"), &text).unwrap();
+    let job = s.job(&repo().join("jobs/company-zx-daily.toml"), "csv");
+    let out = s.path("out");
+    billrun(run_args(&job, &data, &out, Some("2026-11-22"))).ok();
+    let (h, rows) = csv_table(&out.join("subscription_items.csv"));
+    assert_eq!(&h[h.len() - 3..], ["period_start", "period_quantity", "period_charged"]);
+    let first = text.lines().nth(1).unwrap().split(',').take(2).collect::<Vec<_>>();
+    let row = rows.iter().find(|r| r[0] == first[0] && r[1] == first[1]).unwrap();
+    assert_eq!(&row[row.len() - 3..], ["2026-11-01", "12.5", "3.00"]);
+    assert!(rows.iter().filter(|r| r != &row).all(|r| r[r.len() - 3..].iter().all(String::is_empty)));
+}

@@ -154,6 +154,18 @@ pub struct Item {
     pub start_date: NaiveDate,
     pub end_date: Option<NaiveDate>,
     pub billed_through: Option<NaiveDate>,
+    /// The item's pricing-period state (SPEC §9.3): None when all three columns are null, as
+    /// on every item of a v1 state (boxed: 8 bytes an item rather than 40).
+    pub period: Option<Box<PeriodState>>,
+}
+
+/// Usage accumulated in an item's current pricing period (SPEC §9.3, state columns
+/// `period_start`, `period_quantity`, `period_charged`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeriodState {
+    pub start: Option<NaiveDate>,
+    pub quantity: Option<Decimal>,
+    pub charged: Option<Decimal>,
 }
 
 impl Item {

@@ -59,9 +59,8 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// pool, like the fsyncs) from when the run has read its inputs until the manifest is
 /// written. A file hashed as it was read (CSV) is not read again; a Parquet file, read only
 /// in part, is read whole here. On the pool, the hashing of a large input held a thread
-/// through the write phase, blocked on the disk where the file had left the page cache (10M
-/// accounts: ~2.5 s of the thread for 1.6 GB, half of it waiting); here its CPU time falls
-/// in the pool's idle moments and its waits cost no thread.
+/// through the write phase, blocked on the disk where the file had left the page cache;
+/// here its CPU time falls in the pool's idle moments and its waits cost no thread.
 pub struct InputHashes(std::thread::JoinHandle<Result<Vec<String>>>);
 
 impl InputHashes {

@@ -219,7 +219,7 @@ pub fn writer_properties() -> WriterProperties {
 /// Output columns written without a dictionary: ids and times, unique or nearly so per row.
 /// Interning them cost ~4 % of a run's instructions for nothing: their dictionary outgrows
 /// its 1 MiB page and the writer falls back to plain encoding anyway (and zstd packs the
-/// plain ids smaller: a 1M run's outputs 107.2 -> 101.9 MB).
+/// plain ids smaller).
 /// Columns whose values repeat (codes, currencies, services, dates, run ids) keep it, and
 /// so do the decimals: balances and amounts repeat enough that dropping theirs made files
 /// larger.
@@ -470,8 +470,7 @@ impl TableWriter {
 /// Makes a run's finished files durable off the rayon pool: each file a writer finishes is
 /// handed (still open) to one thread of its own that fsyncs it, and the publish waits for
 /// all of them ([`Syncer::wait`]) before the rename. A pool thread blocked in `fsync` idles
-/// a core while the disk catches up (1M run, strace: 0.04–0.27 s of fsyncs per run, one of
-/// them 0.23 s).
+/// a core while the disk catches up.
 pub struct Syncer {
     tx: std::sync::mpsc::Sender<(std::path::PathBuf, std::fs::File)>,
     thread: std::thread::JoinHandle<Result<()>>,

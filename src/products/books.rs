@@ -13,8 +13,8 @@ pub(super) struct ListRow {
     pub(super) balance: Option<Decimal>,
 }
 
-/// Check the per-wallet invariants: `opening + credits − debits = closing` and the
-/// `balance_after` chain.
+/// Check the per-wallet invariants: `opening + credits + usage_credits − debits = closing`,
+/// the `balance_after` chain, and every priced line's `amount = list − discount (+ tax)`.
 pub(super) fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()> {
     let w = acct.wallet;
     let mut bal = w.balance;
@@ -25,14 +25,24 @@ pub(super) fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()>
                 w.wallet_id, t.n, t.amount
             )));
         }
+        let net_of_discount = t.list_amount - t.discount_amount;
+        if t.kind != TxnKind::Credit && t.amount != net_of_discount && t.amount != net_of_discount + t.tax_amount {
+            return Err(Error::Invariant(format!(
+                "wallet {}: transaction {} amount {} is not list - discount (+ tax)",
+                w.wallet_id, t.n, t.amount
+            )));
+        }
         bal = if t.kind == TxnKind::Credit { bal + t.amount } else { bal - t.amount };
         if bal != t.balance_after {
             return Err(Error::Invariant(format!("wallet {}: balance_after chain breaks at {}", w.wallet_id, t.n)));
         }
     }
     let debits = out.debits.total();
-    if w.balance + out.credits - debits != out.closing || bal != out.closing {
-        return Err(Error::Invariant(format!("wallet {}: opening + credits - debits != closing", w.wallet_id)));
+    if w.balance + out.credits + out.priced.usage_credits - debits != out.closing || bal != out.closing {
+        return Err(Error::Invariant(format!(
+            "wallet {}: opening + credits + usage_credits - debits != closing",
+            w.wallet_id
+        )));
     }
     Ok(())
 }

@@ -32,6 +32,16 @@ pub fn totals_json(totals: &BTreeMap<String, Totals>) -> Value {
                 "debits": Value::Object(debits),
                 "closing": dec(with_minor_scale(t.closing, minor)),
                 "rounding_residual": residual_text(t.residual),
+                // SPEC §9.6, for v1 data too.
+                "list": dec(with_minor_scale(t.priced.list, minor)),
+                "discounts": dec(with_minor_scale(t.priced.discounts, minor)),
+                "taxes": dec(with_minor_scale(t.priced.taxes, minor)),
+                "taxes_by_code": Value::Object(
+                    t.priced.taxes_by_code.iter().map(|(c, v)| (c.clone(), dec(with_minor_scale(*v, minor)))).collect()
+                ),
+                "usage_credits": dec(with_minor_scale(t.priced.usage_credits, minor)),
+                "discount_rounding_residual": residual_text(t.priced.discount_residual),
+                "tax_rounding_residual": residual_text(t.priced.tax_residual),
             }),
         );
     }

@@ -43,6 +43,7 @@ pub struct Totals {
     pub debits: Debits,
     pub closing: Decimal,
     pub residual: Decimal,
+    pub priced: crate::rating::PricedTotals,
 }
 
 impl Totals {
@@ -67,6 +68,7 @@ impl Totals {
         self.debits.absorb(&r.debits);
         self.closing += r.closing;
         self.residual += r.residual;
+        self.priced.absorb(&r.priced);
     }
 }
 

@@ -68,6 +68,11 @@ impl<'a, 'c> Ledger<'a, 'c> {
             kind: TxnKind::Credit,
             transaction_type: &c.transaction_type,
             amount: c.amount,
+            list_amount: Decimal::ZERO,
+            discount_amount: Decimal::ZERO,
+            tax_amount: Decimal::ZERO,
+            tax: None,
+            discount_ids: None,
             quantity: None,
             unit_price: None,
             period: None,
@@ -86,6 +91,7 @@ impl<'a, 'c> Ledger<'a, 'c> {
         }
         self.balance = self.balance.checked_sub(l.rounded).ok_or_else(|| self.overflow("balance"))?;
         self.out.debits.add(l.kind, l.rounded);
+        self.out.priced.list += l.rounded;
         let n = self.out.txns.len() as u32 + 1;
         self.out.txns.push(Txn {
             n,
@@ -97,6 +103,12 @@ impl<'a, 'c> Ledger<'a, 'c> {
             kind: l.kind,
             transaction_type: self.ctx.debit_type,
             amount: l.rounded,
+            // No discounts or taxes yet: the list amount is the amount.
+            list_amount: l.rounded,
+            discount_amount: Decimal::ZERO,
+            tax_amount: Decimal::ZERO,
+            tax: None,
+            discount_ids: None,
             quantity: Some(l.quantity),
             unit_price: Some(l.unit_price),
             period: l.period,

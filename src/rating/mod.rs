@@ -139,6 +139,15 @@ pub struct Txn<'a> {
     pub transaction_type: &'a str,
     /// > 0; the direction is CREDIT for `TxnKind::Credit`, DEBIT otherwise.
     pub amount: Decimal,
+    /// Priced lines (SPEC §9.6): the list amount `L`, the discount `D` and the tax, with
+    /// `amount = L - D` (`+ tax` when prices exclude it). Unused on credits (written null).
+    pub list_amount: Decimal,
+    pub discount_amount: Decimal,
+    pub tax_amount: Decimal,
+    /// The tax code and rate (percent) applied; None when untaxed.
+    pub tax: Option<(&'a str, Decimal)>,
+    /// The discounts that took a non-zero amount, comma-separated in the order applied.
+    pub discount_ids: Option<String>,
     pub quantity: Option<Decimal>,
     pub unit_price: Option<Decimal>,
     pub period: Option<(NaiveDate, NaiveDate)>,
@@ -170,6 +179,7 @@ pub struct AccountOut<'a> {
     pub debits: Debits,
     /// Sum of (exact − rounded) over debit lines.
     pub residual: Decimal,
+    pub priced: PricedTotals,
     pub txns: Vec<Txn<'a>>,
     /// (subscription index, new status)
     pub status: Vec<(usize, Status)>,
@@ -178,6 +188,35 @@ pub struct AccountOut<'a> {
     pub disconnections: Vec<ListEntry>,
     pub reconnections: Vec<ListEntry>,
     pub estimate: Option<Estimate>,
+}
+
+/// The priced lines' figures of SPEC §9.6, signed (a usage credit counts negative in the
+/// list, discounts and taxes).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PricedTotals {
+    pub list: Decimal,
+    pub discounts: Decimal,
+    pub taxes: Decimal,
+    pub taxes_by_code: std::collections::BTreeMap<String, Decimal>,
+    /// The CREDIT-direction POST_RATE lines' amounts (money back to the wallet).
+    pub usage_credits: Decimal,
+    /// Σ (exact − rounded) of the discounts and of the taxes.
+    pub discount_residual: Decimal,
+    pub tax_residual: Decimal,
+}
+
+impl PricedTotals {
+    pub fn absorb(&mut self, o: &PricedTotals) {
+        self.list += o.list;
+        self.discounts += o.discounts;
+        self.taxes += o.taxes;
+        for (code, t) in &o.taxes_by_code {
+            *self.taxes_by_code.entry(code.clone()).or_default() += *t;
+        }
+        self.usage_credits += o.usage_credits;
+        self.discount_residual += o.discount_residual;
+        self.tax_residual += o.tax_residual;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

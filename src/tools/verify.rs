@@ -66,6 +66,10 @@ struct Sum {
     credits: Decimal,
     debits: BTreeMap<String, Decimal>,
     closing: Decimal,
+    /// CREDIT-direction usage lines (SPEC §9.3).
+    usage_credits: Decimal,
+    /// Σ list amounts, signed (a usage credit counts negative).
+    list: Decimal,
 }
 
 /// The sums of currency `cur` (a key is allocated once per currency, not per row).
@@ -136,14 +140,37 @@ fn merge_chains(
             }
         }
     };
-    let cols = ["wallet_id", "transaction_id", "amount", "direction", "balance_after", "currency", "kind"];
+    let cols = [
+        "wallet_id",
+        "transaction_id",
+        "amount",
+        "direction",
+        "balance_after",
+        "currency",
+        "kind",
+        "list_amount",
+        "discount_amount",
+        "tax_amount",
+    ];
     let mut chain: Option<Chain> = None;
     let mut n = 0u64;
     let mut num = itoa::Buffer::new();
     visit_table(tx_files, &cols, |r| {
         let (wallet, id, direction, currency, kind) = (&r[0], &r[1], &r[3], &r[5], &r[6]);
         let a = dec(&r[2], "amount")?;
-        if a <= Decimal::ZERO {
+        // A priced line (SPEC §9.6): amount = list - discount (+ tax when prices exclude it);
+        // only a fully discounted line has amount 0.
+        let priced = kind != "CREDIT";
+        let (list, discount) = if priced {
+            let (l, d, t) = (dec(&r[7], "list_amount")?, dec(&r[8], "discount_amount")?, dec(&r[9], "tax_amount")?);
+            if a != l - d && a != l - d + t {
+                return Err(fail(format!("{id}: amount {a} is not list {l} - discount {d} (+ tax {t})")));
+            }
+            (l, d)
+        } else {
+            (Decimal::ZERO, Decimal::ZERO)
+        };
+        if a < Decimal::ZERO || (a.is_zero() && discount.is_zero()) {
             return Err(fail(format!("{id}: amount {a} is not > 0")));
         }
         let after = dec(&r[4], "balance_after")?;
@@ -174,6 +201,13 @@ fn merge_chains(
         n_tx += 1;
         let s = sums(&mut per_cur, currency);
         if direction == "CREDIT" {
+            s.list -= list;
+        } else {
+            s.list += list;
+        }
+        if direction == "CREDIT" && priced {
+            s.usage_credits += a;
+        } else if direction == "CREDIT" {
             s.credits += a;
         } else if let Some(d) = s.debits.get_mut(kind.as_str()) {
             *d += a;
@@ -283,8 +317,11 @@ pub fn verify(dir: &Path) -> Result<String> {
         if dec(t["debits"]["total"].as_str().unwrap_or("x"), "debits.total")? != debits {
             return Err(fail(format!("{cur}: debit total in the manifest differs from the files")));
         }
-        if s.opening + s.credits - debits != s.closing {
-            return Err(fail(format!("{cur}: opening + credits - debits != closing")));
+        if get("usage_credits")? != s.usage_credits || get("list")? != s.list {
+            return Err(fail(format!("{cur}: usage credits or list total in the manifest differ from the files")));
+        }
+        if s.opening + s.credits + s.usage_credits - debits != s.closing {
+            return Err(fail(format!("{cur}: opening + credits + usage_credits - debits != closing")));
         }
     }
     Ok(format!(

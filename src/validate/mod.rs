@@ -250,8 +250,7 @@ impl Intake {
                 // Waves of units twice as wide as the pool; the (sequential) merge of wave
                 // k runs while wave k+1 is decoded and parsed, so no core waits for the
                 // merge. Two units a thread, so that a thread done with its first while
-                // the merge still runs decodes another rather than wait for the wave
-                // (1M usage: 1.81 -> 1.86 cores busy, medians of seven interleaved pairs).
+                // the merge still runs decodes another rather than wait for the wave.
                 let width = rayon::current_num_threads().max(1) * 2;
                 type Wave<O> = Vec<Result<(Vec<(Batch, Vec<O>)>, u64)>>;
                 let decode = |wave: &[crate::io::read::ReadUnit]| -> Wave<O> {

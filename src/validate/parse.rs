@@ -146,6 +146,9 @@ columns!(ITEMS, ItemCol:
     StartDate = req("start_date", Date),
     EndDate = opt("end_date", Date),
     BilledThrough = opt("billed_through", Date),
+    PeriodStart = opt("period_start", Date),
+    PeriodQuantity = opt("period_quantity", Decimal),
+    PeriodCharged = opt("period_charged", Decimal),
 );
 columns!(USAGE, UsageCol:
     UsageId = req("usage_id", Text),
@@ -235,10 +238,27 @@ pub fn parse_item(r: &Row) -> Result<Item, Fail> {
     let start_date = r.date(ItemCol::StartDate)?;
     let end_date = r.odate(ItemCol::EndDate)?;
     let billed_through = r.odate(ItemCol::BilledThrough)?;
+    let period = PeriodState {
+        start: r.odate(ItemCol::PeriodStart)?,
+        quantity: r.od(ItemCol::PeriodQuantity)?,
+        charged: r.od(ItemCol::PeriodCharged)?,
+    };
     r.domain(ItemCol::ItemNo, item_no >= 1, "is not >= 1")?;
     r.domain(ItemCol::Quantity, quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
     r.domain(ItemCol::CustomPrice, custom_price.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
-    Ok(Item { subscription_id, item_no, service_id, quantity, custom_price, start_date, end_date, billed_through })
+    r.domain(ItemCol::PeriodQuantity, period.quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
+    let period = (period != PeriodState::default()).then(|| Box::new(period));
+    Ok(Item {
+        subscription_id,
+        item_no,
+        service_id,
+        quantity,
+        custom_price,
+        start_date,
+        end_date,
+        billed_through,
+        period,
+    })
 }
 
 /// A usage row borrowed from its batch (the hot path allocates nothing per row).
@@ -345,9 +365,13 @@ fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
 fn item_fast(b: &Batch, i: usize) -> Option<Item> {
     use crate::io::read::Col;
     use arrow_array::Array;
-    let [sub, Col::Int(no), svc, qty, price, start, end, billed] = &b.cols[..] else {
+    let [sub, Col::Int(no), svc, qty, price, start, end, billed, period @ ..] = &b.cols[..] else {
         return None;
     };
+    // Items with a pricing-period state (SPEC §9.3) take the checks.
+    if !period.iter().all(|c| c.is_null(i)) {
+        return None;
+    }
     Some(Item {
         subscription_id: Text::from(sub.str(i)?),
         item_no: no.is_valid(i).then(|| no.value(i)).filter(|&n| n >= 1)?,
@@ -357,6 +381,7 @@ fn item_fast(b: &Batch, i: usize) -> Option<Item> {
         start_date: fast::date(start, i)??,
         end_date: fast::date(end, i)?,
         billed_through: fast::date(billed, i)?,
+        period: None,
     })
 }
 
@@ -499,6 +524,10 @@ mod tests {
                 ])),
                 Col::Date(Date32Array::from(vec![None, Some(20_100), None, None, None, None])),
                 Col::Date(Date32Array::from(vec![Some(20_010), None, None, None, None, None])),
+                // No pricing-period state (a v1 state: the columns are absent).
+                Col::Missing,
+                Col::Missing,
+                Col::Missing,
             ],
             len: 6,
             first_row: 1,

@@ -298,8 +298,8 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         .collect();
     // The rejects (rare) and the POST_RATE items in one pass that reads the items in place;
     // then the links become columns (in parallel), and the items stay where they were parsed
-    // into (moving 3M items into a new vector was 0.5 s of one thread at 1M, most of it
-    // faulting in the new vector's pages).
+    // into (moving millions of items into a new vector cost one thread the faulting in of
+    // the new vector's pages).
     let mut post_items: Vec<(u32, usize)> = Vec::new();
     for (idx, ((it, o), &(si, sv, state))) in items.iter().zip(&links).enumerate() {
         if let ItemState::Carried(reason) = state {

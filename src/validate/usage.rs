@@ -440,9 +440,8 @@ impl SeenIds {
         let per = 1u64 << (63 - (buckets / 16).leading_zeros()); // largest power of two <= buckets/16
         let n = buckets.div_ceil(per) as usize;
         // Made and their pages zeroed on all threads now, not by the first wave's one
-        // (measured at 1M: 0.3 s of one thread zeroing 254 MB while the other waited). A
-        // set below the mapping threshold comes zeroed from the allocator, which writes
-        // the zeros itself: made on one thread, 100k accounts' 25 MiB took 15 ms of it.
+        // while the others wait. A set below the mapping threshold comes zeroed from the
+        // allocator, which writes the zeros itself: so they are made on the pool too.
         use rayon::prelude::*;
         let shards = (0..n)
             .into_par_iter()

@@ -496,6 +496,13 @@ class Ref:
                                  subscription_id=sub['subscription_id'] if sub else '',
                                  item_no=str(it['item_no']) if it else '', service_id=it['service_id'] if it else '',
                                  kind=kind, transaction_type=ttype, direction=direction, amount=amount,
+                                 # SPEC v2 §9.6 on v1 data: list = net = amount, no discount or tax;
+                                 # all null on money received.
+                                 list_amount=None if kind == 'CREDIT' else amount,
+                                 discount_amount=None if kind == 'CREDIT' else Decimal(0),
+                                 tax_amount=None if kind == 'CREDIT' else Decimal(0),
+                                 net_amount=None if kind == 'CREDIT' else amount,
+                                 tax_code=None, tax_rate=None, discount_ids=None,
                                  currency=w['currency'], quantity=qty, unit_price=up,
                                  period_start=str(ps) if ps else '', period_end=str(pe) if pe else '', balance_after=bal))
             # 1 credits
@@ -706,7 +713,8 @@ def normcsv(s, col):
     return s
 
 
-DEC_COLS = {'amount', 'quantity', 'unit_price', 'balance_after', 'balance', 'daily_consumption'}
+DEC_COLS = {'amount', 'quantity', 'unit_price', 'balance_after', 'balance', 'daily_consumption',
+            'list_amount', 'discount_amount', 'tax_amount', 'net_amount', 'tax_rate', 'period_quantity', 'period_charged'}
 
 
 def load_out(d, name):
@@ -742,7 +750,8 @@ def main():
     r.run()
     bad = 0
     tc = ['transaction_id', 'wallet_id', 'account_id', 'subscription_id', 'item_no', 'service_id', 'kind', 'transaction_type',
-          'direction', 'amount', 'currency', 'quantity', 'unit_price', 'period_start', 'period_end', 'balance_after']
+          'direction', 'amount', 'list_amount', 'discount_amount', 'tax_amount', 'net_amount', 'tax_code', 'tax_rate',
+          'discount_ids', 'currency', 'quantity', 'unit_price', 'period_start', 'period_end', 'balance_after']
     bad += cmp_table('wallet_transactions', r.txns, load_out(out, 'wallet_transactions'), lambda x: x['transaction_id'], tc)
     lc = ['subscription_id', 'account_id', 'wallet_id', 'source', 'reason', 'balance']
     bad += cmp_table('disconnections', r.disc, load_out(out, 'disconnections'), lambda x: x['subscription_id'], lc)
@@ -771,7 +780,10 @@ def main():
         its.append(dict(k=f'{sid}/{no}', billed_through=it.get('new_bt', it['billed_through'])))
     for it in r.carried_items:
         its.append(dict(k=f"{it['subscription_id']}/{it['item_no']}", billed_through=it['billed_through']))
-    bad += cmp_table('subscription_items', its, load_out(out, 'subscription_items'), lambda x: x.get('k') or f"{x['subscription_id']}/{int(x['item_no'])}", ['billed_through'])
+    # SPEC v2 §9.6: the items' period_* columns always (null without a pricing period).
+    its = [dict(i, period_start=None, period_quantity=None, period_charged=None) for i in its]
+    bad += cmp_table('subscription_items', its, load_out(out, 'subscription_items'), lambda x: x.get('k') or f"{x['subscription_id']}/{int(x['item_no'])}",
+                     ['billed_through', 'period_start', 'period_quantity', 'period_charged'])
     bad += cmp_table('deferred_usage', [dict(u) for u in r.deferred_usage], load_out(out, 'deferred_usage'), lambda x: x['usage_id'], ['subscription_id', 'service_id'])
     bad += cmp_table('deferred_events', [dict(u) for u in r.deferred_events], load_out(out, 'deferred_events'), lambda x: x['event_id'], ['subscription_id', 'event_type'])
     # residual per currency
@@ -780,6 +792,13 @@ def main():
         theirs = Decimal(m['totals'][c]['rounding_residual']) if 'totals' in m else None
         if theirs is None or abs(Decimal(-v.numerator) / v.denominator - theirs) > Decimal('1e-11'):
             print('residual', c, float(-v), theirs); bad += 1
+    # SPEC v2 §9.6 totals on v1 data: the list is the debits, nothing else moves.
+    for c, t in m.get('totals', {}).items():
+        lst = sum((x['amount'] for x in r.txns if x['currency'] == c and x['kind'] != 'CREDIT'), Decimal(0))
+        want = dict(list=lst, discounts=Decimal(0), taxes=Decimal(0), usage_credits=Decimal(0))
+        for k, v in want.items():
+            if Decimal(t.get(k, 'NaN')) != v:
+                print('totals', c, k, t.get(k), v); bad += 1
     print('TOTAL MISMATCHES', bad)
     sys.exit(1 if bad else 0)
 
