@@ -108,3 +108,17 @@ fn item_period_state_is_written_and_carried() {
     assert_eq!(&row[row.len() - 3..], ["2026-11-01", "12.5", "3.00"]);
     assert!(rows.iter().filter(|r| r != &row).all(|r| r[r.len() - 3..].iter().all(String::is_empty)));
 }
+
+/// A run published before SPEC v2 (no priced columns, no `period_*`, v1 totals; written by
+/// billrun at 8863d88) still verifies, and the next night chains from it.
+#[test]
+fn a_run_published_before_v2_verifies_and_chains() {
+    let s = Scratch::new();
+    let v1 = repo().join("tests/fixtures/v1-run");
+    billrun(["verify", v1.to_str().unwrap()]).ok();
+    let next = s.path("next");
+    next_run(&repo().join("jobs/company-zx-daily.toml"), &v1, &next);
+    billrun(["verify", next.to_str().unwrap()]).ok();
+    assert_eq!(manifest(&next)["as_of"], "2026-11-23");
+    assert!(manifest(&next)["totals"]["EUR"]["list"].is_string());
+}

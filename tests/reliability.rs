@@ -393,6 +393,21 @@ fn an_output_overlapping_an_input_is_refused_and_every_input_is_untouched() {
             assert_eq!(tree(s.dir.path()), before, "--output {} (force {force}) changed the files", out.display());
         }
     }
+    // A state table that is a symlink into the output (a previous run's `services`): the
+    // files actually read are checked too, before anything is written.
+    let prev = s.path("prev");
+    billrun(args(&prev, false)).ok();
+    let linked = s.path("linked");
+    copy_dir(&d, &linked);
+    std::fs::remove_file(linked.join("state/services.csv")).unwrap();
+    std::os::unix::fs::symlink(prev.join("services.parquet"), linked.join("state/services.parquet")).unwrap();
+    let prev_files = tree(&prev);
+    let mut a = args(&prev, true);
+    let state_at = a.iter().position(|x| x == "--state").unwrap() + 1;
+    a[state_at] = linked.join("state").display().to_string();
+    let r = billrun(a).code_is(2);
+    assert!(r.stderr().contains("contains the input file read"), "{}", r.stderr());
+    assert_eq!(tree(&prev), prev_files);
     // A sibling of the inputs is a fine output; the inputs stay as they were.
     billrun(args(&s.path("out"), false)).ok();
     let after: Vec<_> = tree(s.dir.path()).into_iter().filter(|(p, _)| p.starts_with(&d)).collect();
@@ -420,6 +435,8 @@ fn force_replaces_only_a_previous_billrun_output() {
     let r = forced(&home).code_is(4);
     assert!(r.stderr().contains(&home.join("notes.txt").display().to_string()), "{}", r.stderr());
     assert_eq!(tree(&home), before);
+    // Refused before the lock: not even a lock file appears beside it.
+    assert!(!s.path(".home.lock").exists());
     // A file where the output directory would go: refused too.
     let file = s.path("a-file");
     std::fs::write(&file, "x").unwrap();

@@ -10,6 +10,7 @@ pub mod money;
 pub mod period;
 pub mod reasons;
 pub mod records;
+pub mod shard;
 pub mod time;
 
 pub use grammar::*;

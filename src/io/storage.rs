@@ -57,8 +57,8 @@ impl LocalDir {
 
     /// Every path a run of this output creates, replaces or removes: the output, its review
     /// directory, the lock, and the staging and set-aside directories named by process id
-    /// (`.<name>.tmp-*`, `.<name>.old-*`, `.<name>.rejected.tmp-*`), which
-    /// [`OutputStore::clean_stale`] removes after a killed run.
+    /// (`.<name>.tmp-*`, `.<name>.old-*`, `.<name>.rejected.tmp-*`, `.<name>.rejected.old-*`),
+    /// which [`OutputStore::clean_stale`] removes after a killed run.
     pub fn owned_paths(&self) -> Vec<guard::Written> {
         let w = |what, path, prefix| guard::Written { what, path, prefix };
         vec![
@@ -68,6 +68,7 @@ impl LocalDir {
             w("temporary directory", self.sibling("tmp-"), true),
             w("set-aside directory", self.sibling("old-"), true),
             w("temporary review directory", self.sibling("rejected.tmp-"), true),
+            w("set-aside review directory", self.sibling("rejected.old-"), true),
         ]
     }
 

@@ -109,13 +109,19 @@ pub fn execute(args: &RunArgs, progress: Progress) -> Result<RunReport> {
     let _lock = match (&args.mode, &store) {
         (Mode::Run, None) => return Err(Error::Usage("--output is required".into())),
         (Mode::Run, Some(store)) => {
+            // Refused before the lock (which creates a file beside the output), and checked
+            // again under it.
+            let refuse = || -> Result<()> {
+                if store.exists() && !args.force {
+                    return Err(Error::OutputExists(store.path().to_path_buf()));
+                }
+                // `--force` replaces a previous run's output, nothing else.
+                store.check_replaceable()?;
+                store.review().check_replaceable()
+            };
+            refuse()?;
             let lock = store.lock()?;
-            if store.exists() && !args.force {
-                return Err(Error::OutputExists(store.path().to_path_buf()));
-            }
-            // `--force` replaces a previous run's output, nothing else.
-            store.check_replaceable()?;
-            store.review().check_replaceable()?;
+            refuse()?;
             store.clean_stale();
             store.review().clean_stale();
             Some(lock)
@@ -294,6 +300,14 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     };
     let out = args.output.clone().unwrap_or_default();
     let store = LocalDir::new(out.clone());
+    // The files actually read, symlinks followed (a state table may link into the output):
+    // none may lie under what publishing replaces or removes. Checked before anything is
+    // written.
+    if args.mode == Mode::Run {
+        let read: Vec<guard::Input> =
+            intake.files.iter().map(|f| guard::Input { role: "file read", path: &f.path }).collect();
+        guard::check_disjoint(&store.owned_paths(), &read)?;
+    }
     let tmp = if publish { store.stage()? } else { PathBuf::new() };
     let remove_tmp = |e: Error| {
         if publish {
@@ -360,6 +374,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     }
     if gate_failed {
         let review = store.review();
+        review.check_replaceable()?;
         let tmp = review.stage()?;
         let inputs = input_hashes.ok_or_else(|| Error::Internal("a run's input checksums were not taken".into()))?;
         products::write_manifest(&meta, &asm.products, &tmp, &asm.write_rejects(dest(&tmp))?, inputs)?;

@@ -89,6 +89,7 @@ const BLOCK: usize = 4096;
 fn merge_chains(
     tx_files: &[PathBuf],
     mut wallets: impl Iterator<Item = [String; 3]>,
+    priced: bool,
 ) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
     let mut per_cur: BTreeMap<String, Sum> = BTreeMap::new();
     let (mut n_tx, mut n_wallets) = (0u64, 0u64);
@@ -140,33 +141,44 @@ fn merge_chains(
             }
         }
     };
-    let cols = [
-        "wallet_id",
-        "transaction_id",
-        "amount",
-        "direction",
-        "balance_after",
-        "currency",
-        "kind",
-        "list_amount",
-        "discount_amount",
-        "tax_amount",
-    ];
+    // A run published before SPEC v2 has no priced columns: its lines are checked as v1's.
+    let cols: &[&str] = if priced {
+        &[
+            "wallet_id",
+            "transaction_id",
+            "amount",
+            "direction",
+            "balance_after",
+            "currency",
+            "kind",
+            "list_amount",
+            "discount_amount",
+            "tax_amount",
+            "net_amount",
+        ]
+    } else {
+        &["wallet_id", "transaction_id", "amount", "direction", "balance_after", "currency", "kind"]
+    };
     let mut chain: Option<Chain> = None;
     let mut n = 0u64;
     let mut num = itoa::Buffer::new();
-    visit_table(tx_files, &cols, |r| {
+    visit_table(tx_files, cols, |r| {
         let (wallet, id, direction, currency, kind) = (&r[0], &r[1], &r[3], &r[5], &r[6]);
         let a = dec(&r[2], "amount")?;
         // A priced line (SPEC §9.6): amount = list - discount (+ tax when prices exclude it);
         // only a fully discounted line has amount 0.
-        let priced = kind != "CREDIT";
-        let (list, discount) = if priced {
+        let is_priced = kind != "CREDIT";
+        let (list, discount) = if is_priced && priced {
             let (l, d, t) = (dec(&r[7], "list_amount")?, dec(&r[8], "discount_amount")?, dec(&r[9], "tax_amount")?);
             if a != l - d && a != l - d + t {
                 return Err(fail(format!("{id}: amount {a} is not list {l} - discount {d} (+ tax {t})")));
             }
+            if dec(&r[10], "net_amount")? != a - t {
+                return Err(fail(format!("{id}: net_amount is not amount {a} - tax {t}")));
+            }
             (l, d)
+        } else if is_priced {
+            (a, Decimal::ZERO)
         } else {
             (Decimal::ZERO, Decimal::ZERO)
         };
@@ -205,7 +217,7 @@ fn merge_chains(
         } else {
             s.list += list;
         }
-        if direction == "CREDIT" && priced {
+        if direction == "CREDIT" && is_priced {
             s.usage_credits += a;
         } else if direction == "CREDIT" {
             s.credits += a;
@@ -249,7 +261,7 @@ fn check_files(dir: &Path, outputs: &[serde_json::Value]) -> Result<()> {
 
 /// The per-currency sums, transactions and wallets of the run in `dir` ([`merge_chains`]):
 /// `wallets` is read on a thread of its own and handed over in blocks.
-fn chains(dir: &Path) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
+fn chains(dir: &Path, priced: bool) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
     let tx_files = files(dir, "wallet_transactions")?;
     let wallet_files = files(dir, "wallets")?;
     std::thread::scope(|scope| {
@@ -278,7 +290,7 @@ fn chains(dir: &Path) -> Result<(BTreeMap<String, Sum>, u64, u64)> {
         });
         // The merge owns the receiver: it is gone when the merge ends, so a reader blocked
         // on a full channel stops before the join.
-        let merged = merge_chains(&tx_files, recv.into_iter().flatten());
+        let merged = merge_chains(&tx_files, recv.into_iter().flatten(), priced);
         // A wallets file that failed to read is the cause of whatever the merge then saw.
         reader.join().map_err(|_| fail("the wallets' reader panicked".into()))??;
         merged
@@ -297,11 +309,13 @@ pub fn verify(dir: &Path) -> Result<String> {
     let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("manifest is not JSON: {e}")))?;
 
     let outputs = m["outputs"].as_array().ok_or_else(|| fail("manifest has no outputs".into()))?;
+    // SPEC v2 §9.6 runs carry the list and usage credits in their totals; earlier runs do not.
+    let priced = m["totals"].as_object().is_none_or(|t| t.values().all(|c| c.get("list").is_some()));
     // The checksums and row counts on one thread, the chains on others, at once; a file
     // that differs from the manifest is the error reported, before anything the chains saw.
     let (checked, merged) = std::thread::scope(|scope| {
         let checked = scope.spawn(|| check_files(dir, outputs));
-        let merged = chains(dir);
+        let merged = chains(dir, priced);
         (checked.join(), merged)
     });
     checked.map_err(|_| fail("the checksums' thread panicked".into()))??;
@@ -317,7 +331,7 @@ pub fn verify(dir: &Path) -> Result<String> {
         if dec(t["debits"]["total"].as_str().unwrap_or("x"), "debits.total")? != debits {
             return Err(fail(format!("{cur}: debit total in the manifest differs from the files")));
         }
-        if get("usage_credits")? != s.usage_credits || get("list")? != s.list {
+        if priced && (get("usage_credits")? != s.usage_credits || get("list")? != s.list) {
             return Err(fail(format!("{cur}: usage credits or list total in the manifest differ from the files")));
         }
         if s.opening + s.credits + s.usage_credits - debits != s.closing {

@@ -727,6 +727,11 @@ def cmp_table(name, mine, theirs, keyf, cols, limit=8):
     A = {keyf(r): r for r in mine}
     B = {keyf(r): r for r in theirs}
     bad = 0
+    # A column billrun does not write is a mismatch, not a column of nulls.
+    missing = [c for c in cols if theirs and c not in theirs[0]]
+    if missing:
+        print(f'  {name}: billrun writes no column {missing}')
+        bad += 1
     for k in sorted(set(A) | set(B)):
         if k not in A:
             bad += 1
