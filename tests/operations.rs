@@ -124,7 +124,7 @@ fn lineage_traces_every_rated_usage_row_to_its_transaction() {
 
 #[cfg(feature = "report")]
 fn manifest_totals(dir: &Path) -> BTreeMap<String, serde_json::Value> {
-    let m = manifest(&dir);
+    let m = manifest(dir);
     m["totals"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 

@@ -161,6 +161,7 @@ pub fn check_only_own(dir: &Path, own: &[&str]) -> Result<()> {
 
 /// A file a command may overwrite: absent, or one whose first bytes hold `marker` (a file
 /// it wrote before, e.g. `report --html`'s page).
+#[cfg(feature = "report")]
 pub fn check_file_replaceable(file: &Path, marker: &str) -> Result<()> {
     use std::io::Read;
     let mut f = match std::fs::File::open(file) {

@@ -610,7 +610,7 @@ pub fn html(dir: &Path) -> Result<String> {
         );
     }
     h.push_str("</tbody></table>\n");
-    let _ = write!(h, "<p id=\"self-check\" data-status=\"pending\">self-check: needs a browser with JavaScript</p>\n");
+    let _ = writeln!(h, "<p id=\"self-check\" data-status=\"pending\">self-check: needs a browser with JavaScript</p>");
 
     h.push_str("<h2>Charts</h2>\n");
     let service_bars: Vec<(String, String)> = f
@@ -643,7 +643,7 @@ pub fn html(dir: &Path) -> Result<String> {
     ];
     for (title, t) in sections {
         if let Some(t) = t {
-            let _ = write!(h, "<h2>{}</h2>\n", esc(title));
+            let _ = writeln!(h, "<h2>{}</h2>", esc(title));
             h.push_str(&html_table(t, "figures"));
         }
     }
