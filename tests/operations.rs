@@ -146,6 +146,13 @@ fn report_reconciles_with_the_manifest_and_diffs_against_a_previous_run() {
     {
         assert!(text.contains(section), "{section} missing:\n{text}");
     }
+    // SPEC v2 §9.6: list, discounts, taxes and net revenue per currency; on v1 data the list
+    // and the net revenue are the debits.
+    let pricing = text.lines().skip_while(|l| !l.starts_with("Pricing per currency")).nth(2).unwrap_or_default();
+    let f: Vec<&str> = pricing.split_whitespace().collect();
+    let m = manifest_totals(&day1);
+    let debits = m["EUR"]["debits"]["total"].as_str().unwrap();
+    assert_eq!(f, ["EUR", debits, "0.00", "0.00", "0.00", debits], "{text}");
 
     // Day 2 from day 1's state; --against shows the per-kind change as this - previous.
     let day2 = s.path("day2");
@@ -218,6 +225,7 @@ fn html_report_renders_in_headless_chromium() {
     let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
     assert!(dom.contains("data-status=\"ok\""), "self-check did not pass in the browser:\n{dom}");
     assert!(dom.contains("data-charts=\"3\""), "charts missing:\n{dom}");
+    assert!(dom.contains("<table id=\"pricing\">"), "pricing table missing");
     for id in ["chart-debits-by-service", "chart-balances", "chart-depletion"] {
         assert!(dom.contains(&format!("id=\"{id}\"")), "{id} missing");
     }

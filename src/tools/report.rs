@@ -15,7 +15,21 @@ use std::fmt::Write;
 use std::path::Path;
 
 /// Columns holding money or quantities (decimals) in the output schemas.
-const DECIMAL_COLS: &[&str] = &["amount", "balance", "balance_after", "quantity", "unit_price", "daily_consumption"];
+const DECIMAL_COLS: &[&str] = &[
+    "amount",
+    "balance",
+    "balance_after",
+    "quantity",
+    "unit_price",
+    "daily_consumption",
+    "list_amount",
+    "discount_amount",
+    "tax_amount",
+    "net_amount",
+    "tax_rate",
+    "period_quantity",
+    "period_charged",
+];
 /// Integer columns in the output schemas.
 const INT_COLS: &[&str] = &["item_no", "days_remaining", "row"];
 
@@ -202,6 +216,12 @@ pub struct Figures {
     pub balance_histogram: Vec<(String, u64)>,
     pub payments: Option<Table>,
     pub rejects: Option<Table>,
+    /// SPEC v2 §9.6, per currency: list, discounts, taxes and usage credits from the
+    /// manifest, and the net revenue (Σ `net_amount` of the priced lines, a usage credit
+    /// negative) from the transactions file; empty for a run published before v2.
+    pub pricing: BTreeMap<String, [Decimal; 5]>,
+    /// (currency, tax code) → taxes, from the manifest.
+    pub taxes_by_code: BTreeMap<(String, String), Decimal>,
 }
 
 /// Closing-balance buckets (in major units, whatever the currency).
@@ -228,9 +248,11 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
     let mut from_files: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
     for r in by_kind.iter().flat_map(|t| &t.rows) {
         let e = from_files.entry(r[0].clone()).or_default();
+        // A usage credit (SPEC §9.3, type USAGE_CREDIT) is neither a credit received nor a
+        // debit: it is checked with the usage credits.
         if r[1] == "CREDIT" {
             e.0 += dec(&r[4])?;
-        } else {
+        } else if r[2] != "USAGE_CREDIT" {
             e.1 += dec(&r[4])?;
         }
     }
@@ -276,6 +298,33 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
         grouped(lf, &["source", "currency", "payment_status"], [len().alias("events"), sum_dec().alias("amount")])
     })?;
     let rejects = run.collect("rejects", |lf| grouped(lf, &["table", "reason"], [len().alias("rows")]))?;
+    // SPEC v2 §9.6: list, discounts, taxes per currency (the manifest) and net revenue (the
+    // files), for runs that carry them.
+    let mut pricing = BTreeMap::new();
+    let mut taxes_by_code = BTreeMap::new();
+    if let Some(tot) = m["totals"].as_object().filter(|t| t.values().all(|c| c.get("list").is_some())) {
+        let net = run.collect("wallet_transactions", |lf| {
+            grouped(
+                lf.filter(col("kind").neq(lit("CREDIT"))),
+                &["currency", "direction"],
+                [col("net_amount").sum().alias("net")],
+            )
+        })?;
+        let mut revenue: BTreeMap<String, Decimal> = BTreeMap::new();
+        for r in net.iter().flat_map(|t| &t.rows) {
+            let v = dec(&r[2])?;
+            *revenue.entry(r[0].clone()).or_default() += if r[1] == "CREDIT" { -v } else { v };
+        }
+        for (cur, t) in tot {
+            let g = |k: &str| manifest_dec(t, &[k], cur);
+            let net = revenue.get(cur).copied().unwrap_or_default();
+            pricing.insert(cur.clone(), [g("list")?, g("discounts")?, g("taxes")?, g("usage_credits")?, net]);
+            for (code, v) in t["taxes_by_code"].as_object().into_iter().flatten() {
+                let v = v.as_str().ok_or_else(|| Error::input("run_manifest.json", format!("taxes_by_code.{code}")))?;
+                taxes_by_code.insert((cur.clone(), code.clone()), dec(v)?);
+            }
+        }
+    }
     Ok(Figures {
         run_id: s("run_id"),
         as_of: s("as_of"),
@@ -292,16 +341,19 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
         balance_histogram,
         payments,
         rejects,
+        pricing,
+        taxes_by_code,
     })
 }
 
 impl Figures {
     /// Per currency: does opening + credits − debits = closing, and do the transactions
-    /// file's credits and debits equal the manifest's?
+    /// file's credits and debits equal the manifest's? (With SPEC v2's usage credits added.)
     pub fn checks(&self, cur: &str) -> (bool, bool) {
         let Some([o, c, d, cl, _]) = self.reconciliation.get(cur) else { return (false, false) };
         let files = self.from_files.get(cur).copied().unwrap_or_default();
-        (o + c - d == *cl, files == (*c, *d))
+        let usage_credits = self.pricing.get(cur).map_or(Decimal::ZERO, |p| p[3]);
+        (o + c + usage_credits - d == *cl, files == (*c, *d))
     }
 }
 
@@ -341,6 +393,32 @@ pub fn report(dir: &Path) -> Result<String> {
             if files { "agree" } else { "DIFFER" },
             re.to_string()
         );
+    }
+    if !f.pricing.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nPricing per currency: list - discounts (+ exclusive taxes) = debits; net revenue excludes tax"
+        );
+        let _ = writeln!(
+            o,
+            "{:<5} {:>18} {:>16} {:>16} {:>16} {:>18}",
+            "cur", "list", "discounts", "taxes", "usage credits", "net revenue"
+        );
+        for (cur, v) in &f.pricing {
+            let t = |d: &Decimal| thousands(&d.to_string());
+            let _ = writeln!(
+                o,
+                "{cur:<5} {:>18} {:>16} {:>16} {:>16} {:>18}",
+                t(&v[0]),
+                t(&v[1]),
+                t(&v[2]),
+                t(&v[3]),
+                t(&v[4])
+            );
+        }
+        for ((cur, code), v) in &f.taxes_by_code {
+            let _ = writeln!(o, "  {cur:<5} tax {code:<12} {:>16}", thousands(&v.to_string()));
+        }
     }
     if let Some(t) = &f.by_kind {
         let _ = writeln!(o, "\nTransactions by kind and type");
@@ -494,15 +572,28 @@ fn esc(s: &str) -> String {
 
 /// A horizontal bar chart as inline SVG. Bar lengths are display geometry (f64 is fine
 /// here: no money is computed from them); the values printed are the exact decimals.
-fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> Result<String> {
+fn bar_chart(id: &str, title: &str, groups: &[Vec<(String, String)>]) -> Result<String> {
+    let mut s = format!("<figure class=\"chart\" id=\"{id}\"><figcaption>{}</figcaption>", esc(title));
+    for bars in groups {
+        bar_group(&mut s, title, bars)?;
+    }
+    if groups.is_empty() {
+        bar_group(&mut s, title, &[])?;
+    }
+    s.push_str("</figure>\n");
+    Ok(s)
+}
+
+/// One scale of a chart: its own SVG, the bars scaled to the group's largest (a chart of
+/// money draws one group per currency, so JPY bars do not dwarf EUR ones).
+fn bar_group(s: &mut String, title: &str, bars: &[(String, String)]) -> Result<()> {
     let values = bars.iter().map(|b| dec(&b.1)).collect::<Result<Vec<Decimal>>>()?;
     let max = values.iter().copied().max().unwrap_or_default();
     let (w, row, label_w) = (720.0, 22.0, 220.0);
     let h = row * bars.len().max(1) as f64 + 10.0;
-    let mut s = format!(
-        "<figure class=\"chart\" id=\"{id}\"><figcaption>{}</figcaption>\
-         <svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
-        esc(title),
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" role=\"img\" aria-label=\"{}\">",
         esc(title)
     );
     for (i, ((label, value), v)) in bars.iter().zip(values).enumerate() {
@@ -525,14 +616,36 @@ fn bar_chart(id: &str, title: &str, bars: &[(String, String)]) -> Result<String>
             esc(value),
             label_w + bw + 6.0,
             y + 14.0,
-            esc(value)
+            esc(&thousands(value))
         );
     }
     if bars.is_empty() {
         s.push_str("<text x=\"10\" y=\"16\">nothing to show</text>");
     }
-    s.push_str("</svg></figure>\n");
-    Ok(s)
+    s.push_str("</svg>");
+    Ok(())
+}
+
+/// A decimal figure with thousands separators in its whole part ("1,234,567.89"), to be read
+/// at a glance; anything else unchanged.
+fn thousands(v: &str) -> String {
+    let (sign, body) = v.strip_prefix('-').map_or(("", v), |b| ("-", b));
+    let (int, frac) = body.split_once('.').map_or((body, None), |(i, f)| (i, Some(f)));
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) {
+        return v.to_string();
+    }
+    let mut out = String::from(sign);
+    for (k, c) in int.chars().enumerate() {
+        if k > 0 && (int.len() - k).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if let Some(f) = frac {
+        out.push('.');
+        out.push_str(f);
+    }
+    out
 }
 
 fn html_table(t: &Table, class: &str) -> String {
@@ -610,6 +723,20 @@ pub fn html(dir: &Path) -> Result<String> {
         );
     }
     h.push_str("</tbody></table>\n");
+    if !f.pricing.is_empty() {
+        h.push_str(
+            "<h2>Pricing</h2><table id=\"pricing\"><thead><tr><th>currency</th><th>list</th><th>discounts</th>\
+             <th>taxes</th><th>usage credits</th><th>net revenue</th></tr></thead><tbody>",
+        );
+        for (cur, v) in &f.pricing {
+            let _ = write!(h, "<tr data-currency=\"{}\"><td>{}</td>", esc(cur), esc(cur));
+            for (k, d) in ["list", "discounts", "taxes", "usage-credits", "net-revenue"].iter().zip(v) {
+                let _ = write!(h, "<td class=\"{k}\">{}</td>", esc(&thousands(&d.to_string())));
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</tbody></table>\n");
+    }
     let _ = writeln!(h, "<p id=\"self-check\" data-status=\"pending\">self-check: needs a browser with JavaScript</p>");
 
     h.push_str("<h2>Charts</h2>\n");
@@ -623,13 +750,20 @@ pub fn html(dir: &Path) -> Result<String> {
                 .collect()
         })
         .unwrap_or_default();
-    h.push_str(&bar_chart("chart-debits-by-service", "Debits by service", &service_bars)?);
+    // One scale per currency (the label starts with it).
+    let mut by_currency: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (label, value) in service_bars {
+        let cur = label.split(' ').next().unwrap_or_default().to_string();
+        by_currency.entry(cur).or_default().push((label, value));
+    }
+    let service_groups: Vec<Vec<(String, String)>> = by_currency.into_values().collect();
+    h.push_str(&bar_chart("chart-debits-by-service", "Debits by service (one scale per currency)", &service_groups)?);
     let balance_bars: Vec<(String, String)> =
         f.balance_histogram.iter().map(|(l, n)| (l.clone(), n.to_string())).collect();
-    h.push_str(&bar_chart("chart-balances", "Closing balance distribution (wallets)", &balance_bars)?);
+    h.push_str(&bar_chart("chart-balances", "Closing balance distribution (wallets)", &[balance_bars])?);
     let depletion_bars: Vec<(String, String)> =
         f.depletion.as_ref().map(|t| t.rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect()).unwrap_or_default();
-    h.push_str(&bar_chart("chart-depletion", "Depletion forecast (wallets running dry per day)", &depletion_bars)?);
+    h.push_str(&bar_chart("chart-depletion", "Depletion forecast (wallets running dry per day)", &[depletion_bars])?);
 
     let sections: [(&str, &Option<Table>); 8] = [
         ("Transactions by kind and type", &f.by_kind),
@@ -661,7 +795,7 @@ pub fn html(dir: &Path) -> Result<String> {
            got[cur] = (got[cur] || 0n) + units(r.getAttribute('data-value')); }});\n\
          let ok = true; for (const cur in expected) {{ if ((got[cur] || 0n) !== units(expected[cur])) ok = false; }}\n\
          for (const cur in got) {{ if (!(cur in expected)) ok = false; }}\n\
-         const charts = document.querySelectorAll('figure.chart svg').length;\n\
+         const charts = document.querySelectorAll('figure.chart').length;\n\
          const p = document.getElementById('self-check');\n\
          p.setAttribute('data-status', ok && charts === 3 ? 'ok' : 'failed');\n\
          p.setAttribute('data-charts', String(charts));\n\
@@ -670,4 +804,23 @@ pub fn html(dir: &Path) -> Result<String> {
         serde_json::to_string(&expected).unwrap_or_else(|_| "{}".into())
     );
     Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators_group_the_whole_part_only() {
+        for (v, want) in [
+            ("0", "0"),
+            ("999.99", "999.99"),
+            ("1000", "1,000"),
+            ("-1234567.891", "-1,234,567.891"),
+            ("12345678", "12,345,678"),
+            ("n/a", "n/a"),
+        ] {
+            assert_eq!(thousands(v), want);
+        }
+    }
 }
