@@ -326,3 +326,60 @@ fn verify_checks_the_rows_behind_a_manifest_that_agrees() {
     tamper(&out, "wallets.csv", |t| t.lines().filter(|l| !l.starts_with("W-NEW,")).map(|l| format!("{l}\n")).collect());
     fails_with(&out, "wallet W-NEW has transactions but is not in wallets");
 }
+
+/// SPEC v2 §9 price plans this build does not rate yet stop the run (exit 2, naming file,
+/// row and column) instead of being billed as flat prices; v2 columns holding v1's meaning
+/// pass, and so does an empty discounts table.
+#[test]
+fn unrated_v2_price_plans_are_refused_not_billed_flat() {
+    let s = Scratch::new();
+    let zx = repo().join("sample-data/company-zx");
+    let data = s.path("data");
+    std::fs::create_dir_all(data.join("state")).unwrap();
+    for f in ["wallets.csv", "subscriptions.csv", "subscription_items.csv"] {
+        std::fs::copy(zx.join("state").join(f), data.join("state").join(f)).unwrap();
+    }
+    for f in ["usage.csv", "credits.csv"] {
+        std::fs::copy(zx.join(f), data.join(f)).unwrap();
+    }
+    let services = std::fs::read_to_string(zx.join("state/services.csv")).unwrap();
+    let with = |extra: &[&str]| {
+        let mut lines = services.lines();
+        let mut t = format!("{},pricing_model,free_units,tax_code\n", lines.next().unwrap());
+        for (i, l) in lines.enumerate() {
+            t.push_str(&format!("{l},{}\n", extra.get(i).copied().unwrap_or(",,")));
+        }
+        std::fs::write(data.join("state/services.csv"), t).unwrap();
+    };
+    let out = s.path("out");
+    // v1's meaning in v2 columns: billed as before.
+    with(&["PER_UNIT,0,", ",,", "PER_UNIT,,"]);
+    billrun(run_args(&job(), &data, &out, Some("2026-11-22"))).ok();
+    std::fs::write(
+        data.join("state/discounts.csv"),
+        "discount_id,subscription_id,item_no,kind,value,remaining,start_date,end_date\n",
+    )
+    .unwrap();
+    let mut forced = run_args(&job(), &data, &out, Some("2026-11-22"));
+    forced.push("--force".into());
+    billrun(&forced).ok();
+    // A graduated plan, free units, a tax code: each refused, naming where.
+    for (extra, column) in [(",,;GRADUATED,,", "pricing_model"), (",5,", "free_units"), (",,VAT", "tax_code")] {
+        let rows: Vec<&str> = extra.split(';').collect();
+        with(&rows);
+        let out2 = s.path("refused");
+        let r = billrun(run_args(&job(), &data, &out2, Some("2026-11-22"))).code_is(2);
+        assert!(r.stderr().contains("services.csv") && r.stderr().contains(column), "{}", r.stderr());
+        assert!(r.stderr().contains("row "), "{}", r.stderr());
+        assert!(!out2.exists());
+    }
+    // Discounts with rows: refused.
+    with(&[]);
+    std::fs::write(
+        data.join("state/discounts.csv"),
+        "discount_id,subscription_id,item_no,kind,value,remaining,start_date,end_date\nD1,S-NEW,,PERCENT,20,,2026-11-01,\n",
+    )
+    .unwrap();
+    let r = billrun(run_args(&job(), &data, &s.path("refused"), Some("2026-11-22"))).code_is(2);
+    assert!(r.stderr().contains("discounts"), "{}", r.stderr());
+}

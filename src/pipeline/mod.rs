@@ -165,6 +165,8 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let wallets_src = need("wallets")?;
     let subs_src = need("subscriptions")?;
     let items_src = need("subscription_items")?;
+    // SPEC v2 price plans not rated yet stop the run before anything is billed.
+    refuse_unpriced_plans(&services_src, find_table(&args.state, "discounts")?.as_ref())?;
     let deferred_usage_src = find_table(&args.state, "deferred_usage")?;
     let deferred_events_src = find_table(&args.state, "deferred_events")?;
     let arg_table = |p: &Option<PathBuf>, name: &'static str| -> Result<Option<TableSource>> {

@@ -8,9 +8,11 @@
 pub mod index;
 mod parse;
 mod state;
+mod unpriced;
 mod usage;
 pub use parse::*;
 pub use state::*;
+pub use unpriced::refuse_unpriced_plans;
 pub use usage::*;
 
 use crate::domain::*;
