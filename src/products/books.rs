@@ -25,8 +25,8 @@ pub(super) fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()>
                 w.wallet_id, t.n, t.amount
             )));
         }
-        let net_of_discount = t.list_amount - t.discount_amount;
-        if t.kind != TxnKind::Credit && t.amount != net_of_discount && t.amount != net_of_discount + t.tax_amount {
+        let net_of_discount = t.list_amount() - t.discount_amount();
+        if t.kind != TxnKind::Credit && t.amount != net_of_discount && t.amount != net_of_discount + t.tax_amount() {
             return Err(Error::Invariant(format!(
                 "wallet {}: transaction {} amount {} is not list - discount (+ tax)",
                 w.wallet_id, t.n, t.amount

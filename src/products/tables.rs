@@ -77,19 +77,21 @@ pub(super) fn transactions_table<'a>(
             },
             &|| OutCol::dec("amount", false, rows().map(|(w, t)| minor(t.amount, w))),
             // SPEC §9.6: null on credits (money received), numbers on every priced line.
-            &|| OutCol::dec("list_amount", true, rows().map(|(w, t)| priced(t).and_then(|_| minor(t.list_amount, w)))),
             &|| {
-                let d = |(w, t): (&Wallet, &Txn)| priced(t).and_then(|_| minor(t.discount_amount, w));
+                OutCol::dec("list_amount", true, rows().map(|(w, t)| priced(t).and_then(|_| minor(t.list_amount(), w))))
+            },
+            &|| {
+                let d = |(w, t): (&Wallet, &Txn)| priced(t).and_then(|_| minor(t.discount_amount(), w));
                 OutCol::dec("discount_amount", true, rows().map(d))
             },
-            &|| OutCol::dec("tax_amount", true, rows().map(|(w, t)| priced(t).and_then(|_| minor(t.tax_amount, w)))),
+            &|| OutCol::dec("tax_amount", true, rows().map(|(w, t)| priced(t).and_then(|_| minor(t.tax_amount(), w)))),
             &|| {
-                let net = |(w, t): (&Wallet, &Txn)| priced(t).and_then(|_| minor(t.amount - t.tax_amount, w));
+                let net = |(w, t): (&Wallet, &Txn)| priced(t).and_then(|_| minor(t.amount - t.tax_amount(), w));
                 OutCol::dec("net_amount", true, rows().map(net))
             },
-            &|| OutCol::str("tax_code", true, rows().map(|(_, t)| t.tax.map(|x| x.0))),
-            &|| OutCol::dec("tax_rate", true, rows().map(|(_, t)| t.tax.map(|x| x.1))),
-            &|| OutCol::str("discount_ids", true, rows().map(|(_, t)| t.discount_ids.as_deref())),
+            &|| OutCol::str("tax_code", true, rows().map(|(_, t)| t.tax().map(|x| x.0))),
+            &|| OutCol::dec("tax_rate", true, rows().map(|(_, t)| t.tax().map(|x| x.1))),
+            &|| OutCol::str("discount_ids", true, rows().map(|(_, t)| t.discount_ids())),
             &|| OutCol::str("currency", false, rows().map(|(w, _)| s(&w.currency))),
             &|| OutCol::dec("quantity", true, rows().map(|(_, t)| t.quantity)),
             &|| OutCol::dec("unit_price", true, rows().map(|(_, t)| t.unit_price)),

@@ -139,8 +139,40 @@ pub struct Txn<'a> {
     pub transaction_type: &'a str,
     /// > 0; the direction is CREDIT for `TxnKind::Credit`, DEBIT otherwise.
     pub amount: Decimal,
-    /// Priced lines (SPEC §9.6): the list amount `L`, the discount `D` and the tax, with
-    /// `amount = L - D` (`+ tax` when prices exclude it). Unused on credits (written null).
+    /// How a priced line's amount came about (SPEC §9.6), when not simply `L = amount` with no
+    /// discount and no tax (boxed: most lines are the simple case, and the transactions of a
+    /// chunk are all held at once).
+    pub pricing: Option<Box<LinePricing<'a>>>,
+    pub quantity: Option<Decimal>,
+    pub unit_price: Option<Decimal>,
+    pub period: Option<(NaiveDate, NaiveDate)>,
+    pub balance_after: Decimal,
+}
+
+impl Txn<'_> {
+    /// `L`, the list amount (the amount itself for a simple line).
+    pub fn list_amount(&self) -> Decimal {
+        self.pricing.as_ref().map_or(self.amount, |p| p.list_amount)
+    }
+    /// `D`, the discounts taken.
+    pub fn discount_amount(&self) -> Decimal {
+        self.pricing.as_ref().map_or(Decimal::ZERO, |p| p.discount_amount)
+    }
+    pub fn tax_amount(&self) -> Decimal {
+        self.pricing.as_ref().map_or(Decimal::ZERO, |p| p.tax_amount)
+    }
+    /// The tax code and rate applied; None when untaxed.
+    pub fn tax(&self) -> Option<(&str, Decimal)> {
+        self.pricing.as_ref().and_then(|p| p.tax)
+    }
+    pub fn discount_ids(&self) -> Option<&str> {
+        self.pricing.as_ref().and_then(|p| p.discount_ids.as_deref())
+    }
+}
+
+/// A priced line's figures (SPEC §9.6): `amount = L - D` (`+ tax` when prices exclude it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinePricing<'a> {
     pub list_amount: Decimal,
     pub discount_amount: Decimal,
     pub tax_amount: Decimal,
@@ -148,10 +180,6 @@ pub struct Txn<'a> {
     pub tax: Option<(&'a str, Decimal)>,
     /// The discounts that took a non-zero amount, comma-separated in the order applied.
     pub discount_ids: Option<String>,
-    pub quantity: Option<Decimal>,
-    pub unit_price: Option<Decimal>,
-    pub period: Option<(NaiveDate, NaiveDate)>,
-    pub balance_after: Decimal,
 }
 
 #[derive(Clone, Debug)]
