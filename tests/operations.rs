@@ -180,6 +180,15 @@ fn report_reconciles_with_the_manifest_and_diffs_against_a_previous_run() {
     }
     assert!(checked > 0, "no totals lines:\n{diff}");
     assert!(diff.contains("Newly disconnected") && diff.contains("Accounts whose debits moved most"), "{diff}");
+    // The list compared too: on v1 data it is the debits, so its change is theirs.
+    let list = diff
+        .lines()
+        .skip_while(|l| !l.starts_with("Pricing per currency (list"))
+        .find(|l| l.split_whitespace().nth(1) == Some("list"))
+        .unwrap_or_else(|| panic!("no pricing comparison:\n{diff}"));
+    let f: Vec<&str> = list.split_whitespace().collect();
+    let total = |t: &BTreeMap<String, serde_json::Value>| dec(t["EUR"]["debits"]["total"].as_str().unwrap());
+    assert_eq!((dec(f[2]), dec(f[3])), (total(&t1), total(&t2)), "{list}");
 }
 
 /// The HTML report opened in a real headless Chromium: the page's own script re-adds the

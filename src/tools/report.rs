@@ -515,6 +515,23 @@ pub fn against(cur_dir: &Path, prev_dir: &Path) -> Result<String> {
         .map_err(|e| perr("totals", e))?;
     comparison(&mut o, "Totals per currency and kind", ["cur", "kind"], &Table::from_df(joined)?);
 
+    // SPEC v2 §9.6: list, discounts, taxes and net revenue per currency, for runs that carry
+    // them (a figure a run does not carry counts as 0).
+    let (fc, fp) = (figures(&cur)?, figures(&prev)?);
+    if !fc.pricing.is_empty() || !fp.pricing.is_empty() {
+        let mut rows = Vec::new();
+        let currencies: std::collections::BTreeSet<&String> = fc.pricing.keys().chain(fp.pricing.keys()).collect();
+        for c in currencies {
+            let get = |f: &Figures, i: usize| f.pricing.get(c).map_or(Decimal::ZERO, |v| v[i]);
+            for (i, name) in [(0, "list"), (1, "discounts"), (2, "taxes"), (4, "net revenue")] {
+                let (p, t) = (get(&fp, i), get(&fc, i));
+                rows.push(vec![c.clone(), name.to_string(), p.to_string(), t.to_string(), (t - p).to_string()]);
+            }
+        }
+        let t = Table { header: Vec::new(), rows };
+        comparison(&mut o, "Pricing per currency (list, discounts, taxes, net revenue)", ["cur", "figure"], &t);
+    }
+
     for (name, title) in [("disconnections", "Newly disconnected"), ("reconnections", "Newly reconnected")] {
         let (Some(c), p) = (cur.scan(name)?, prev.scan(name)?) else { continue };
         let c = c.select([col("subscription_id"), col("account_id"), col("source"), col("reason")]);
