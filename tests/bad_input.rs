@@ -10,18 +10,6 @@ use std::path::Path;
 use std::sync::Arc;
 use util::*;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 fn zx_copy(s: &Scratch) -> std::path::PathBuf {
     let d = s.path("zx");
     copy_dir(&repo().join("sample-data/company-zx"), &d);
@@ -333,16 +321,9 @@ fn verify_checks_the_rows_behind_a_manifest_that_agrees() {
 #[test]
 fn unrated_v2_price_plans_are_refused_not_billed_flat() {
     let s = Scratch::new();
-    let zx = repo().join("sample-data/company-zx");
-    let data = s.path("data");
-    std::fs::create_dir_all(data.join("state")).unwrap();
-    for f in ["wallets.csv", "subscriptions.csv", "subscription_items.csv"] {
-        std::fs::copy(zx.join("state").join(f), data.join("state").join(f)).unwrap();
-    }
-    for f in ["usage.csv", "credits.csv"] {
-        std::fs::copy(zx.join(f), data.join(f)).unwrap();
-    }
-    let services = std::fs::read_to_string(zx.join("state/services.csv")).unwrap();
+    // The sample, its services rewritten with v2 columns below.
+    let data = zx_copy(&s);
+    let services = std::fs::read_to_string(data.join("state/services.csv")).unwrap();
     let with = |extra: &[&str]| {
         let mut lines = services.lines();
         let mut t = format!("{},pricing_model,free_units,tax_code\n", lines.next().unwrap());

@@ -85,11 +85,9 @@ fn three_daily_runs_chain() {
 fn item_period_state_is_written_and_carried() {
     let s = Scratch::new();
     let zx = repo().join("sample-data/company-zx");
+    // The sample's state alone, its items rewritten with the period columns below.
     let data = s.path("data");
-    std::fs::create_dir_all(data.join("state")).unwrap();
-    for f in ["services.csv", "wallets.csv", "subscriptions.csv"] {
-        std::fs::copy(zx.join("state").join(f), data.join("state").join(f)).unwrap();
-    }
+    copy_dir(&zx.join("state"), &data.join("state"));
     let items = std::fs::read_to_string(zx.join("state/subscription_items.csv")).unwrap();
     let mut lines = items.lines();
     let mut text = format!("{},period_start,period_quantity,period_charged\n", lines.next().unwrap());

@@ -323,19 +323,6 @@ fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     v
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
-
 /// Issue 34: an output that is an input, contains one or lies inside one is refused (exit 2,
 /// naming both paths) with or without `--force`, before anything is read or written: after
 /// each refusal every file under the scratch directory is byte-identical, and no lock or

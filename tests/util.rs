@@ -230,6 +230,20 @@ pub fn csv_lookup(path: &Path, key_col: &str, key: &str, name: &str) -> Vec<Stri
     rows.iter().filter(|r| r[k] == key).map(|r| r[c].clone()).collect()
 }
 
+/// Copy a directory tree (a fixture or a sample, into a scratch directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let p = e.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_dir(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
 /// Every file of a directory with its bytes, `run_stats.json` aside.
 pub fn dir_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)

@@ -117,21 +117,10 @@ fn is_prefixed_sibling(pattern: &Path, other: &Path) -> bool {
 /// entry that makes it foreign, so `--force` on a home directory or a data lake root does
 /// nothing.
 pub fn check_replaceable(dir: &Path, marker: &str) -> Result<()> {
-    let md = match std::fs::metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io(format!("reading {}", dir.display()), e)),
-    };
-    if !md.is_dir() {
-        return Err(Error::NotAnOutput { dir: dir.to_path_buf(), foreign: dir.to_path_buf() });
-    }
     if dir.join(marker).is_file() {
         return Ok(());
     }
-    match first_entry(dir)? {
-        None => Ok(()),
-        Some(f) => Err(Error::NotAnOutput { dir: dir.to_path_buf(), foreign: f }),
-    }
+    check_only_own(dir, &[])
 }
 
 /// A directory a command may write its known files into, replacing them: absent, empty, or
@@ -178,15 +167,6 @@ pub fn check_file_replaceable(file: &Path, marker: &str) -> Result<()> {
     } else {
         Err(Error::NotAnOutput { dir: file.to_path_buf(), foreign: file.to_path_buf() })
     }
-}
-
-/// The first entry of `dir` in name order.
-fn first_entry(dir: &Path) -> Result<Option<PathBuf>> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .and_then(|rd| rd.map(|e| e.map(|e| e.path())).collect())
-        .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    names.sort();
-    Ok(names.into_iter().next())
 }
 
 #[cfg(test)]

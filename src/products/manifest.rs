@@ -6,6 +6,12 @@ use super::*;
 /// The file whose presence makes a directory a published run (SPEC §5, §10.2).
 pub const MANIFEST: &str = "run_manifest.json";
 
+/// Whether a manifest carries SPEC v2 §9.6's totals (`list`, ...): a run published before
+/// v2 does not.
+pub fn carries_pricing(manifest: &Value) -> bool {
+    manifest["totals"].as_object().is_none_or(|t| t.values().all(|c| c.get("list").is_some()))
+}
+
 pub(super) fn dec(d: Decimal) -> Value {
     Value::String(d.to_string())
 }

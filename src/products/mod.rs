@@ -17,7 +17,7 @@ mod tables;
 pub use assemble::assemble;
 pub use books::Books;
 pub use chunked::{Dest, OutFile, RatedFiles, RatedWriters};
-pub use manifest::{write_manifest, MANIFEST};
+pub use manifest::{carries_pricing, write_manifest, MANIFEST};
 pub use stats::write_stats;
 pub use summary::{reject_report, summary};
 

@@ -298,11 +298,37 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
         grouped(lf, &["source", "currency", "payment_status"], [len().alias("events"), sum_dec().alias("amount")])
     })?;
     let rejects = run.collect("rejects", |lf| grouped(lf, &["table", "reason"], [len().alias("rows")]))?;
-    // SPEC v2 §9.6: list, discounts, taxes per currency (the manifest) and net revenue (the
-    // files), for runs that carry them.
+    let (pricing, taxes_by_code) = pricing(run)?;
+    Ok(Figures {
+        run_id: s("run_id"),
+        as_of: s("as_of"),
+        cutoff: s("cutoff"),
+        reconciliation,
+        from_files,
+        by_kind,
+        by_service,
+        largest,
+        disconnections,
+        reconnections,
+        estimates_by_class,
+        depletion,
+        balance_histogram,
+        payments,
+        rejects,
+        pricing,
+        taxes_by_code,
+    })
+}
+
+/// Per currency: lists, discounts, taxes, usage credits, net revenue (see
+/// [`Figures::pricing`]), and taxes per (currency, code); empty for a run published before
+/// SPEC v2.
+#[allow(clippy::type_complexity)]
+fn pricing(run: &RunDir) -> Result<(BTreeMap<String, [Decimal; 5]>, BTreeMap<(String, String), Decimal>)> {
+    let m = &run.manifest;
     let mut pricing = BTreeMap::new();
     let mut taxes_by_code = BTreeMap::new();
-    if let Some(tot) = m["totals"].as_object().filter(|t| t.values().all(|c| c.get("list").is_some())) {
+    if let Some(tot) = m["totals"].as_object().filter(|_| crate::products::carries_pricing(m)) {
         let net = run.collect("wallet_transactions", |lf| {
             grouped(
                 lf.filter(col("kind").neq(lit("CREDIT"))),
@@ -325,25 +351,7 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
             }
         }
     }
-    Ok(Figures {
-        run_id: s("run_id"),
-        as_of: s("as_of"),
-        cutoff: s("cutoff"),
-        reconciliation,
-        from_files,
-        by_kind,
-        by_service,
-        largest,
-        disconnections,
-        reconnections,
-        estimates_by_class,
-        depletion,
-        balance_histogram,
-        payments,
-        rejects,
-        pricing,
-        taxes_by_code,
-    })
+    Ok((pricing, taxes_by_code))
 }
 
 impl Figures {
@@ -517,14 +525,14 @@ pub fn against(cur_dir: &Path, prev_dir: &Path) -> Result<String> {
 
     // SPEC v2 §9.6: list, discounts, taxes and net revenue per currency, for runs that carry
     // them (a figure a run does not carry counts as 0).
-    let (fc, fp) = (figures(&cur)?, figures(&prev)?);
-    if !fc.pricing.is_empty() || !fp.pricing.is_empty() {
+    let (pc, pp) = (pricing(&cur)?.0, pricing(&prev)?.0);
+    if !pc.is_empty() || !pp.is_empty() {
         let mut rows = Vec::new();
-        let currencies: std::collections::BTreeSet<&String> = fc.pricing.keys().chain(fp.pricing.keys()).collect();
+        let currencies: std::collections::BTreeSet<&String> = pc.keys().chain(pp.keys()).collect();
         for c in currencies {
-            let get = |f: &Figures, i: usize| f.pricing.get(c).map_or(Decimal::ZERO, |v| v[i]);
+            let get = |p: &BTreeMap<String, [Decimal; 5]>, i: usize| p.get(c).map_or(Decimal::ZERO, |v| v[i]);
             for (i, name) in [(0, "list"), (1, "discounts"), (2, "taxes"), (4, "net revenue")] {
-                let (p, t) = (get(&fp, i), get(&fc, i));
+                let (p, t) = (get(&pp, i), get(&pc, i));
                 rows.push(vec![c.clone(), name.to_string(), p.to_string(), t.to_string(), (t - p).to_string()]);
             }
         }

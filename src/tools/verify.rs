@@ -310,7 +310,7 @@ pub fn verify(dir: &Path) -> Result<String> {
 
     let outputs = m["outputs"].as_array().ok_or_else(|| fail("manifest has no outputs".into()))?;
     // SPEC v2 §9.6 runs carry the list and usage credits in their totals; earlier runs do not.
-    let priced = m["totals"].as_object().is_none_or(|t| t.values().all(|c| c.get("list").is_some()));
+    let priced = crate::products::carries_pricing(&m);
     // The checksums and row counts on one thread, the chains on others, at once; a file
     // that differs from the manifest is the error reported, before anything the chains saw.
     let (checked, merged) = std::thread::scope(|scope| {

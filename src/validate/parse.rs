@@ -123,6 +123,15 @@ columns!(SERVICES, ServiceCol:
     AdvancePeriod = opt("advance_period", Text),
     UnitSize = opt("unit_size", Decimal),
 );
+// The services' SPEC v2 §9.1 columns that change what an item is billed, read only to refuse
+// plans not rated yet (`unpriced.rs`).
+columns!(SERVICE_PRICING, ServicePricingCol:
+    ServiceId = opt("service_id", Text),
+    PricingModel = opt("pricing_model", Text),
+    FreeUnits = opt("free_units", Text),
+    PricingPeriod = opt("pricing_period", Text),
+    TaxCode = opt("tax_code", Text),
+);
 columns!(WALLETS, WalletCol:
     WalletId = req("wallet_id", Text),
     AccountId = req("account_id", Text),

@@ -4,37 +4,30 @@
 //! flat: a wrong invoice is worse than a stopped night. v2 columns holding only what v1
 //! means (`pricing_model` PER_UNIT or null, `free_units` 0, no tax code, no discount) pass.
 
+use super::parse::{ServicePricingCol as C, SERVICE_PRICING};
 use crate::domain::parse_decimal_strict;
 use crate::error::{Error, Result};
 use crate::io::discover::TableSource;
-use crate::io::read::{opt, read_unit, units, ColSpec, Kind};
+use crate::io::read::{opt, read_unit, units, Kind};
 use rust_decimal::Decimal;
-
-/// The services' §9.1 columns that change what an item is billed.
-const PRICING: &[ColSpec] = &[
-    opt("service_id", Kind::Text),
-    opt("pricing_model", Kind::Text),
-    opt("free_units", Kind::Text),
-    opt("pricing_period", Kind::Text),
-    opt("tax_code", Kind::Text),
-];
 
 /// Refuse a state whose services price by a §9 model, or that carries discounts.
 pub fn refuse_unpriced_plans(services: &TableSource, discounts: Option<&TableSource>) -> Result<()> {
     for file in &services.files {
         for unit in units(file)? {
-            read_unit(file, PRICING, &unit, |b| {
+            read_unit(file, SERVICE_PRICING, &unit, |b| {
                 for i in 0..b.len {
-                    let cell = |c: usize| b.cols[c].str(i).filter(|s| !s.is_empty());
-                    let unsupported = match (cell(1), cell(2), cell(3), cell(4)) {
-                        (Some(m), ..) if m != "PER_UNIT" => Some(("pricing_model", m)),
-                        (_, Some(f), ..) if parse_decimal_strict(f).is_none_or(|d| d != Decimal::ZERO) => {
-                            Some(("free_units", f))
-                        }
-                        (_, _, Some(p), _) => Some(("pricing_period", p)),
-                        (_, _, _, Some(t)) => Some(("tax_code", t)),
-                        _ => None,
-                    };
+                    let cell = |c: C| b.cols[c as usize].str(i).filter(|s| !s.is_empty());
+                    let unsupported =
+                        match (cell(C::PricingModel), cell(C::FreeUnits), cell(C::PricingPeriod), cell(C::TaxCode)) {
+                            (Some(m), ..) if m != "PER_UNIT" => Some(("pricing_model", m)),
+                            (_, Some(f), ..) if parse_decimal_strict(f).is_none_or(|d| d != Decimal::ZERO) => {
+                                Some(("free_units", f))
+                            }
+                            (_, _, Some(p), _) => Some(("pricing_period", p)),
+                            (_, _, _, Some(t)) => Some(("tax_code", t)),
+                            _ => None,
+                        };
                     if let Some((column, value)) = unsupported {
                         return Err(Error::Input {
                             file: file.name.clone(),
@@ -43,7 +36,7 @@ pub fn refuse_unpriced_plans(services: &TableSource, discounts: Option<&TableSou
                             message: format!(
                                 "service {:?}: {value:?} is SPEC v2 pricing, which this build does not rate yet \
                                  (issue 32); refused rather than billed as a flat price",
-                                cell(0).unwrap_or_default()
+                                cell(C::ServiceId).unwrap_or_default()
                             ),
                         });
                     }
