@@ -6,6 +6,7 @@
 //! before the run; within a run every account is here.)
 
 use crate::domain::*;
+use crate::rating::pricing::line::Applied;
 use crate::rating::{AccountIn, ItemIn, SubIn};
 use crate::validate::{group_csr, ItemState, State};
 use rust_decimal::Decimal;
@@ -19,6 +20,7 @@ pub struct Plan<'a> {
     st: &'a State,
     credits: &'a [Credit],
     usage_qty: &'a [Decimal],
+    usage_rows: &'a UsageRows,
     /// Wallet index per account position.
     pub wallets: Vec<u32>,
     /// Credit indices grouped by account; account p's are `credit_idx[credit_at[p]..credit_at[p+1]]`.
@@ -35,7 +37,13 @@ pub struct Plan<'a> {
 impl<'a> Plan<'a> {
     /// (Every sort key is unique — ids, or `item_no` within a subscription — so the unstable
     /// parallel sorts give one order on any thread count.)
-    pub fn new(st: &'a State, credits: &'a [Credit], credit_wallet: &[usize], usage_qty: &'a [Decimal]) -> Plan<'a> {
+    pub fn new(
+        st: &'a State,
+        credits: &'a [Credit],
+        credit_wallet: &[usize],
+        usage_qty: &'a [Decimal],
+        usage_rows: &'a UsageRows,
+    ) -> Plan<'a> {
         use rayon::prelude::*;
         // The three sorts side by side (a parallel sort's first partition runs on one thread).
         let wallets_sorted = || {
@@ -107,7 +115,7 @@ impl<'a> Plan<'a> {
                 g.sort_unstable_by_key(no);
             }
         });
-        Plan { st, credits, usage_qty, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
+        Plan { st, credits, usage_qty, usage_rows, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
     }
 
     pub fn len(&self) -> usize {
@@ -138,15 +146,30 @@ impl<'a> Plan<'a> {
                             .map(|&ii| {
                                 let ii = ii as usize;
                                 let sv = st.item_service(ii).unwrap_or(0);
+                                let (item, service) = (&st.items[ii], &st.services[sv]);
+                                // The effective tax code, checked against the rates already.
+                                let tax =
+                                    item.tax_code().or(service.tax_code()).and_then(|c| Some((c, st.pricing.rate(c)?)));
                                 ItemIn {
                                     idx: ii,
-                                    item: &st.items[ii],
-                                    service: &st.services[sv],
+                                    item,
+                                    service,
                                     usage_qty: self.usage_qty[ii],
+                                    usage_rows: self.usage_rows.of(ii),
+                                    tax,
                                 }
                             })
                             .collect();
-                        SubIn { idx: si, sub: &st.subs[si], items }
+                        let discounts = st
+                            .pricing
+                            .discounts_of(si)
+                            .iter()
+                            .map(|&k| Applied {
+                                idx: k as usize,
+                                d: &st.pricing.discounts.as_deref().unwrap_or(&[])[k as usize],
+                            })
+                            .collect();
+                        SubIn { idx: si, sub: &st.subs[si], items, discounts }
                     })
                     .collect();
                 AccountIn { wallet: self.wallet(p), wallet_idx: self.wallets[p] as usize, credits, subs }

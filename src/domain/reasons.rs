@@ -18,6 +18,12 @@ pub enum Reason {
     ExternalUsage,
     TerminatedSubscription,
     SourceMismatch,
+    /// SPEC §9.1: a service's tier set breaks the tier rules (or a tier names a flat service).
+    InvalidTiers,
+    /// SPEC §9.1: a negotiated price on a tiered service.
+    PricingMismatch,
+    /// SPEC §9.1: the item's effective tax code has no rate at `as_of`.
+    UnknownTaxCode,
 }
 
 impl Reason {
@@ -37,6 +43,9 @@ impl Reason {
             Reason::ExternalUsage => "EXTERNAL_USAGE",
             Reason::TerminatedSubscription => "TERMINATED_SUBSCRIPTION",
             Reason::SourceMismatch => "SOURCE_MISMATCH",
+            Reason::InvalidTiers => "INVALID_TIERS",
+            Reason::PricingMismatch => "PRICING_MISMATCH",
+            Reason::UnknownTaxCode => "UNKNOWN_TAX_CODE",
         }
     }
 }

@@ -108,9 +108,34 @@ pub struct Service {
     pub rate_period: Option<PeriodText>,
     pub advance_period: Option<PeriodText>,
     pub unit_size: Option<Decimal>,
+    /// The §9.1 columns (None when the row had none set: a v1 service, 8 bytes).
+    pub pricing: Option<Box<super::ServicePricing>>,
 }
 
 impl Service {
+    pub fn model(&self) -> super::PricingModel {
+        self.pricing.as_ref().map_or(super::PricingModel::PerUnit, |p| p.model())
+    }
+    pub fn tax_code(&self) -> Option<&str> {
+        self.pricing.as_ref().and_then(|p| p.tax_code.as_deref())
+    }
+    pub fn includes_tax(&self) -> bool {
+        self.pricing.as_ref().and_then(|p| p.price_includes_tax).unwrap_or(false)
+    }
+    /// POST_RATE: the period usage accumulates over (SPEC §9.3).
+    pub fn pricing_period(&self) -> Option<super::Period> {
+        self.pricing.as_ref().and_then(|p| p.pricing_period.as_ref()).map(|p| p.period)
+    }
+    /// Whether rating it needs more of its usage than the window's sum (SPEC §9.2–9.3): the
+    /// rows' dates (pricing periods), each row (PERCENTAGE) or whether there is any (tiers).
+    pub fn needs_usage_rows(&self) -> bool {
+        self.billing_method == BillingMethod::PostRate
+            && (self.pricing_period().is_some()
+                || matches!(
+                    self.model(),
+                    super::PricingModel::Percentage | super::PricingModel::Graduated | super::PricingModel::Volume
+                ))
+    }
     pub fn advance(&self) -> super::Period {
         self.advance_period.as_ref().map(|p| p.period).unwrap_or_else(super::Period::zero)
     }
@@ -154,9 +179,17 @@ pub struct Item {
     pub start_date: NaiveDate,
     pub end_date: Option<NaiveDate>,
     pub billed_through: Option<NaiveDate>,
-    /// The item's pricing-period state (SPEC §9.3): None when all three columns are null, as
-    /// on every item of a v1 state (boxed: 8 bytes an item rather than 40).
-    pub period: Option<Box<PeriodState>>,
+    /// The item's SPEC v2 columns (its tax code and pricing-period state): None when all are
+    /// null, as on every item of a v1 state (boxed: 8 bytes an item rather than 64).
+    pub ext: Option<Box<ItemExt>>,
+}
+
+/// An item's SPEC v2 §9.1 columns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemExt {
+    /// Overrides the service's tax code.
+    pub tax_code: Option<Text>,
+    pub period: PeriodState,
 }
 
 /// Usage accumulated in an item's current pricing period (SPEC §9.3, state columns
@@ -169,6 +202,12 @@ pub struct PeriodState {
 }
 
 impl Item {
+    pub fn period(&self) -> Option<&PeriodState> {
+        self.ext.as_ref().map(|e| &e.period)
+    }
+    pub fn tax_code(&self) -> Option<&str> {
+        self.ext.as_ref().and_then(|e| e.tax_code.as_deref())
+    }
     pub fn qty(&self) -> Decimal {
         self.quantity.unwrap_or(Decimal::ONE)
     }
@@ -182,6 +221,48 @@ impl Item {
     /// Whether `d` is before the (exclusive) end date.
     pub fn before_end(&self, d: NaiveDate) -> bool {
         self.end_date.is_none_or(|e| d < e)
+    }
+}
+
+/// One rated usage row of an item: when, and how much (kept for the plans that price more
+/// than the window's sum, SPEC §9.2–9.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageRow {
+    pub time: Micros,
+    pub quantity: Decimal,
+}
+
+/// Rated usage rows grouped by item (CSR over the state's items; empty when no item's plan
+/// needs its rows).
+#[derive(Debug, Default)]
+pub struct UsageRows {
+    pub rows: Vec<UsageRow>,
+    /// Item `i`'s rows are `rows[at[i]..at[i + 1]]`.
+    pub at: Vec<u32>,
+}
+
+impl UsageRows {
+    pub fn of(&self, item: usize) -> &[UsageRow] {
+        if self.at.is_empty() {
+            return &[];
+        }
+        &self.rows[self.at[item] as usize..self.at[item + 1] as usize]
+    }
+
+    /// Group `(item, row)` pairs, in read order within each item, over `items` items.
+    pub fn group(items: usize, mut pairs: Vec<(u32, UsageRow)>) -> UsageRows {
+        if pairs.is_empty() {
+            return UsageRows::default();
+        }
+        pairs.sort_by_key(|p| p.0);
+        let mut at = vec![0u32; items + 1];
+        for p in &pairs {
+            at[p.0 as usize + 1] += 1;
+        }
+        for i in 0..items {
+            at[i + 1] += at[i];
+        }
+        UsageRows { rows: pairs.into_iter().map(|p| p.1).collect(), at }
     }
 }
 

@@ -31,11 +31,13 @@ pub enum ColData {
     Date(Vec<Option<NaiveDate>>),
     Ts(Vec<Option<Micros>>),
     Int(Vec<Option<i64>>),
+    Bool(Vec<Option<bool>>),
 }
 
 impl ColData {
     fn len(&self) -> usize {
         match self {
+            ColData::Bool(v) => v.len(),
             ColData::Str(v) => v.len(),
             ColData::Dec(v) => v.len(),
             ColData::Date(v) => v.len(),
@@ -72,6 +74,9 @@ impl OutCol {
     }
     pub fn int(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<i64>>) -> Self {
         OutCol { name, nullable, data: ColData::Int(v.into_iter().collect()) }
+    }
+    pub fn bool(name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<bool>>) -> Self {
+        OutCol { name, nullable, data: ColData::Bool(v.into_iter().collect()) }
     }
 }
 
@@ -116,6 +121,10 @@ impl OutTable {
         self.cols.push(OutCol::int(name, nullable, v));
         self
     }
+    pub fn bool(mut self, name: &'static str, nullable: bool, v: impl IntoIterator<Item = Option<bool>>) -> Self {
+        self.cols.push(OutCol::bool(name, nullable, v));
+        self
+    }
     pub fn rows(&self) -> usize {
         self.cols.first().map_or(0, |c| c.data.len())
     }
@@ -131,6 +140,7 @@ impl OutTable {
                         ColData::Date(_) => DataType::Date32,
                         ColData::Ts(_) => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
                         ColData::Int(_) => DataType::Int64,
+                        ColData::Bool(_) => DataType::Boolean,
                     };
                     Field::new(c.name, dt, c.nullable)
                 })
@@ -188,6 +198,7 @@ impl OutTable {
                         }
                         Arc::new(b.finish())
                     }
+                    ColData::Bool(v) => Arc::new(arrow_array::BooleanArray::from(v.clone())),
                 })
             })
             .collect::<Result<_>>()?;
@@ -581,6 +592,11 @@ pub fn write_cell(c: &ColData, i: usize, out: &mut String) {
         ColData::Int(v) => {
             if let Some(n) = v[i] {
                 out.push_str(itoa::Buffer::new().format(n));
+            }
+        }
+        ColData::Bool(v) => {
+            if let Some(b) = v[i] {
+                out.push_str(if b { "true" } else { "false" });
             }
         }
     }

@@ -165,8 +165,9 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let wallets_src = need("wallets")?;
     let subs_src = need("subscriptions")?;
     let items_src = need("subscription_items")?;
-    // SPEC v2 price plans not rated yet stop the run before anything is billed.
-    refuse_unpriced_plans(&services_src, find_table(&args.state, "discounts")?.as_ref())?;
+    let tiers_src = find_table(&args.state, "price_tiers")?;
+    let tax_src = find_table(&args.state, "tax_rates")?;
+    let discounts_src = find_table(&args.state, "discounts")?;
     let deferred_usage_src = find_table(&args.state, "deferred_usage")?;
     let deferred_events_src = find_table(&args.state, "deferred_events")?;
     let arg_table = |p: &Option<PathBuf>, name: &'static str| -> Result<Option<TableSource>> {
@@ -178,7 +179,18 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 
     let mut intake = Intake { progress: Some(progress.clone()), ..Intake::default() };
     let all_sources = [&services_src, &wallets_src, &subs_src, &items_src].into_iter().chain(
-        [&deferred_usage_src, &usage_src, &credits_src, &deferred_events_src, &events_src].into_iter().flatten(),
+        [
+            &tiers_src,
+            &tax_src,
+            &discounts_src,
+            &deferred_usage_src,
+            &usage_src,
+            &credits_src,
+            &deferred_events_src,
+            &events_src,
+        ]
+        .into_iter()
+        .flatten(),
     );
     let (rows, all_known) = crate::io::read::metadata_rows(all_sources.flat_map(|t| &t.files))?;
     progress.begin("read", all_known.then_some(rows));
@@ -189,6 +201,10 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
             wallets: Some(&wallets_src),
             subscriptions: Some(&subs_src),
             items: Some(&items_src),
+            price_tiers: tiers_src.as_ref(),
+            tax_rates: tax_src.as_ref(),
+            discounts: discounts_src.as_ref(),
+            as_of,
         },
     )?;
 
@@ -220,6 +236,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         ingest_usage(&mut intake, &sources, &st, cutoff, lineage && args.mode == Mode::Run, &dedupe_limit(args, &job))?;
     let usage_rated = usage.rated_rows;
     let usage_qty = usage.qty;
+    let usage_rows = usage.rows;
     let deferred_usage = usage.deferred;
     let lineage_rows = usage.lineage;
     tracing::info!(
@@ -256,7 +273,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 
     // ---- partition + rate ------------------------------------------------------------
     let t1 = crate::telemetry::PhaseClock::start();
-    let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty);
+    let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty, &usage_rows);
     let ctx = RateCtx {
         as_of,
         steps: &job.steps,

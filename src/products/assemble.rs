@@ -17,6 +17,8 @@ pub struct Assembled<'a> {
     /// [`NO_EXT`]: where `expires_at` and `account_id` come from after the run.
     ext_of: Vec<u32>,
     billed: Vec<Option<NaiveDate>>,
+    periods: rustc_hash::FxHashMap<u32, PeriodState>,
+    remaining: rustc_hash::FxHashMap<u32, Decimal>,
     disc: Vec<ListRow>,
     reco: Vec<ListRow>,
     /// With lineage: per item, the (account index, n) of its POST_RATE transaction.
@@ -37,7 +39,9 @@ pub(super) const NO_EXT: u32 = u32::MAX;
 /// Apply the rating results, check the invariants and compute the totals.
 pub fn assemble<'a>(b: BuildInput<'a>, books: Books<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
-    let Books { mut status, billed, mut disc, mut reco, totals, n_tx, n_estimates, lineage, .. } = books;
+    let Books {
+        mut status, billed, periods, remaining, mut disc, mut reco, totals, n_tx, n_estimates, lineage, ..
+    } = books;
     // The store-managed subscriptions' changes are looked up where they are (a copy of
     // every subscription's expiry and account, 32 bytes each, was fresh pages to zero).
     let mut ext_of = vec![NO_EXT; st.subs.len()];
@@ -139,6 +143,8 @@ pub fn assemble<'a>(b: BuildInput<'a>, books: Books<'a>) -> Result<Assembled<'a>
         status,
         ext_of,
         billed,
+        periods,
+        remaining,
         disc,
         reco,
         charged: lineage.map(|l| l.1),
@@ -174,14 +180,33 @@ impl<'a> Assembled<'a> {
 
         tables.push(Chunked::new(self.service_order.len(), move |r| {
             let sv: Vec<&Service> = self.service_order[r].iter().map(|&i| &st.services[i as usize]).collect();
-            OutTable::new("services")
+            let t = OutTable::new("services")
                 .str("service_id", false, sv.iter().map(|x| s(&x.service_id)))
                 .str("billing_method", false, sv.iter().map(|x| s(x.billing_method.as_str())))
                 .dec("price", false, sv.iter().map(|x| Some(x.price)))
                 .str("currency", false, sv.iter().map(|x| s(&x.currency)))
                 .str("rate_period", true, sv.iter().map(|x| x.rate_period.as_ref().map(|p| p.text.as_str())))
                 .str("advance_period", true, sv.iter().map(|x| x.advance_period.as_ref().map(|p| p.text.as_str())))
-                .dec("unit_size", true, sv.iter().map(|x| x.unit_size))
+                .dec("unit_size", true, sv.iter().map(|x| x.unit_size));
+            if !st.pricing.services_v2 {
+                return t;
+            }
+            // SPEC v2 §9.1's columns, when the input had them.
+            fn p<'s>(x: &&'s Service) -> Option<&'s ServicePricing> {
+                x.pricing.as_deref()
+            }
+            t.str("pricing_model", true, sv.iter().map(|x| p(x).and_then(|p| p.model).map(|m| m.as_str())))
+                .dec("free_units", true, sv.iter().map(|x| p(x).and_then(|p| p.free_units)))
+                .str(
+                    "pricing_period",
+                    true,
+                    sv.iter().map(|x| p(x).and_then(|p| p.pricing_period.as_ref()).map(|p| p.text.as_str())),
+                )
+                .dec("txn_fee", true, sv.iter().map(|x| p(x).and_then(|p| p.txn_fee)))
+                .dec("txn_min", true, sv.iter().map(|x| p(x).and_then(|p| p.txn_min)))
+                .dec("txn_max", true, sv.iter().map(|x| p(x).and_then(|p| p.txn_max)))
+                .str("tax_code", true, sv.iter().map(|x| p(x).and_then(|p| p.tax_code.as_deref())))
+                .bool("price_includes_tax", true, sv.iter().map(|x| p(x).and_then(|p| p.price_includes_tax)))
         }));
 
         tables.push(Chunked::new(self.sub_order.len(), move |r| {
@@ -201,7 +226,12 @@ impl<'a> Assembled<'a> {
         tables.push(Chunked::new(self.item_order.len(), move |r| {
             let idx = &self.item_order[r];
             let it = |i: u32| &st.items[i as usize];
-            OutTable::par_columns(
+            // The pricing-period state after the run (SPEC §9.3): the run's, else as read.
+            let period = |i: u32| self.periods.get(&i).or_else(|| it(i).period());
+            let tax_code = || OutCol::str("tax_code", true, idx.iter().map(|&i| it(i).tax_code()));
+            let with_tax_code: &[&(dyn Fn() -> OutCol + Sync)] =
+                if st.pricing.items_tax_code { &[&tax_code] } else { &[] };
+            let mut t = OutTable::par_columns(
                 "subscription_items",
                 &[
                     &|| OutCol::str("subscription_id", false, idx.iter().map(|&i| s(&it(i).subscription_id))),
@@ -212,23 +242,18 @@ impl<'a> Assembled<'a> {
                     &|| OutCol::date("start_date", false, idx.iter().map(|&i| Some(it(i).start_date))),
                     &|| OutCol::date("end_date", true, idx.iter().map(|&i| it(i).end_date)),
                     &|| OutCol::date("billed_through", true, idx.iter().map(|&i| self.billed[i as usize])),
-                    &|| {
-                        OutCol::date(
-                            "period_start",
-                            true,
-                            idx.iter().map(|&i| it(i).period.as_ref().and_then(|p| p.start)),
-                        )
-                    },
-                    &|| {
-                        let q = |i: u32| it(i).period.as_ref().and_then(|p| p.quantity);
-                        OutCol::dec("period_quantity", true, idx.iter().map(|&i| q(i)))
-                    },
-                    &|| {
-                        let c = |i: u32| it(i).period.as_ref().and_then(|p| p.charged);
-                        OutCol::dec("period_charged", true, idx.iter().map(|&i| c(i)))
-                    },
+                    &|| OutCol::date("period_start", true, idx.iter().map(|&i| period(i).and_then(|p| p.start))),
+                    &|| OutCol::dec("period_quantity", true, idx.iter().map(|&i| period(i).and_then(|p| p.quantity))),
+                    &|| OutCol::dec("period_charged", true, idx.iter().map(|&i| period(i).and_then(|p| p.charged))),
                 ],
-            )
+            );
+            // The items' tax_code (when the input had it) before the period state, in SPEC
+            // §9.1's order.
+            let at = t.cols.len() - 3;
+            for (k, c) in with_tax_code.iter().enumerate() {
+                t.cols.insert(at + k, c());
+            }
+            t
         }));
 
         tables.push(Chunked::new(self.usage_order.len(), move |r| {
@@ -275,6 +300,45 @@ impl<'a> Assembled<'a> {
         tables.push(self.rejects());
         if lineage {
             tables.push(self.lineage());
+        }
+        // SPEC v2 §9.1's state tables, when the state had them (even empty).
+        let pricing = &st.pricing;
+        if let Some(tiers) = &pricing.tiers {
+            tables.push(Chunked::new(tiers.len(), move |r| {
+                let t = &tiers[r];
+                OutTable::new("price_tiers")
+                    .str("service_id", false, t.iter().map(|x| s(&x.0.service_id)))
+                    .int("tier_no", false, t.iter().map(|x| Some(x.0.tier_no)))
+                    .dec("up_to", true, t.iter().map(|x| x.0.tier.up_to))
+                    .dec("unit_price", false, t.iter().map(|x| Some(x.0.tier.unit_price)))
+                    .dec("flat_fee", true, t.iter().map(|x| x.0.flat_fee))
+            }));
+        }
+        if let Some(discounts) = &pricing.discounts {
+            tables.push(Chunked::new(discounts.len(), move |r| {
+                let base = r.start;
+                let d = &discounts[r];
+                // `remaining` written back for a budget drawn on in the run (SPEC §9.4).
+                let remaining = |k: usize| self.remaining.get(&((base + k) as u32)).copied().or(d[k].remaining);
+                OutTable::new("discounts")
+                    .str("discount_id", false, d.iter().map(|x| s(&x.discount_id)))
+                    .str("subscription_id", false, d.iter().map(|x| s(&x.subscription_id)))
+                    .int("item_no", true, d.iter().map(|x| x.item_no))
+                    .str("kind", false, d.iter().map(|x| s(x.kind.as_str())))
+                    .dec("value", false, d.iter().map(|x| Some(x.value)))
+                    .dec("remaining", true, (0..d.len()).map(remaining))
+                    .date("start_date", false, d.iter().map(|x| Some(x.start_date)))
+                    .date("end_date", true, d.iter().map(|x| x.end_date))
+            }));
+        }
+        if let Some(rates) = &pricing.tax_rates {
+            tables.push(Chunked::new(rates.len(), move |r| {
+                let t = &rates[r];
+                OutTable::new("tax_rates")
+                    .str("tax_code", false, t.iter().map(|x| s(&x.tax_code)))
+                    .dec("rate", false, t.iter().map(|x| Some(x.rate)))
+                    .date("valid_from", false, t.iter().map(|x| Some(x.valid_from)))
+            }));
         }
         // One table at a time, each encoded column-parallel: tables written side by side
         // would each hold a row group in flight, and a thread waiting on its columns would

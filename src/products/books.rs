@@ -19,7 +19,9 @@ pub(super) fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()>
     let w = acct.wallet;
     let mut bal = w.balance;
     for t in &out.txns {
-        if t.amount <= Decimal::ZERO {
+        // > 0, except a fully discounted line's 0 (SPEC §9.6).
+        let fully_discounted = t.amount.is_zero() && !t.discount_amount().is_zero();
+        if t.amount < Decimal::ZERO || (t.amount.is_zero() && !fully_discounted) {
             return Err(Error::Invariant(format!(
                 "wallet {}: transaction {} has amount {}",
                 w.wallet_id, t.n, t.amount
@@ -32,7 +34,10 @@ pub(super) fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()>
                 w.wallet_id, t.n, t.amount
             )));
         }
-        bal = if t.kind == TxnKind::Credit { bal + t.amount } else { bal - t.amount };
+        bal = match t.direction {
+            Direction::Credit => bal + t.amount,
+            Direction::Debit => bal - t.amount,
+        };
         if bal != t.balance_after {
             return Err(Error::Invariant(format!("wallet {}: balance_after chain breaks at {}", w.wallet_id, t.n)));
         }
@@ -57,6 +62,10 @@ pub(super) type LineageIndex<'a> = (rustc_hash::FxHashMap<(&'a str, i64), u32>, 
 pub struct Books<'a> {
     pub(super) status: Vec<Status>,
     pub(super) billed: Vec<Option<NaiveDate>>,
+    /// The items' pricing-period states the run changed (SPEC §9.3), by item.
+    pub(super) periods: rustc_hash::FxHashMap<u32, PeriodState>,
+    /// The AMOUNT budgets the run drew on (SPEC §9.4), by discount.
+    pub(super) remaining: rustc_hash::FxHashMap<u32, Decimal>,
     pub(super) disc: Vec<ListRow>,
     pub(super) reco: Vec<ListRow>,
     pub(super) totals: BTreeMap<String, Totals>,
@@ -76,6 +85,8 @@ impl<'a> Books<'a> {
         Books {
             status,
             billed,
+            periods: Default::default(),
+            remaining: Default::default(),
             disc: Vec::new(),
             reco: Vec::new(),
             totals: BTreeMap::new(),
@@ -108,6 +119,12 @@ impl<'a> Books<'a> {
             }
             for (i, d) in &r.billed_through {
                 self.billed[*i] = Some(*d);
+            }
+            for (i, p) in &r.periods {
+                self.periods.insert(*i as u32, p.clone());
+            }
+            for (k, left) in &r.remaining {
+                self.remaining.insert(*k as u32, *left);
             }
             for (list, entries) in [(&mut self.disc, &r.disconnections), (&mut self.reco, &r.reconnections)] {
                 for e in entries {

@@ -26,7 +26,7 @@ use crate::domain::*;
 use crate::error::{Error, Result};
 use crate::io::write::{ColData, OutCol, OutTable, TableWriter};
 use crate::rating::step2_external::ExtOut;
-use crate::rating::{AccountIn, AccountOut, Debits, Txn, TxnKind};
+use crate::rating::{AccountIn, AccountOut, Debits, Direction, Txn, TxnKind};
 use crate::validate::{Intake, State};
 use chrono::NaiveDate;
 use rayon::prelude::*;

@@ -71,10 +71,7 @@ pub(super) fn transactions_table<'a>(
             &|| OutCol::str("service_id", true, rows().map(|(_, t)| t.service_id)),
             &|| OutCol::str("kind", false, rows().map(|(_, t)| s(t.kind.as_str()))),
             &|| OutCol::str("transaction_type", false, rows().map(|(_, t)| s(t.transaction_type))),
-            &|| {
-                let dir = |t: &Txn| if t.kind == TxnKind::Credit { "CREDIT" } else { "DEBIT" };
-                OutCol::str("direction", false, rows().map(|(_, t)| s(dir(t))))
-            },
+            &|| OutCol::str("direction", false, rows().map(|(_, t)| s(t.direction.as_str()))),
             &|| OutCol::dec("amount", false, rows().map(|(w, t)| minor(t.amount, w))),
             // SPEC §9.6: null on credits (money received), numbers on every priced line.
             &|| {

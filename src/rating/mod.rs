@@ -49,6 +49,11 @@ pub struct ItemIn<'a> {
     pub service: &'a Service,
     /// Summed usage inside the item's window (POST_RATE items).
     pub usage_qty: Decimal,
+    /// The usage rows inside the window, in read order, for a service whose rating needs
+    /// them ([`Service::needs_usage_rows`]); empty otherwise.
+    pub usage_rows: &'a [UsageRow],
+    /// The item's effective tax code and its rate at `as_of` (None: untaxed).
+    pub tax: Option<(&'a str, Decimal)>,
 }
 
 pub struct SubIn<'a> {
@@ -56,6 +61,8 @@ pub struct SubIn<'a> {
     pub sub: &'a Subscription,
     /// Billable items in `item_no` order.
     pub items: Vec<ItemIn<'a>>,
+    /// Its discounts (references checked), in discount_id order.
+    pub discounts: Vec<pricing::line::Applied<'a>>,
 }
 
 /// One account: its wallet, its credits in (received_at, credit_id) order, and its INTERNAL
@@ -129,6 +136,26 @@ impl Debits {
     }
 }
 
+/// Which way a line moves the balance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Debit,
+    /// Money received (kind CREDIT) and usage credits (kind POST_RATE, SPEC §9.3).
+    Credit,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Debit => "DEBIT",
+            Direction::Credit => "CREDIT",
+        }
+    }
+}
+
+/// `transaction_type` of a usage credit (SPEC §9.3).
+pub const USAGE_CREDIT: &str = "USAGE_CREDIT";
+
 #[derive(Clone, Debug)]
 pub struct Txn<'a> {
     pub n: u32,
@@ -137,7 +164,9 @@ pub struct Txn<'a> {
     pub service_id: Option<&'a str>,
     pub kind: TxnKind,
     pub transaction_type: &'a str,
-    /// > 0; the direction is CREDIT for `TxnKind::Credit`, DEBIT otherwise.
+    pub direction: Direction,
+    /// > 0, except a fully discounted line's 0 (SPEC §9.6); a magnitude (the direction gives
+    /// the sign).
     pub amount: Decimal,
     /// How a priced line's amount came about (SPEC §9.6), when not simply `L = amount` with no
     /// discount and no tax (boxed: most lines are the simple case, and the transactions of a
@@ -213,6 +242,10 @@ pub struct AccountOut<'a> {
     pub status: Vec<(usize, Status)>,
     /// (item index, new billed_through)
     pub billed_through: Vec<(usize, NaiveDate)>,
+    /// (item index, its pricing-period state after the run), SPEC §9.3.
+    pub periods: Vec<(usize, PeriodState)>,
+    /// (discount index, its AMOUNT budget left) for the budgets the run drew on, SPEC §9.4.
+    pub remaining: Vec<(usize, Decimal)>,
     pub disconnections: Vec<ListEntry>,
     pub reconnections: Vec<ListEntry>,
     pub estimate: Option<Estimate>,
@@ -270,6 +303,16 @@ pub struct SubFlags {
 /// The item's unit price: its negotiated `custom_price`, else the service's `price`.
 fn price_of(it: &ItemIn) -> Decimal {
     it.item.custom_price.unwrap_or(it.service.price)
+}
+
+/// A line's `unit_price`: `P` for PER_UNIT, null for the other models (SPEC §9.3).
+fn unit_price_of(it: &ItemIn) -> Option<Decimal> {
+    (it.service.model() == PricingModel::PerUnit).then(|| price_of(it))
+}
+
+/// `p` of SPEC §9.2 for a PRE_RATE or ONE_TIME item: `A(quantity)` (v1: `P * quantity`).
+fn item_price(it: &ItemIn) -> Option<Decimal> {
+    pricing::Plan::of(it.service, it.item, false).list_amount(it.item.qty())
 }
 
 /// Rate one account (SPEC §4 steps 1, 3–8), each step on the balance the previous left.

@@ -1,13 +1,18 @@
-//! SPEC §4 step 3: post-rated usage, billed in arrears. An INTERNAL subscription's items
-//! (ACTIVE or DISCONNECTED) are each debited once for the usage summed in their window
-//! `[billed_through ?? start_date, min(cutoff, end_date))`, always taken, even below zero.
-//! Which usage falls in the window (and which is deferred, late or after the end) is
-//! decided when the usage is read (`validate::usage`); here arrive the sums.
+//! SPEC §4 step 3 with §9.2–9.3: post-rated usage, billed in arrears. An INTERNAL
+//! subscription's items (ACTIVE or DISCONNECTED) are rated on the usage of their window
+//! `[billed_through ?? start_date, min(cutoff, end_date))`, always taken, even below zero:
+//! one line for the window, or with a pricing period one line per part of the window in each
+//! pricing period, each billing the increment of the period's list amount (negative: a usage
+//! credit). Which usage falls in the window (and which is deferred, late or after the end)
+//! is decided when the usage is read (`validate::usage`); here arrive the sums (and, for the
+//! plans that need them, the rows).
 
 use super::ledger::{Ledger, Line};
-use super::{price_of, AccountIn, RateError, TxnKind};
-use crate::domain::BillingMethod;
-use crate::domain::Status;
+use super::pricing::{periods, Plan};
+use super::{unit_price_of, AccountIn, ItemIn, RateError, SubIn, TxnKind};
+use crate::domain::{midnight, BillingMethod, PeriodState, PricingModel, Status};
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
 
 pub fn rate<'a>(l: &mut Ledger<'a, '_>, acct: &AccountIn<'a>) -> Result<(), RateError> {
     let as_of = l.ctx.as_of;
@@ -18,25 +23,99 @@ pub fn rate<'a>(l: &mut Ledger<'a, '_>, acct: &AccountIn<'a>) -> Result<(), Rate
             if from >= end {
                 continue;
             }
-            let price = price_of(it);
-            let exact = it
-                .usage_qty
-                .checked_mul(price)
-                .and_then(|x| x.checked_div(it.service.unit()))
-                .ok_or_else(|| l.overflow("usage charge"))?;
-            let rounded = l.round(exact);
-            l.debit(Line {
-                kind: TxnKind::PostRate,
-                exact,
-                rounded,
-                sub: s.sub,
-                it,
-                quantity: it.usage_qty,
-                unit_price: price,
-                period: Some((from, end)),
-            })?;
+            match it.service.pricing_period() {
+                None => rate_window(l, s, it, from, end)?,
+                Some(pp) => rate_periods(l, s, it, pp, from, end)?,
+            }
             l.bill_through(it, end);
         }
+    }
+    Ok(())
+}
+
+/// Without a pricing period: one line for the window, `round(A(q))` of its summed usage
+/// (PERCENTAGE: the sum of its rows' fees). A tiered plan's window without a usage row
+/// makes no line (its flat fees need a pricing period).
+fn rate_window<'a>(
+    l: &mut Ledger<'a, '_>,
+    s: &SubIn<'a>,
+    it: &ItemIn<'a>,
+    from: NaiveDate,
+    end: NaiveDate,
+) -> Result<(), RateError> {
+    let plan = Plan::of(it.service, it.item, true);
+    let exact = match plan.model {
+        PricingModel::Percentage => {
+            let mut sum = Decimal::ZERO;
+            for r in it.usage_rows {
+                let fee = plan.percentage_fee(r.quantity).ok_or_else(|| l.overflow("usage fee"))?;
+                sum = sum.checked_add(fee).ok_or_else(|| l.overflow("usage fee"))?;
+            }
+            sum
+        }
+        m if m.tiered() && it.usage_rows.is_empty() => return Ok(()),
+        _ => plan.list_amount(it.usage_qty).ok_or_else(|| l.overflow("usage charge"))?,
+    };
+    let rounded = l.round(exact);
+    l.line(Line {
+        kind: TxnKind::PostRate,
+        exact,
+        rounded,
+        sub: s,
+        it,
+        quantity: it.usage_qty,
+        unit_price: unit_price_of(it),
+        period: Some((from, end)),
+    })
+}
+
+/// With a pricing period `pp`: the window split at the item's pricing-period boundaries,
+/// one line per part billing `round(A(after)) - charged` (SPEC §9.3), and the item's period
+/// state left at the last part's period.
+fn rate_periods<'a>(
+    l: &mut Ledger<'a, '_>,
+    s: &SubIn<'a>,
+    it: &ItemIn<'a>,
+    pp: crate::domain::Period,
+    from: NaiveDate,
+    end: NaiveDate,
+) -> Result<(), RateError> {
+    let plan = Plan::of(it.service, it.item, true);
+    let parts = periods::split(it.item.start_date, pp, from, end).ok_or_else(|| l.overflow("pricing periods"))?;
+    let state = it.item.period();
+    let mut last = None;
+    for (part_from, part_to, ps) in parts {
+        let (lo, hi) = (midnight(part_from), midnight(part_to));
+        let mut used = Decimal::ZERO;
+        for r in it.usage_rows.iter().filter(|r| lo <= r.time && r.time < hi) {
+            used = used.checked_add(r.quantity).ok_or_else(|| l.overflow("usage sum"))?;
+        }
+        let same = state.filter(|p| p.start == Some(ps));
+        let before = same.and_then(|p| p.quantity).unwrap_or_default();
+        let charged = same.and_then(|p| p.charged).unwrap_or_default();
+        let after = before.checked_add(used).ok_or_else(|| l.overflow("usage sum"))?;
+        let a_after = plan.list_amount(after).ok_or_else(|| l.overflow("usage charge"))?;
+        // The exact increment: what the period's exact amount grew by in this part (so the
+        // residuals of a period add up to its one rounding).
+        let a_before = match same {
+            Some(_) => plan.list_amount(before).ok_or_else(|| l.overflow("usage charge"))?,
+            None => Decimal::ZERO,
+        };
+        let total = l.round(a_after);
+        l.line(Line {
+            kind: TxnKind::PostRate,
+            exact: a_after - a_before,
+            rounded: total - charged,
+            sub: s,
+            it,
+            quantity: used,
+            unit_price: unit_price_of(it),
+            period: Some((part_from, part_to)),
+        })?;
+        last = Some(PeriodState { start: Some(ps), quantity: Some(after), charged: Some(total) });
+    }
+    if let Some(p) = last {
+        l.out.periods.push((it.idx, p));
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! SPEC §4 step 4: one-time fees. An ACTIVE subscription's ONE_TIME item never billed
-//! (`billed_through` null) and in effect at `as_of` is debited `round(price * quantity)`,
-//! always taken; its `billed_through` becomes `as_of`.
+//! (`billed_through` null) and in effect at `as_of` is debited `round(p)`, `p = A(quantity)`
+//! (v1: `price * quantity`), always taken; its `billed_through` becomes `as_of`.
 
 use super::ledger::{Ledger, Line};
-use super::{price_of, AccountIn, RateError, TxnKind};
+use super::{item_price, unit_price_of, AccountIn, RateError, TxnKind};
 use crate::domain::{BillingMethod, Status};
 
 pub fn rate<'a>(l: &mut Ledger<'a, '_>, acct: &AccountIn<'a>) -> Result<(), RateError> {
@@ -14,17 +14,16 @@ pub fn rate<'a>(l: &mut Ledger<'a, '_>, acct: &AccountIn<'a>) -> Result<(), Rate
             if item.billed_through.is_some() || item.start_date > as_of || !item.before_end(as_of) {
                 continue;
             }
-            let price = price_of(it);
-            let exact = price.checked_mul(item.qty()).ok_or_else(|| l.overflow("one-time fee"))?;
+            let exact = item_price(it).ok_or_else(|| l.overflow("one-time fee"))?;
             let rounded = l.round(exact);
-            l.debit(Line {
+            l.line(Line {
                 kind: TxnKind::OneTime,
                 exact,
                 rounded,
-                sub: s.sub,
+                sub: s,
                 it,
                 quantity: item.qty(),
-                unit_price: price,
+                unit_price: unit_price_of(it),
                 period: None,
             })?;
             l.bill_through(it, as_of);

@@ -4,8 +4,9 @@
 
 use super::charge::Frac;
 use super::ledger::Ledger;
-use super::{price_of, AccountIn, Estimate, RateError, SubFlags};
+use super::{item_price, AccountIn, Estimate, ItemIn, RateError, SubFlags, SubIn};
 use crate::domain::job::Estimation;
+use crate::domain::DiscountKind;
 use crate::domain::{BillingMethod, EstimateClass, Rounding};
 use chrono::Datelike;
 use rust_decimal::Decimal;
@@ -38,7 +39,7 @@ pub fn estimate(l: &mut Ledger, acct: &AccountIn, flags: &[SubFlags]) -> Result<
             if d <= 0 {
                 continue;
             }
-            let p = price_of(it).checked_mul(it.item.qty()).ok_or_else(|| l.overflow("estimate"))?;
+            let p = estimated_price(l, s, it).ok_or_else(|| l.overflow("estimate"))?;
             daily = daily.add(p, d).ok_or_else(|| l.overflow("estimate"))?;
         }
     }
@@ -76,4 +77,20 @@ pub fn estimate(l: &mut Ledger, acct: &AccountIn, flags: &[SubFlags]) -> Result<
     daily.rescale(6);
     l.out.estimate = Some(Estimate { balance: bal, daily, days_remaining, depletion_date, class });
     Ok(())
+}
+
+/// `p` of a PRE_RATE item for the estimate (SPEC §9.6): `A(quantity)` after the PERCENT
+/// discounts in effect at `as_of` that apply to it (exact), with tax added when prices exclude
+/// it; AMOUNT budgets are left out (they run out).
+fn estimated_price(l: &Ledger, s: &SubIn, it: &ItemIn) -> Option<Decimal> {
+    let mut p = item_price(it)?;
+    let as_of = l.ctx.as_of;
+    let applies = |d: &crate::domain::Discount| d.item_no.is_none_or(|n| n == it.item.item_no);
+    for a in s.discounts.iter().filter(|a| a.d.kind == DiscountKind::Percent && a.d.in_effect(as_of) && applies(a.d)) {
+        p = p.checked_mul(Decimal::ONE_HUNDRED - a.d.value)?.checked_div(Decimal::ONE_HUNDRED)?;
+    }
+    if let Some((_, rate)) = it.tax.filter(|_| !it.service.includes_tax()) {
+        p = p.checked_mul(Decimal::ONE_HUNDRED.checked_add(rate)?)?.checked_div(Decimal::ONE_HUNDRED)?;
+    }
+    Some(p)
 }

@@ -7,12 +7,11 @@
 
 pub mod index;
 mod parse;
+pub mod pricing;
 mod state;
-mod unpriced;
 mod usage;
 pub use parse::*;
 pub use state::*;
-pub use unpriced::refuse_unpriced_plans;
 pub use usage::*;
 
 use crate::domain::*;
@@ -118,14 +117,14 @@ impl Intake {
 
     /// An empty intake sharing this one's progress, for a table loaded beside others; its
     /// files and rejects are taken back with [`Intake::adopt`].
-    fn fork(&self) -> Intake {
+    pub(super) fn fork(&self) -> Intake {
         Intake { progress: self.progress.clone(), ..Intake::default() }
     }
 
     /// Take back a [`Intake::fork`]'s files, rejects and counts, renumbering its files after
     /// this intake's (and the origins of `rows`, what it loaded): adopting forks in table
     /// order numbers files and rejects as loading the tables one after another would.
-    fn adopt<T: Send>(&mut self, part: Intake, rows: Result<Loaded<T>>) -> Result<Loaded<T>> {
+    pub(super) fn adopt<T: Send>(&mut self, part: Intake, rows: Result<Loaded<T>>) -> Result<Loaded<T>> {
         use rayon::prelude::*;
         let base = self.adopt_files(part);
         let mut rows = rows?;

@@ -71,7 +71,11 @@ impl<'a> Row<'a> {
     }
     fn int(&self, c: impl Into<usize>) -> Result<i64, Fail> {
         let c: usize = c.into();
-        self.b.cols[c].int(self.i).map_err(|e| self.invalid(c, e))?.ok_or_else(|| self.missing(c))
+        self.oint(c)?.ok_or_else(|| self.missing(c))
+    }
+    fn oint(&self, c: impl Into<usize>) -> Result<Option<i64>, Fail> {
+        let c: usize = c.into();
+        self.b.cols[c].int(self.i).map_err(|e| self.invalid(c, e))
     }
     fn operiod(&self, c: impl Into<usize>) -> Result<Option<PeriodText>, Fail> {
         let c: usize = c.into();
@@ -122,15 +126,48 @@ columns!(SERVICES, ServiceCol:
     RatePeriod = opt("rate_period", Text),
     AdvancePeriod = opt("advance_period", Text),
     UnitSize = opt("unit_size", Decimal),
-);
-// The services' SPEC v2 §9.1 columns that change what an item is billed, read only to refuse
-// plans not rated yet (`unpriced.rs`).
-columns!(SERVICE_PRICING, ServicePricingCol:
-    ServiceId = opt("service_id", Text),
+    // SPEC v2 §9.1.
     PricingModel = opt("pricing_model", Text),
-    FreeUnits = opt("free_units", Text),
+    FreeUnits = opt("free_units", Decimal),
     PricingPeriod = opt("pricing_period", Text),
+    TxnFee = opt("txn_fee", Decimal),
+    TxnMin = opt("txn_min", Decimal),
+    TxnMax = opt("txn_max", Decimal),
     TaxCode = opt("tax_code", Text),
+    PriceIncludesTax = opt("price_includes_tax", Text),
+);
+/// The services' SPEC v2 §9.1 columns: the next state has them when the input had one.
+pub const SERVICE_V2_COLUMNS: &[&str] = &[
+    "pricing_model",
+    "free_units",
+    "pricing_period",
+    "txn_fee",
+    "txn_min",
+    "txn_max",
+    "tax_code",
+    "price_includes_tax",
+];
+columns!(PRICE_TIERS, TierCol:
+    ServiceId = req("service_id", Text),
+    TierNo = req("tier_no", Int),
+    UpTo = opt("up_to", Decimal),
+    UnitPrice = req("unit_price", Decimal),
+    FlatFee = opt("flat_fee", Decimal),
+);
+columns!(DISCOUNTS, DiscountCol:
+    DiscountId = req("discount_id", Text),
+    SubscriptionId = req("subscription_id", Text),
+    ItemNo = opt("item_no", Int),
+    Kind = req("kind", Text),
+    Value = req("value", Decimal),
+    Remaining = opt("remaining", Decimal),
+    StartDate = req("start_date", Date),
+    EndDate = opt("end_date", Date),
+);
+columns!(TAX_RATES, TaxRateCol:
+    TaxCode = req("tax_code", Text),
+    Rate = req("rate", Decimal),
+    ValidFrom = req("valid_from", Date),
 );
 columns!(WALLETS, WalletCol:
     WalletId = req("wallet_id", Text),
@@ -155,6 +192,7 @@ columns!(ITEMS, ItemCol:
     StartDate = req("start_date", Date),
     EndDate = opt("end_date", Date),
     BilledThrough = opt("billed_through", Date),
+    TaxCode = opt("tax_code", Text),
     PeriodStart = opt("period_start", Date),
     PeriodQuantity = opt("period_quantity", Decimal),
     PeriodCharged = opt("period_charged", Decimal),
@@ -187,30 +225,150 @@ columns!(EVENTS, EventCol:
 );
 
 pub fn parse_service(r: &Row) -> Result<Service, Fail> {
-    let service_id = Text::from(r.s(ServiceCol::ServiceId)?);
-    let method = r.s(ServiceCol::BillingMethod)?;
-    let price = r.d(ServiceCol::Price)?;
-    let currency = Text::from(r.s(ServiceCol::Currency)?);
-    let rate_period = r.operiod(ServiceCol::RatePeriod)?;
+    use ServiceCol as C;
+    let service_id = Text::from(r.s(C::ServiceId)?);
+    let method = r.s(C::BillingMethod)?;
+    let price = r.d(C::Price)?;
+    let currency = Text::from(r.s(C::Currency)?);
+    let rate_period = r.operiod(C::RatePeriod)?;
     if method == "PRE_RATE" && rate_period.is_none() {
-        return Err(r.missing(ServiceCol::RatePeriod));
+        return Err(r.missing(C::RatePeriod));
     }
-    let advance_period = r.operiod(ServiceCol::AdvancePeriod)?;
-    let unit_size = r.od(ServiceCol::UnitSize)?;
-    let billing_method = BillingMethod::parse(method).ok_or_else(|| {
-        r.invalid(ServiceCol::BillingMethod, format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME"))
-    })?;
-    r.domain(ServiceCol::Price, price >= Decimal::ZERO, "is negative")?;
-    let minor = r.currency(ServiceCol::Currency, &currency)?;
+    let advance_period = r.operiod(C::AdvancePeriod)?;
+    let unit_size = r.od(C::UnitSize)?;
+    let pricing = parse_service_pricing(r)?;
+    let billing_method = BillingMethod::parse(method)
+        .ok_or_else(|| r.invalid(C::BillingMethod, format!("{method:?} is not PRE_RATE, POST_RATE or ONE_TIME")))?;
+    r.domain(C::Price, price >= Decimal::ZERO, "is negative")?;
+    let minor = r.currency(C::Currency, &currency)?;
     if billing_method == BillingMethod::PreRate {
-        r.domain(
-            ServiceCol::RatePeriod,
-            rate_period.as_ref().is_some_and(|p| p.period.n >= 1),
-            "is not a period of N >= 1",
-        )?;
+        r.domain(C::RatePeriod, rate_period.as_ref().is_some_and(|p| p.period.n >= 1), "is not a period of N >= 1")?;
     }
-    r.domain(ServiceCol::UnitSize, unit_size.is_none_or(|u| u > Decimal::ZERO), "is not > 0")?;
-    Ok(Service { service_id, billing_method, price, currency, minor, rate_period, advance_period, unit_size })
+    r.domain(C::UnitSize, unit_size.is_none_or(|u| u > Decimal::ZERO), "is not > 0")?;
+    if let Some(p) = &pricing {
+        check_service_pricing(r, p, billing_method)?;
+    }
+    Ok(Service { service_id, billing_method, price, currency, minor, rate_period, advance_period, unit_size, pricing })
+}
+
+/// The §9.1 columns of a services row, parsed (None when all are null: a v1 service).
+fn parse_service_pricing(r: &Row) -> Result<Option<Box<ServicePricing>>, Fail> {
+    use ServiceCol as C;
+    let model = match r.os(C::PricingModel) {
+        None => None,
+        Some(m) => Some(PricingModel::parse(m).ok_or_else(|| {
+            r.invalid(C::PricingModel, format!("{m:?} is not PER_UNIT, GRADUATED, VOLUME, PACKAGE or PERCENTAGE"))
+        })?),
+    };
+    let free_units = r.od(C::FreeUnits)?;
+    let pricing_period = r.operiod(C::PricingPeriod)?;
+    let (txn_fee, txn_min, txn_max) = (r.od(C::TxnFee)?, r.od(C::TxnMin)?, r.od(C::TxnMax)?);
+    let tax_code = r.os(C::TaxCode).map(Text::from);
+    let price_includes_tax = match r.os(C::PriceIncludesTax) {
+        None => None,
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(t) => return Err(r.invalid(C::PriceIncludesTax, format!("{t:?} is not true or false"))),
+    };
+    let p = ServicePricing {
+        model,
+        free_units,
+        pricing_period,
+        txn_fee,
+        txn_min,
+        txn_max,
+        tax_code,
+        price_includes_tax,
+        tiers: Vec::new(),
+    };
+    let v1 = ServicePricing {
+        model: None,
+        free_units: None,
+        pricing_period: None,
+        txn_fee: None,
+        txn_min: None,
+        txn_max: None,
+        tax_code: None,
+        price_includes_tax: None,
+        tiers: Vec::new(),
+    };
+    Ok((p != v1).then(|| Box::new(p)))
+}
+
+/// The §9.1 domains of a service's pricing columns (SPEC §9.1, §9.2: PERCENTAGE is POST_RATE
+/// only, without free units or a pricing period).
+fn check_service_pricing(r: &Row, p: &ServicePricing, method: BillingMethod) -> Result<(), Fail> {
+    use ServiceCol as C;
+    let non_negative = |d: Option<Decimal>| d.is_none_or(|d| d >= Decimal::ZERO);
+    r.domain(C::FreeUnits, non_negative(p.free_units), "is negative")?;
+    r.domain(C::PricingPeriod, p.pricing_period.as_ref().is_none_or(|x| x.period.n >= 1), "is not a period of N >= 1")?;
+    r.domain(C::TxnFee, non_negative(p.txn_fee), "is negative")?;
+    r.domain(C::TxnMin, non_negative(p.txn_min), "is negative")?;
+    r.domain(C::TxnMax, non_negative(p.txn_max), "is negative")?;
+    if let (Some(lo), Some(hi)) = (p.txn_min, p.txn_max) {
+        r.domain(C::TxnMin, lo <= hi, &format!("is above txn_max {hi}"))?;
+    }
+    if p.model() == PricingModel::Percentage {
+        r.domain(C::BillingMethod, method == BillingMethod::PostRate, "cannot be priced PERCENTAGE (POST_RATE only)")?;
+        r.domain(C::FreeUnits, p.free_units.is_none(), "must be null for PERCENTAGE")?;
+        r.domain(C::PricingPeriod, p.pricing_period.is_none(), "must be null for PERCENTAGE")?;
+    }
+    Ok(())
+}
+
+pub fn parse_tier(r: &Row) -> Result<TierRow, Fail> {
+    use TierCol as C;
+    let service_id = Text::from(r.s(C::ServiceId)?);
+    let tier_no = r.int(C::TierNo)?;
+    let up_to = r.od(C::UpTo)?;
+    let unit_price = r.d(C::UnitPrice)?;
+    let flat_fee = r.od(C::FlatFee)?;
+    r.domain(C::TierNo, tier_no >= 1, "is not >= 1")?;
+    r.domain(C::UnitPrice, unit_price >= Decimal::ZERO, "is negative")?;
+    r.domain(C::FlatFee, flat_fee.is_none_or(|f| f >= Decimal::ZERO), "is negative")?;
+    let tier = Tier { up_to, unit_price, flat_fee: flat_fee.unwrap_or_default() };
+    Ok(TierRow { service_id, tier_no, tier, flat_fee })
+}
+
+pub fn parse_tax_rate(r: &Row) -> Result<TaxRate, Fail> {
+    use TaxRateCol as C;
+    let tax_code = Text::from(r.s(C::TaxCode)?);
+    let rate = r.d(C::Rate)?;
+    let valid_from = r.date(C::ValidFrom)?;
+    r.domain(C::Rate, rate >= Decimal::ZERO, "is negative")?;
+    Ok(TaxRate { tax_code, rate, valid_from })
+}
+
+pub fn parse_discount(r: &Row) -> Result<Discount, Fail> {
+    use DiscountCol as C;
+    let discount_id = Text::from(r.s(C::DiscountId)?);
+    let subscription_id = Text::from(r.s(C::SubscriptionId)?);
+    let item_no = r.oint(C::ItemNo)?;
+    let kind = r.s(C::Kind)?;
+    let value = r.d(C::Value)?;
+    let remaining = r.od(C::Remaining)?;
+    let start_date = r.date(C::StartDate)?;
+    let end_date = r.odate(C::EndDate)?;
+    let kind =
+        DiscountKind::parse(kind).ok_or_else(|| r.invalid(C::Kind, format!("{kind:?} is not PERCENT or AMOUNT")))?;
+    r.domain(C::ItemNo, item_no.is_none_or(|n| n >= 1), "is not >= 1")?;
+    match kind {
+        DiscountKind::Percent => {
+            r.domain(C::Value, value > Decimal::ZERO && value <= Decimal::ONE_HUNDRED, "is not in (0, 100]")?
+        }
+        DiscountKind::Amount => {
+            r.domain(C::Value, value > Decimal::ZERO, "is not > 0")?;
+            r.domain(
+                C::Remaining,
+                remaining.is_none_or(|x| x >= Decimal::ZERO && x <= value),
+                &format!("is not within 0 ..= value {value}"),
+            )?;
+        }
+    }
+    if let Some(e) = end_date {
+        r.domain(C::EndDate, start_date < e, &format!("is not after start_date {start_date}"))?;
+    }
+    Ok(Discount { discount_id, subscription_id, item_no, kind, value, remaining, start_date, end_date })
 }
 
 pub fn parse_wallet(r: &Row) -> Result<Wallet, Fail> {
@@ -247,6 +405,7 @@ pub fn parse_item(r: &Row) -> Result<Item, Fail> {
     let start_date = r.date(ItemCol::StartDate)?;
     let end_date = r.odate(ItemCol::EndDate)?;
     let billed_through = r.odate(ItemCol::BilledThrough)?;
+    let tax_code = r.os(ItemCol::TaxCode).map(Text::from);
     let period = PeriodState {
         start: r.odate(ItemCol::PeriodStart)?,
         quantity: r.od(ItemCol::PeriodQuantity)?,
@@ -256,18 +415,9 @@ pub fn parse_item(r: &Row) -> Result<Item, Fail> {
     r.domain(ItemCol::Quantity, quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
     r.domain(ItemCol::CustomPrice, custom_price.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
     r.domain(ItemCol::PeriodQuantity, period.quantity.is_none_or(|q| q >= Decimal::ZERO), "is negative")?;
-    let period = (period != PeriodState::default()).then(|| Box::new(period));
-    Ok(Item {
-        subscription_id,
-        item_no,
-        service_id,
-        quantity,
-        custom_price,
-        start_date,
-        end_date,
-        billed_through,
-        period,
-    })
+    let ext = ItemExt { tax_code, period };
+    let ext = (ext != ItemExt::default()).then(|| Box::new(ext));
+    Ok(Item { subscription_id, item_no, service_id, quantity, custom_price, start_date, end_date, billed_through, ext })
 }
 
 /// A usage row borrowed from its batch (the hot path allocates nothing per row).
@@ -374,11 +524,11 @@ fn usage_fast(b: &Batch, i: usize) -> Option<UsageRef<'_>> {
 fn item_fast(b: &Batch, i: usize) -> Option<Item> {
     use crate::io::read::Col;
     use arrow_array::Array;
-    let [sub, Col::Int(no), svc, qty, price, start, end, billed, period @ ..] = &b.cols[..] else {
+    let [sub, Col::Int(no), svc, qty, price, start, end, billed, v2 @ ..] = &b.cols[..] else {
         return None;
     };
-    // Items with a pricing-period state (SPEC §9.3) take the checks.
-    if !period.iter().all(|c| c.is_null(i)) {
+    // Items with a tax code or a pricing-period state (SPEC §9.1) take the checks.
+    if !v2.iter().all(|c| c.is_null(i)) {
         return None;
     }
     Some(Item {
@@ -390,7 +540,7 @@ fn item_fast(b: &Batch, i: usize) -> Option<Item> {
         start_date: fast::date(start, i)??,
         end_date: fast::date(end, i)?,
         billed_through: fast::date(billed, i)?,
-        period: None,
+        ext: None,
     })
 }
 
@@ -447,6 +597,8 @@ pub fn parse_event(r: &Row) -> Result<Event, Fail> {
 pub fn key_of(table: &str, r: &Row) -> String {
     match table {
         "subscription_items" => format!("{}/{}", r.raw(ItemCol::SubscriptionId), r.raw(ItemCol::ItemNo)),
+        "price_tiers" => format!("{}/{}", r.raw(TierCol::ServiceId), r.raw(TierCol::TierNo)),
+        "tax_rates" => format!("{}/{}", r.raw(TaxRateCol::TaxCode), r.raw(TaxRateCol::ValidFrom)),
         // Every other table's key is its first column (SPEC §3).
         _ => r.raw(0usize),
     }
@@ -533,7 +685,8 @@ mod tests {
                 ])),
                 Col::Date(Date32Array::from(vec![None, Some(20_100), None, None, None, None])),
                 Col::Date(Date32Array::from(vec![Some(20_010), None, None, None, None, None])),
-                // No pricing-period state (a v1 state: the columns are absent).
+                // No tax code or pricing-period state (a v1 state: the columns are absent).
+                Col::Missing,
                 Col::Missing,
                 Col::Missing,
                 Col::Missing,

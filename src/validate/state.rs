@@ -15,6 +15,10 @@ pub enum ItemState {
 pub struct State {
     pub services: Vec<Service>,
     pub service_idx: HashMap<Text, usize>,
+    /// Whether the service is billable (not rejected `INVALID_TIERS`, SPEC §9.1).
+    pub service_ok: Vec<bool>,
+    /// The §9.1 tables: tiers, tax rates, discounts.
+    pub pricing: super::pricing::PriceTables,
     pub wallets: Vec<Wallet>,
     wallet_by_id: IdIndex,
     pub subs: Vec<Subscription>,
@@ -152,6 +156,11 @@ impl State {
         Some(self.item_service[ii]).filter(|&s| s != NONE).map(|s| s as usize)
     }
 
+    /// Whether rating item `ii` needs its usage rows, not only their sum (SPEC §9.2–9.3).
+    pub fn item_needs_rows(&self, ii: usize) -> bool {
+        self.item_service(ii).is_some_and(|v| self.services[v].needs_usage_rows())
+    }
+
     /// The wallet of subscription `si`'s account.
     pub fn wallet_of_sub(&self, si: usize) -> Option<usize> {
         Some(self.sub_wallet[si]).filter(|&w| w != NO_WALLET).map(|w| w as usize)
@@ -182,6 +191,11 @@ pub struct StateSources<'a> {
     pub wallets: Option<&'a TableSource>,
     pub subscriptions: Option<&'a TableSource>,
     pub items: Option<&'a TableSource>,
+    pub price_tiers: Option<&'a TableSource>,
+    pub tax_rates: Option<&'a TableSource>,
+    pub discounts: Option<&'a TableSource>,
+    /// The run's as_of: the tax rates in effect.
+    pub as_of: chrono::NaiveDate,
 }
 
 fn load_opt<T: Send>(
@@ -199,10 +213,14 @@ fn load_opt<T: Send>(
 pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> {
     use rayon::prelude::*;
     let services = load_opt(intake, src.services, SERVICES, parse_service)?;
-    let (services, _) = intake.dedupe("services", services, |s| (&s.service_id, 0));
-    let services: Vec<Service> = services.rows;
+    let (mut services, _) = intake.dedupe("services", services, |s| (&s.service_id, 0));
     let service_idx: HashMap<Text, usize> =
-        services.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
+        services.rows.iter().enumerate().map(|(i, s)| (s.service_id.clone(), i)).collect();
+    let mut service_ok = vec![true; services.len()];
+    let tiers = super::pricing::check_tiers(intake, src.price_tiers, &mut services, &service_idx, &mut service_ok)?;
+    let services: Vec<Service> = services.rows;
+    let taxes = super::pricing::load_tax_rates(intake, src.tax_rates, src.as_of)?;
+    let tax_at = &taxes.1;
 
     // The three big tables are read side by side: a table of one row group decodes on one
     // thread, and three tables' row groups share the pool better than waves of one table.
@@ -260,6 +278,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let is_post = |it: &Item| {
         service_idx.get(&it.service_id).is_some_and(|&k| services[k].billing_method == BillingMethod::PostRate)
     };
+    let service_of = |id: &str| service_idx.get(id).copied().filter(|&v| service_ok[v]);
     let (_, second) = IdIndex::build(items.len(), |i| {
         let it = &items.rows[i];
         is_post(it).then(|| (it.subscription_id.as_str(), it.service_id.as_str()))
@@ -277,7 +296,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         .with_min_len(4096)
         .map_init(LastHit::default, |last, it| {
             let si = sub_lookup(&subs, &sub_by_id, &it.subscription_id, last);
-            let sv = service_idx.get(&it.service_id).copied();
+            let sv = service_of(&it.service_id);
             let state = match (si, sv) {
                 (None, _) => ItemState::Carried(Reason::UnknownSubscription),
                 (Some(s), _) if !sub_ok[s] => ItemState::Carried(Reason::UnknownSubscription),
@@ -286,8 +305,15 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
                     let w = sub_wallet[s];
                     let mismatch =
                         subs[s].is_internal() && w != NO_WALLET && wallets[w as usize].currency != services[v].currency;
+                    let svc = &services[v];
                     if mismatch {
                         ItemState::Carried(Reason::CurrencyMismatch)
+                    } else if subs[s].is_internal() && it.custom_price.is_some() && svc.model().tiered() {
+                        ItemState::Carried(Reason::PricingMismatch)
+                    } else if subs[s].is_internal()
+                        && it.tax_code().or(svc.tax_code()).is_some_and(|c| !tax_at.contains_key(c))
+                    {
+                        ItemState::Carried(Reason::UnknownTaxCode)
                     } else {
                         ItemState::Billable
                     }
@@ -310,6 +336,17 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
                 Reason::UnknownService => {
                     format!("service {} is unknown or rejected", it.service_id)
                 }
+                Reason::PricingMismatch => format!(
+                    "custom_price {} on {} service {}: a negotiated tier set is a service of its own",
+                    it.custom_price.unwrap_or_default(),
+                    services[sv.unwrap() as usize].model().as_str(),
+                    it.service_id
+                ),
+                Reason::UnknownTaxCode => format!(
+                    "tax code {} has no rate in effect at {}",
+                    it.tax_code().or(services[sv.unwrap() as usize].tax_code()).unwrap_or_default(),
+                    src.as_of
+                ),
                 _ => {
                     let w = &wallets[sub_wallet[si.unwrap() as usize] as usize];
                     format!(
@@ -325,7 +362,13 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
         }
         if let (Some(s), Some(v)) = (si, sv) {
             if services[v as usize].billing_method == BillingMethod::PostRate
-                && matches!(state, ItemState::Billable | ItemState::Carried(Reason::CurrencyMismatch))
+                && matches!(
+                    state,
+                    ItemState::Billable
+                        | ItemState::Carried(
+                            Reason::CurrencyMismatch | Reason::PricingMismatch | Reason::UnknownTaxCode
+                        )
+                )
             {
                 post_items.push((idx as u32, s as usize));
             }
@@ -337,9 +380,36 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     drop(links);
     let items_out: Vec<Item> = items.rows;
     let (post_item_idx, post_item_at) = group_csr(subs.len(), post_items.iter().copied());
+    let discounts = {
+        let keys: HashSet<(u32, i64)> = if src.discounts.is_some() {
+            items_out.iter().zip(&item_sub).filter(|(_, &s)| s != NONE).map(|(it, &s)| (s, it.item_no)).collect()
+        } else {
+            HashSet::default()
+        };
+        super::pricing::check_discounts(
+            intake,
+            src.discounts,
+            &subs,
+            &sub_ok,
+            |id| sub_lookup(&subs, &sub_by_id, id, &mut LastHit::default()),
+            |s, no| keys.contains(&(s as u32, no)),
+        )?
+    };
+    let has = |t: Option<&TableSource>, names: &[&str]| -> Result<bool> {
+        t.map_or(Ok(false), |t| crate::io::read::has_any_column(&t.files, names))
+    };
+    let pricing = super::pricing::price_tables(
+        tiers,
+        taxes,
+        discounts,
+        has(src.services, SERVICE_V2_COLUMNS)?,
+        has(src.items, &["tax_code"])?,
+    );
     Ok(State {
         services,
         service_idx,
+        service_ok,
+        pricing,
         wallets,
         wallet_by_id,
         subs,

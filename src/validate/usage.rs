@@ -26,7 +26,7 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Rec
     if !sub.is_internal() {
         return R(Reason::ExternalUsage, format!("subscription {} is managed by {}", u.subscription_id, sub.source));
     }
-    let Some(sv) = st.service_of_recent(u.service_id, recent) else {
+    let Some(sv) = st.service_of_recent(u.service_id, recent).filter(|&v| st.service_ok[v]) else {
         return R(Reason::UnknownService, format!("service {} is unknown or rejected", u.service_id));
     };
     if st.services[sv].billing_method != BillingMethod::PostRate {
@@ -42,8 +42,16 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Rec
             format!("subscription {} has no item for service {}", u.subscription_id, u.service_id),
         );
     };
-    if st.item_state[ii] == ItemState::Carried(Reason::CurrencyMismatch) {
-        return R(Reason::CurrencyMismatch, format!("item {} is rejected for a currency mismatch", st.items[ii].key()));
+    // An item rejected for its currency or its price plan (SPEC §9.1) takes its usage along.
+    if let ItemState::Carried(reason @ (Reason::CurrencyMismatch | Reason::PricingMismatch | Reason::UnknownTaxCode)) =
+        st.item_state[ii]
+    {
+        let why = match reason {
+            Reason::CurrencyMismatch => "for a currency mismatch",
+            Reason::PricingMismatch => "for a custom price on a tiered service",
+            _ => "for a tax code without a rate",
+        };
+        return R(reason, format!("item {} is rejected {why}", st.items[ii].key()));
     }
     if sub.status == Status::Terminated {
         return R(Reason::TerminatedSubscription, format!("subscription {} is TERMINATED", u.subscription_id));
@@ -77,6 +85,8 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Rec
 pub struct UsageIntake {
     /// Summed quantity per item (index into `State::items`).
     pub qty: Vec<Decimal>,
+    /// The rows of the items whose plans need them (SPEC §9.2–9.3).
+    pub rows: UsageRows,
     pub deferred: Vec<DeferredUsage>,
     pub rated_rows: u64,
     /// With `--lineage`: (item index, usage_id) of every rated row, in read order.
@@ -97,6 +107,9 @@ enum RowOutcome {
 
 enum Fate {
     Rate(u32, Decimal),
+    /// Rated on an item whose plan needs its rows (boxed: rare, and the outcomes of a wave
+    /// are what it holds in flight).
+    RateRow(Box<(u32, UsageRow)>),
     Defer(Box<DeferredUsage>),
     Reject(Box<(Reason, Box<str>)>),
 }
@@ -126,12 +139,15 @@ pub fn ingest_usage(
     use rayon::prelude::*;
     let mut out = UsageIntake {
         qty: vec![Decimal::ZERO; st.items.len()],
+        rows: UsageRows::default(),
         deferred: Vec::new(),
         rated_rows: 0,
         lineage: lineage.then(Vec::new),
     };
     // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
-    let UsageIntake { qty, deferred, rated_rows, lineage } = &mut out;
+    let UsageIntake { qty, deferred, rated_rows, lineage, .. } = &mut out;
+    let mut kept_rows: Vec<(u32, UsageRow)> = Vec::new();
+    let needs_rows = st.services.iter().any(|s| s.needs_usage_rows());
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
     let (expected, all_known) = crate::io::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let estimate = if all_known { expected } else { estimated_rows(sources)? };
@@ -164,6 +180,10 @@ pub fn ingest_usage(
                     RowOutcome::Good {
                         fp: [fp as u64, (fp >> 64) as u64],
                         fate: match classify_usage(st, &u, cutoff, recent) {
+                            UsageFate::Rate(ii) if needs_rows && st.item_needs_rows(ii) => Fate::RateRow(Box::new((
+                                ii as u32,
+                                UsageRow { time: u.event_time, quantity: crate::domain::normalized(u.quantity) },
+                            ))),
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
                             UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
                             UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail.into()))),
@@ -190,6 +210,13 @@ pub fn ingest_usage(
                                 l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
                         }
+                        Fate::RateRow(row) => {
+                            *rated_rows += 1;
+                            if let Some(l) = lineage {
+                                l.push((row.0, r.raw(UsageCol::UsageId).into_boxed_str()));
+                            }
+                            kept_rows.push(*row);
+                        }
                         Fate::Defer(u) => deferred.push(*u),
                         Fate::Reject(fail) => intake.reject(table, o, r.key(UsageCol::UsageId), fail.0, fail.1),
                     },
@@ -199,6 +226,7 @@ pub fn ingest_usage(
         )?;
     }
     out.qty.par_iter_mut().for_each(|q| *q = crate::domain::normalized(*q));
+    out.rows = UsageRows::group(st.items.len(), kept_rows);
     Ok(out)
 }
 
@@ -218,10 +246,13 @@ fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
     par_ranges(qty, |lo, part| {
         for v in wave {
             for o in v.iter() {
-                if let RowOutcome::Good { fate: Fate::Rate(ii, q), .. } = o {
-                    if let Some(sum) = (*ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
-                        *sum = add_quantity(*sum, *q);
-                    }
+                let (ii, q) = match o {
+                    RowOutcome::Good { fate: Fate::Rate(ii, q), .. } => (*ii, *q),
+                    RowOutcome::Good { fate: Fate::RateRow(row), .. } => (row.0, row.1.quantity),
+                    _ => continue,
+                };
+                if let Some(sum) = (ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
+                    *sum = add_quantity(*sum, q);
                 }
             }
         }

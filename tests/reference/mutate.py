@@ -1,13 +1,25 @@
 #!/usr/bin/env python3
-"""mutate.py SRC DST SEED: copy a dataset from `billrun generate --format csv`, injecting edge
-cases (unparsable and out-of-domain values, duplicates, second wallets, unknown references,
-currency mismatches, other timestamp forms and offsets, events of the wrong store, transfers)
-and extra services (2-week periods, a 0-day period, unit_size 0, half-cent prices), and
-writing a job with random steps, thresholds, rounding, recurrence and estimation mode.
-Deterministic for a seed."""
-import csv, os, random, sys, shutil
+"""mutate.py SRC DST SEED [--pricing] [--as-of YYYY-MM-DD]: copy a dataset from
+`billrun generate --format csv`, injecting edge cases (unparsable and out-of-domain values,
+duplicates, second wallets, unknown references, currency mismatches, other timestamp forms and
+offsets, events of the wrong store, transfers) and extra services (2-week periods, a 0-day
+period, unit_size 0, half-cent prices), and writing a job with random steps, thresholds,
+rounding, recurrence and estimation mode. Deterministic for a seed.
+
+--pricing: on top of that, a SPEC v2 §9 pricing dataset: the services' §9.1 columns (all five
+models, free units, pricing periods, transaction fees, tax codes, gross prices), price_tiers,
+tax_rates and discounts state tables, the items' tax_code and period_* columns, and items and
+usage of extra services of every model; with rows that must come out INVALID_VALUE,
+INVALID_TIERS, UNKNOWN_SERVICE, PRICING_MISMATCH, UNKNOWN_TAX_CODE, UNKNOWN_ITEM,
+SOURCE_MISMATCH... It draws from its own generator, so the v1 part of the output is the same
+bytes with or without it. The dates are placed around the run's as_of: `--as-of`, else the
+`--as-of` of the generator's command line in SRC/job.toml's comment."""
+import csv, os, random, re, sys, shutil
 
 src, dst, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+opts = sys.argv[4:]
+PRICING = '--pricing' in opts
+AS_OF = opts[opts.index('--as-of') + 1] if '--as-of' in opts else None
 R = random.Random(seed)
 shutil.rmtree(dst, ignore_errors=True)
 os.makedirs(dst + '/state')
@@ -207,6 +219,20 @@ mutate('events', bands(
     put(4, lambda r: R.choice([good_ts_variant(r[4]), '2026-11-22T00:00:00Z', '2026-11-21T23:59:59Z', bad_ts()])),
     put(2, lambda r: R.choice(['APPLE', 'GOOGLE', 'INTERNAL'])),
 ), [dup])
+
+
+
+# ---------------------------------------------------------------- SPEC v2 §9 (--pricing)
+@@PRICING@@
+
+
+if PRICING:
+    if AS_OF is None:
+        m = re.search(r'--as-of (\d{4}-\d{2}-\d{2})', open(f'{src}/job.toml').read())
+        if not m:
+            sys.exit('mutate.py --pricing: no as_of (give --as-of YYYY-MM-DD)')
+        AS_OF = m[1]
+    add_pricing(T, seed, AS_OF)
 
 for n in ['services', 'wallets', 'subscriptions', 'subscription_items']:
     save(f'{dst}/state/{n}.csv', *T[n])

@@ -2,57 +2,15 @@
 //! caller rounds once per line). Pure arithmetic on decimals; `None` means an arithmetic
 //! overflow, which the caller reports for its wallet.
 //!
-//! This is the pricing core of issue 32; the rest of §9 (pricing periods, discounts, taxes
-//! and their outputs) is to be built on it.
+//! [`line`]: a line's discounts and taxes (§9.4, §9.5). [`periods`]: the pricing-period grid
+//! a POST_RATE window is split on (§9.3).
 
+pub mod line;
+pub mod periods;
+
+use crate::domain::{Item, Service};
+pub use crate::domain::{PricingModel, Tier, TxnFee};
 use rust_decimal::Decimal;
-
-/// How a service prices a quantity (`services.pricing_model`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PricingModel {
-    /// `b * P / s` (v1).
-    PerUnit,
-    /// Each tier prices the units that fall in it.
-    Graduated,
-    /// The tier the whole quantity falls in prices all of it.
-    Volume,
-    /// A started package of `unit_size` units is a whole package.
-    Package,
-    /// Per usage row: a percentage of the row's quantity (a money amount) plus a fee,
-    /// clamped between a minimum and a maximum.
-    Percentage,
-}
-
-impl PricingModel {
-    pub fn parse(s: &str) -> Option<PricingModel> {
-        Some(match s {
-            "PER_UNIT" => PricingModel::PerUnit,
-            "GRADUATED" => PricingModel::Graduated,
-            "VOLUME" => PricingModel::Volume,
-            "PACKAGE" => PricingModel::Package,
-            "PERCENTAGE" => PricingModel::Percentage,
-            _ => return None,
-        })
-    }
-}
-
-/// One row of `price_tiers`, in `tier_no` order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Tier {
-    /// Inclusive upper bound in cumulative units; None: unbounded (the last tier).
-    pub up_to: Option<Decimal>,
-    /// Per `unit_size` units.
-    pub unit_price: Decimal,
-    pub flat_fee: Decimal,
-}
-
-/// The PERCENTAGE model's per-row fee and bounds (an unset bound does not clamp).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TxnFee {
-    pub fee: Decimal,
-    pub min: Option<Decimal>,
-    pub max: Option<Decimal>,
-}
 
 /// What `A(q)` needs of a service and its item.
 #[derive(Clone, Copy, Debug)]
@@ -69,7 +27,19 @@ pub struct Plan<'t> {
     pub txn: TxnFee,
 }
 
-impl Plan<'_> {
+impl<'t> Plan<'t> {
+    /// The plan of `item` of `service`. `per_unit_size`: `s` is `unit_size` (POST_RATE); else
+    /// it is 1 except for PACKAGE (PRE_RATE and ONE_TIME price the item's quantity, §9.2).
+    pub fn of(service: &'t Service, item: &Item, per_unit_size: bool) -> Plan<'t> {
+        let model = service.model();
+        let unit_size = if per_unit_size || model == PricingModel::Package { service.unit() } else { Decimal::ONE };
+        let (free_units, tiers, txn) = match &service.pricing {
+            Some(p) => (p.free_units.unwrap_or_default(), &p.tiers[..], p.txn()),
+            None => (Decimal::ZERO, &[][..], TxnFee::default()),
+        };
+        Plan { model, price: item.custom_price.unwrap_or(service.price), unit_size, free_units, tiers, txn }
+    }
+
     /// `A(q)` for the quantity-priced models; for PERCENTAGE, see [`Plan::percentage_fee`].
     pub fn list_amount(&self, q: Decimal) -> Option<Decimal> {
         let b = (q - self.free_units).max(Decimal::ZERO);
