@@ -226,3 +226,101 @@ fn store_event_reasons_and_terminated_deferral() {
     assert_eq!(csv_lookup(&day2.join("subscriptions.csv"), "subscription_id", "X-TERM", "status"), ["TERMINATED"]);
     assert!(csv_lookup(&day2.join("rejects.csv"), "key", "E-09", "reason").is_empty());
 }
+
+/// SPEC v2 §9.2's figures (from two established billing systems' own test suites) and §9.5's
+/// inclusive-tax example, each as a whole run: one wallet per figure, its POST_RATE or
+/// ONE_TIME line the list amount SPEC names (rounded once; the PERCENTAGE rows' exact
+/// 16.142 and 18.691 in the residual). Also two 10 % discounts on 100.00 (10.00 + 9.00) and
+/// a VOLUME increment that moves the period to a cheaper tier: a usage credit.
+#[test]
+fn pricing_figures_of_spec_9_2_as_whole_runs() {
+    let s = Scratch::new();
+    let fx = repo().join("tests/fixtures/pricing-figures");
+    let out = s.path("out");
+    billrun(run_args(&fx.join("job.toml"), &fx, &out, Some("2026-11-22"))).ok();
+    assert_golden("pricing-figures-2026-11-22", &render_csv_run(&out));
+    let tx = out.join("wallet_transactions.csv");
+    let line = |w: &str, col: &str| csv_lookup(&tx, "wallet_id", w, col);
+    for (q, a) in [("0", "2.00"), ("1", "12.00"), ("10", "102.00"), ("11", "110.00"), ("12", "115.00"), ("21", "163.00")]
+    {
+        assert_eq!(line(&format!("W-GRAD-{q}"), "amount"), [a], "GRADUATED q = {q}");
+    }
+    for (q, a) in [
+        ("0", "10.00"),
+        ("1", "12.00"),
+        ("100", "210.00"),
+        ("100.5", "100.50"),
+        ("101", "101.00"),
+        ("200", "200.00"),
+        ("300", "200.00"),
+    ] {
+        assert_eq!(line(&format!("W-VOL-{q}"), "amount"), [a], "VOLUME q = {q}");
+    }
+    assert_eq!(line("W-PKG0", "amount"), ["1300.00"]);
+    assert_eq!(line("W-PKG10", "amount"), ["1200.00"]);
+    assert!(line("W-PKG200", "amount").is_empty(), "200 free units: A = 0, no line");
+    assert_eq!(line("W-PCT", "amount"), ["16.14"]);
+    assert_eq!(line("W-PCTFEE", "amount"), ["18.69"]);
+    assert_eq!(line("W-PCT", "unit_price"), [""], "unit_price is null for a model other than PER_UNIT");
+    // $2.99 at 4 %, tax included: net 2.88, tax 0.11.
+    assert_eq!(line("W-APP", "amount"), ["2.99"]);
+    assert_eq!(line("W-APP", "net_amount"), ["2.88"]);
+    assert_eq!(line("W-APP", "tax_amount"), ["0.11"]);
+    assert_eq!(line("W-SEAT", "discount_amount"), ["19.00"]);
+    assert_eq!(line("W-SEAT", "discount_ids"), ["D-SEAT-A,D-SEAT-B"]);
+    assert_eq!(line("W-VOLM", "direction"), ["CREDIT"]);
+    assert_eq!(line("W-VOLM", "transaction_type"), ["USAGE_CREDIT"]);
+    assert_eq!(line("W-VOLM", "amount"), ["109.00"]);
+    assert_eq!(csv_lookup(&out.join("wallets.csv"), "wallet_id", "W-VOLM", "balance"), ["1109.00"]);
+    let m = manifest(&out);
+    assert_eq!(m["totals"]["USD"]["rounding_residual"], "0.003");
+    assert_eq!(m["totals"]["USD"]["usage_credits"], "109.00");
+    assert_eq!(m["totals"]["USD"]["tax_rounding_residual"], "0.005");
+}
+
+/// SPEC v2 §9.1's bad price plans, each the reject SPEC names and nothing lost: tiers out of
+/// order and a null bound not last (the service and all its tiers INVALID_TIERS, its items
+/// and usage UNKNOWN_SERVICE), a tier of a flat service, a tiered service without tiers, a
+/// tier of an unknown service, PERCENTAGE on a PRE_RATE service, a custom price on a tiered
+/// service (PRICING_MISMATCH, its usage too), unknown and not-yet-valid tax codes, a discount
+/// over 100 %, a budget above its value, discounts of unknown, external or item-less
+/// targets; every row that parses is carried to the next state.
+#[test]
+fn pricing_rejects_each_named_and_carried() {
+    let s = Scratch::new();
+    let fx = repo().join("tests/fixtures/pricing-rejects");
+    let out = s.path("out");
+    billrun(run_args(&fx.join("job.toml"), &fx, &out, Some("2026-11-22"))).ok();
+    assert_golden("pricing-rejects-2026-11-22", &render_csv_run(&out));
+    let rej = out.join("rejects.csv");
+    let reason = |key: &str| csv_lookup(&rej, "key", key, "reason");
+    assert_eq!(reason("BADORDER"), ["INVALID_TIERS"]);
+    assert_eq!(reason("NULLMID"), ["INVALID_TIERS"]);
+    assert_eq!(reason("NOTIERS"), ["INVALID_TIERS"]);
+    assert_eq!(reason("BADORDER/2"), ["INVALID_TIERS"]);
+    assert_eq!(reason("FLAT/1"), ["INVALID_TIERS"]);
+    assert_eq!(reason("GHOST/1"), ["UNKNOWN_SERVICE"]);
+    assert_eq!(reason("PCTPRE"), ["INVALID_VALUE"]);
+    assert_eq!(reason("S1/2"), ["UNKNOWN_SERVICE"]);
+    assert_eq!(reason("U2"), ["UNKNOWN_SERVICE"]);
+    assert_eq!(reason("S1/9"), ["PRICING_MISMATCH"]);
+    assert_eq!(reason("U4"), ["PRICING_MISMATCH"]);
+    assert_eq!(reason("S1/5"), ["UNKNOWN_TAX_CODE"]);
+    assert_eq!(reason("S1/6"), ["UNKNOWN_TAX_CODE"]);
+    assert_eq!(reason("D-OVER"), ["INVALID_VALUE"]);
+    assert_eq!(reason("D-REM"), ["INVALID_VALUE"]);
+    assert_eq!(reason("D-GHOST"), ["UNKNOWN_SUBSCRIPTION"]);
+    assert_eq!(reason("D-EXT"), ["SOURCE_MISMATCH"]);
+    assert_eq!(reason("D-ITEM"), ["UNKNOWN_ITEM"]);
+    // Carried through: the rejected service with its tiers, the items, the discounts whose
+    // references failed; the FLAT service is billed (only its tier row is rejected).
+    assert_eq!(csv_lookup(&out.join("services.csv"), "service_id", "BADORDER", "pricing_model"), ["GRADUATED"]);
+    assert_eq!(csv_lookup(&out.join("price_tiers.csv"), "service_id", "BADORDER", "tier_no"), ["1", "2", "3"]);
+    assert_eq!(csv_lookup(&out.join("discounts.csv"), "discount_id", "D-GHOST", "subscription_id"), ["S9"]);
+    assert_eq!(csv_lookup(&out.join("subscription_items.csv"), "service_id", "VOLOK", "custom_price"), ["0.5"]);
+    let tx = out.join("wallet_transactions.csv");
+    assert_eq!(csv_lookup(&tx, "service_id", "FLAT", "amount"), ["3.00"]);
+    // The AMOUNT coupon then 19 % VAT on the rest: 10.00 - 4.00 = 6.00, tax 1.14.
+    assert_eq!(csv_lookup(&tx, "service_id", "TAXED", "amount"), ["7.14"]);
+    assert_eq!(csv_lookup(&out.join("discounts.csv"), "discount_id", "D-OK", "remaining"), ["0.00"]);
+}

@@ -10,7 +10,7 @@
 use super::ledger::{Ledger, Line};
 use super::pricing::{periods, Plan};
 use super::{unit_price_of, AccountIn, ItemIn, RateError, SubIn, TxnKind};
-use crate::domain::{midnight, BillingMethod, PeriodState, PricingModel, Status};
+use crate::domain::{midnight, with_minor_scale, BillingMethod, PeriodState, PricingModel, Status};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
@@ -112,7 +112,8 @@ fn rate_periods<'a>(
             unit_price: unit_price_of(it),
             period: Some((part_from, part_to)),
         })?;
-        last = Some(PeriodState { start: Some(ps), quantity: Some(after), charged: Some(total) });
+        let charged = Some(with_minor_scale(total, l.wallet.minor));
+        last = Some(PeriodState { start: Some(ps), quantity: Some(crate::domain::normalized(after)), charged });
     }
     if let Some(p) = last {
         l.out.periods.push((it.idx, p));
