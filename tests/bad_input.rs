@@ -364,3 +364,49 @@ fn unrated_v2_price_plans_are_refused_not_billed_flat() {
     let r = billrun(run_args(&job(), &data, &s.path("refused"), Some("2026-11-22"))).code_is(2);
     assert!(r.stderr().contains("discounts"), "{}", r.stderr());
 }
+
+/// SPEC §9.1: `price_tiers` and `tax_rates` are configuration. A row that cannot be read,
+/// is out of its domain or repeats its key stops the run (exit 2, naming file, row and
+/// column): a price plan or a tax table is never applied with a row missing.
+#[test]
+fn a_bad_price_tier_or_tax_rate_row_is_exit_2() {
+    let fx = repo().join("tests/fixtures/pricing-figures");
+    let cases: [(&str, &str, &str, &[&str]); 4] = [
+        (
+            "price_tiers.csv",
+            "service_id,tier_no,up_to,unit_price,flat_fee\nGRAD,1,10,10,2\nGRAD,2,20,-5,3\nGRAD,3,,5,3\n",
+            "a negative tier price",
+            &["price_tiers.csv", "row 2", "unit_price"],
+        ),
+        (
+            "price_tiers.csv",
+            "service_id,tier_no,up_to,unit_price,flat_fee\nGRAD,1,10,10,2\nGRAD,1,20,5,3\nGRAD,3,,5,3\n",
+            "a repeated tier",
+            &["price_tiers.csv", "row 2", "GRAD/1"],
+        ),
+        (
+            "tax_rates.csv",
+            "tax_code,rate,valid_from\nT4,4,2026-01-01\nT4,5,2026-01-01\n",
+            "a repeated rate",
+            &["tax_rates.csv", "row 2", "T4/2026-01-01"],
+        ),
+        (
+            "tax_rates.csv",
+            "tax_code,rate,valid_from\nT4,four,2026-01-01\n",
+            "an unreadable rate",
+            &["tax_rates.csv", "row 1", "rate"],
+        ),
+    ];
+    for (file, text, what, names) in cases {
+        let s = Scratch::new();
+        let d = s.path("fx");
+        copy_dir(&fx, &d);
+        std::fs::write(d.join("state").join(file), text).unwrap();
+        let out = s.path("out");
+        let r = billrun(run_args(&d.join("job.toml"), &d, &out, Some("2026-11-22"))).code_is(2);
+        for n in names {
+            assert!(r.stderr().contains(n), "{what}: {n} not in {}", r.stderr());
+        }
+        assert!(!out.exists(), "{what}: published");
+    }
+}
