@@ -324,3 +324,47 @@ fn pricing_rejects_each_named_and_carried() {
     assert_eq!(csv_lookup(&tx, "service_id", "TAXED", "amount"), ["7.14"]);
     assert_eq!(csv_lookup(&out.join("discounts.csv"), "discount_id", "D-OK", "remaining"), ["0.00"]);
 }
+
+/// The README's pricing example (sample-data/livesplash-pricing, reviewed by hand): the
+/// usage-at-custom-price case on SPEC v2 pricing, two daily runs chained. Streams are a
+/// graduated plan of their own (7.50 per 1000 up to 500,000 a month, 5.75 above) over a
+/// monthly pricing period; prices include sales tax at a dated rate (6 %, 7 % from July);
+/// a 20 % discount for three months and a one-off 25.00 coupon.
+#[test]
+fn livesplash_pricing_two_daily_runs() {
+    let s = Scratch::new();
+    let fx = repo().join("sample-data/livesplash-pricing");
+    let job = s.job(&repo().join("jobs/livesplash-pricing-daily.toml"), "csv");
+    let day1 = s.path("day1");
+    billrun(run_args(&job, &fx, &day1, Some("2026-07-16"))).ok();
+    assert_golden("livesplash-pricing-2026-07-16", &render_csv_run(&day1));
+    let tx = day1.join("wallet_transactions.csv");
+    let col = |tx: &PathBuf, svc: &str, c: &str| csv_lookup(tx, "service_id", svc, c);
+    // 520,000 streams: 500 x 7.50 + 20 x 5.75 = 3865.00; the coupon (25.00, its id sorts
+    // first) then 20 % of the rest (768.00); tax included at 7 %: net 2871.03, tax 200.97.
+    assert_eq!(col(&tx, "STREAMS-LS", "list_amount"), ["3865.00"]);
+    assert_eq!(col(&tx, "STREAMS-LS", "discount_amount"), ["793.00"]);
+    assert_eq!(col(&tx, "STREAMS-LS", "amount"), ["3072.00"]);
+    assert_eq!(col(&tx, "STREAMS-LS", "tax_amount"), ["200.97"]);
+    assert_eq!(col(&tx, "STREAMS-LS", "tax_rate"), ["7"]);
+    // One day of access at 50.00 a month: 1.61, less 20 %: 1.29 gross.
+    assert_eq!(col(&tx, "ACCESS", "amount"), ["1.29"]);
+    assert_eq!(csv_lookup(&day1.join("discounts.csv"), "discount_id", "LS-COUPON-25", "remaining"), ["0.00"]);
+
+    // The next day: 480,000 more streams in the same pricing period bill the increment,
+    // A(1,000,000) - 3865.00 = 2760.00, less 20 %: 2208.00.
+    let day2 = s.path("day2");
+    let mut args = run_args(&job, &fx, &day2, None);
+    let at = |flag: &str| args.iter().position(|a| a == flag).unwrap() + 1;
+    let (state_at, usage_at) = (at("--state"), at("--usage"));
+    args[state_at] = day1.to_str().unwrap().to_string();
+    args[usage_at] = fx.join("usage-2026-07-17.csv").to_str().unwrap().to_string();
+    billrun(args).ok();
+    assert_golden("livesplash-pricing-2026-07-17", &render_csv_run(&day2));
+    let tx = day2.join("wallet_transactions.csv");
+    assert_eq!(col(&tx, "STREAMS-LS", "list_amount"), ["2760.00"]);
+    assert_eq!(col(&tx, "STREAMS-LS", "amount"), ["2208.00"]);
+    let items = day2.join("subscription_items.csv");
+    assert_eq!(csv_lookup(&items, "service_id", "STREAMS-LS", "period_quantity"), ["1000000"]);
+    assert_eq!(csv_lookup(&items, "service_id", "STREAMS-LS", "period_charged"), ["6625.00"]);
+}
