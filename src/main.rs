@@ -52,7 +52,8 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
         }
         Cmd::Validate(o) => run(o, Mode::Validate, progress),
         Cmd::Generate(g) => {
-            billrun::tools::generate::generate_to(&g.out, g.accounts, g.seed, g.as_of, g.format).and_then(|s| emit(&s))
+            billrun::tools::generate::generate_to(&g.out, g.accounts, g.seed, g.as_of, g.format, g.pricing)
+                .and_then(|s| emit(&s))
         }
         Cmd::Verify { dir } => billrun::tools::verify::verify(&dir).and_then(|s| emit(&s)),
         Cmd::Report(r) => report(r),

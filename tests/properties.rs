@@ -21,7 +21,7 @@ fn as_of() -> NaiveDate {
 /// A generated dataset whose job never trips the reject gate: a few dozen accounts can have a
 /// reject ratio far above the generated 5 %, and these properties are about the run itself.
 fn dataset(dir: &Path, accounts: u64, seed: u64, format: OutputFormat) {
-    generate_to(dir, accounts, seed, as_of(), format).unwrap();
+    generate_to(dir, accounts, seed, as_of(), format, false).unwrap();
     let job = dir.join("job.toml");
     let text = std::fs::read_to_string(&job).unwrap().replace("max_reject_ratio = 0.05", "max_reject_ratio = 1.0");
     std::fs::write(&job, text).unwrap();

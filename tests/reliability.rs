@@ -73,7 +73,7 @@ proptest! {
     ) {
         let s = Scratch::new();
         let data = s.path("d");
-        generate_to(&data, 20, 3, as_of(), OutputFormat::Csv).unwrap();
+        generate_to(&data, 20, 3, as_of(), OutputFormat::Csv, false).unwrap();
         lenient_job(&data);
         let file = if target == 0 { data.join("usage.csv") } else { data.join("state/wallets.csv") };
         let header = std::fs::read_to_string(&file).unwrap().lines().next().unwrap().to_string();
@@ -99,7 +99,7 @@ proptest! {
     ) {
         let s = Scratch::new();
         let data = s.path("d");
-        generate_to(&data, 40, 5, as_of(), OutputFormat::Parquet).unwrap();
+        generate_to(&data, 40, 5, as_of(), OutputFormat::Parquet, false).unwrap();
         lenient_job(&data);
         let file: PathBuf = match which {
             0 => data.join("usage.parquet"),
@@ -128,7 +128,7 @@ proptest! {
 fn killed_runs_leave_nothing_or_everything() {
     let s = Scratch::new();
     let data = s.path("d");
-    generate_to(&data, 20_000, 11, as_of(), OutputFormat::Parquet).unwrap();
+    generate_to(&data, 20_000, 11, as_of(), OutputFormat::Parquet, false).unwrap();
     let reference = s.path("reference");
     let t = Instant::now();
     billrun(data_args(&data, &reference, "parquet")).ok();

@@ -123,6 +123,11 @@ pub struct GenOpts {
     pub format: billrun::domain::job::OutputFormat,
     #[arg(long)]
     pub out: PathBuf,
+    /// Also generate SPEC v2 §9 price plans: every pricing model with its tiers, taxes with
+    /// a rate change, gross and net prices, and discounts of both kinds (without the flag the
+    /// bytes are those of a v1 dataset).
+    #[arg(long)]
+    pub pricing: bool,
 }
 
 #[derive(Args)]

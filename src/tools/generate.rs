@@ -91,6 +91,47 @@ const SERVICES: &[ServiceRow] = &[
     ("WEEKLY", "PRE_RATE", "4.50", "EUR", Some("1 week"), Some("1 week"), None),
 ];
 
+/// `generate --pricing`: SPEC v2 §9.1's columns per service — (service_id, pricing_model,
+/// free_units, pricing_period, txn_fee, txn_min, txn_max, tax_code, price_includes_tax).
+/// Every model, gross and net prices; the services not listed stay v1.
+type PricingRow = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<bool>,
+);
+const PRICING: &[PricingRow] = &[
+    ("ANNUAL", "VOLUME", None, None, None, None, None, Some("US-TX"), Some(false)),
+    ("BASIC", "GRADUATED", None, None, None, None, None, Some("US-TX"), Some(false)),
+    ("CALLS", "PACKAGE", Some("60"), None, None, None, None, None, None),
+    ("DATA", "VOLUME", Some("512"), Some("1 month"), None, None, None, Some("US-TX"), Some(false)),
+    ("GOLD", "PER_UNIT", None, None, None, None, None, Some("VAT-DE"), Some(true)),
+    ("PPV", "GRADUATED", None, Some("1 month"), None, None, None, Some("VAT-DE"), Some(true)),
+    ("QUARTER", "PER_UNIT", None, None, None, None, None, Some("KW-VAT"), Some(false)),
+    ("SETUP", "PER_UNIT", None, None, None, None, None, Some("US-TX"), Some(false)),
+    ("SMS", "PERCENTAGE", None, None, Some("0.005"), Some("0.010"), Some("0.250"), None, None),
+    ("STARTUP", "PACKAGE", None, None, None, None, None, Some("VAT-DE"), Some(true)),
+];
+
+/// The tiers of the tiered services: (service_id, tier_no, up_to, unit_price, flat_fee).
+const TIERS: &[(&str, i64, Option<&str>, &str, Option<&str>)] = &[
+    ("ANNUAL", 1, Some("1"), "99.00", None),
+    ("ANNUAL", 2, None, "89.00", Some("10.00")),
+    ("BASIC", 1, Some("1"), "9.99", None),
+    ("BASIC", 2, None, "7.99", None),
+    ("DATA", 1, Some("10240"), "0.75", None),
+    ("DATA", 2, Some("102400"), "0.50", Some("1.00")),
+    ("DATA", 3, None, "0.25", Some("5.00")),
+    ("PPV", 1, Some("10"), "4.99", None),
+    ("PPV", 2, Some("50"), "3.99", Some("0.50")),
+    ("PPV", 3, None, "2.99", None),
+];
+
 const STORES: &[&str] = &["APPLE", "GOOGLE", "ROKU", "SAMSUNG", "AMAZON", "CARRIER"];
 
 fn dec(s: &str) -> Decimal {
@@ -370,7 +411,13 @@ const OWN: [&str; 8] = [
     "events.parquet",
     "events.csv",
 ];
-const OWN_STATE: [&str; 8] = [
+const OWN_STATE: [&str; 14] = [
+    "price_tiers.parquet",
+    "price_tiers.csv",
+    "tax_rates.parquet",
+    "tax_rates.csv",
+    "discounts.parquet",
+    "discounts.csv",
     "services.parquet",
     "services.csv",
     "wallets.parquet",
@@ -381,7 +428,113 @@ const OWN_STATE: [&str; 8] = [
     "subscription_items.csv",
 ];
 
-pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, format: OutputFormat) -> Result<String> {
+/// With `--pricing`: the tiered services' items lose their negotiated prices (a custom price
+/// on a tiered plan is a reject, SPEC §9.1), and about one INTERNAL subscription in eight
+/// gets a discount (PERCENT or AMOUNT, the subscription's or one item's, dated around
+/// `as_of`). Drawn from a stream of their own: the rest of the data is what it is without.
+fn add_pricing(c: &mut Chunk, rng: &mut Rng, as_of: NaiveDate, d: &mut Discounts) {
+    let tiered = |svc: &str| PRICING.iter().any(|p| p.0 == svc && matches!(p.1, "GRADUATED" | "VOLUME"));
+    for (svc, cp) in c.i_svc.iter().zip(c.i_cp.iter_mut()) {
+        if svc.as_deref().is_some_and(tiered) {
+            *cp = None;
+        }
+    }
+    let minor_of: std::collections::HashMap<&str, u32> = c.w[1]
+        .iter()
+        .zip(&c.w[2])
+        .filter_map(|(a, cur)| {
+            let cur = CURRENCIES.iter().find(|x| Some(x.code) == cur.as_deref())?;
+            Some((a.as_deref()?, cur.minor))
+        })
+        .collect();
+    for k in 0..c.s[0].len() {
+        if c.s[2][k].as_deref() != Some("INTERNAL") || !rng.pct(12) {
+            continue;
+        }
+        let sid = c.s[0][k].clone().unwrap_or_default();
+        let minor = c.s[1][k].as_deref().and_then(|a| minor_of.get(a)).copied().unwrap_or(2);
+        let start = as_of - chrono::TimeDelta::days(rng.range(0, 60));
+        d.id.push(Some(format!("D{}", &sid[1..])));
+        d.sub.push(Some(sid));
+        d.item.push(if rng.pct(30) { Some(rng.range(1, 2)) } else { None });
+        if rng.pct(60) {
+            d.kind.push(Some("PERCENT".into()));
+            d.value.push(Some(Decimal::from(*rng.pick(&[5, 10, 20, 50]))));
+            d.remaining.push(None);
+        } else {
+            let value = money(rng, 1, 20, minor).max(Decimal::new(1, minor));
+            d.kind.push(Some("AMOUNT".into()));
+            d.remaining.push(if rng.pct(50) {
+                None
+            } else {
+                Some((value * Decimal::new(rng.range(0, 100), 2)).round_dp(minor))
+            });
+            d.value.push(Some(value));
+        }
+        d.start.push(Some(start));
+        d.end.push(if rng.pct(50) { None } else { Some(start + chrono::TimeDelta::days(rng.range(1, 120))) });
+    }
+}
+
+/// The discounts `--pricing` generates, as columns.
+#[derive(Default)]
+struct Discounts {
+    id: Vec<Option<String>>,
+    sub: Vec<Option<String>>,
+    item: Vec<Option<i64>>,
+    kind: Vec<Option<String>>,
+    value: Vec<Option<Decimal>>,
+    remaining: Vec<Option<Decimal>>,
+    start: Vec<Option<NaiveDate>>,
+    end: Vec<Option<NaiveDate>>,
+}
+
+/// Write `--pricing`'s state tables: the services' pricing columns come with `services`;
+/// here the tiers, the tax rates (VAT-DE changes 16 → 19 % a month before `as_of` and to
+/// 20 % two months after it) and the discounts.
+fn write_pricing_tables(state: &Path, format: OutputFormat, as_of: NaiveDate, d: Discounts) -> Result<()> {
+    OutTable::new("price_tiers")
+        .str("service_id", false, TIERS.iter().map(|t| Some(t.0)))
+        .int("tier_no", false, TIERS.iter().map(|t| Some(t.1)))
+        .dec("up_to", true, TIERS.iter().map(|t| t.2.map(dec)))
+        .dec("unit_price", false, TIERS.iter().map(|t| Some(dec(t.3))))
+        .dec("flat_fee", true, TIERS.iter().map(|t| t.4.map(dec)))
+        .write(state, format)?;
+    let day = |off: i64| as_of + chrono::TimeDelta::days(off);
+    let old = NaiveDate::from_ymd_opt(2020, 1, 1).expect("a date");
+    let rates = [
+        ("KW-VAT", "0", old),
+        ("US-TX", "6.25", old),
+        ("VAT-DE", "16", old),
+        ("VAT-DE", "19", day(-30)),
+        ("VAT-DE", "20", day(60)),
+    ];
+    OutTable::new("tax_rates")
+        .str("tax_code", false, rates.iter().map(|r| Some(r.0)))
+        .dec("rate", false, rates.iter().map(|r| Some(dec(r.1))))
+        .date("valid_from", false, rates.iter().map(|r| Some(r.2)))
+        .write(state, format)?;
+    OutTable::new("discounts")
+        .str("discount_id", false, d.id)
+        .str("subscription_id", false, d.sub)
+        .int("item_no", true, d.item)
+        .str("kind", false, d.kind)
+        .dec("value", false, d.value)
+        .dec("remaining", true, d.remaining)
+        .date("start_date", false, d.start)
+        .date("end_date", true, d.end)
+        .write(state, format)?;
+    Ok(())
+}
+
+pub fn generate_to(
+    out: &Path,
+    accounts: u64,
+    seed: u64,
+    as_of: NaiveDate,
+    format: OutputFormat,
+    pricing: bool,
+) -> Result<String> {
     crate::io::guard::check_only_own(out, &OWN)?;
     crate::io::guard::check_only_own(&out.join("state"), &OWN_STATE)?;
     let state = out.join("state");
@@ -395,7 +548,24 @@ pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, forma
         .str("rate_period", true, SERVICES.iter().map(|s| s.4.map(str::to_string)))
         .str("advance_period", true, SERVICES.iter().map(|s| s.5.map(str::to_string)))
         .dec("unit_size", true, SERVICES.iter().map(|s| s.6.map(dec)));
+    let services = if pricing {
+        let p = |id: &str| PRICING.iter().find(|p| p.0 == id);
+        let col = |f: fn(&PricingRow) -> Option<&'static str>| SERVICES.iter().map(move |s| p(s.0).and_then(f));
+        services
+            .str("pricing_model", true, SERVICES.iter().map(|s| p(s.0).map(|p| p.1)))
+            .dec("free_units", true, col(|p| p.2).map(|x| x.map(dec)))
+            .str("pricing_period", true, col(|p| p.3))
+            .dec("txn_fee", true, col(|p| p.4).map(|x| x.map(dec)))
+            .dec("txn_min", true, col(|p| p.5).map(|x| x.map(dec)))
+            .dec("txn_max", true, col(|p| p.6).map(|x| x.map(dec)))
+            .str("tax_code", true, col(|p| p.7))
+            .bool("price_includes_tax", true, SERVICES.iter().map(|s| p(s.0).and_then(|p| p.8)))
+    } else {
+        services
+    };
     services.write(&state, format)?;
+    let mut pricing_rng = Rng::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+    let mut discounts = Discounts::default();
 
     let mut rng = Rng::new(seed);
     let mut writers: Option<Writers> = None;
@@ -406,6 +576,9 @@ pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, forma
         let mut c = Chunk::default();
         for acc in start..end {
             gen_account(&mut rng, acc, as_of, accounts, &mut c);
+        }
+        if pricing {
+            add_pricing(&mut c, &mut pricing_rng, as_of, &mut discounts);
         }
         let ts = tables(c);
         if writers.is_none() {
@@ -440,6 +613,9 @@ pub fn generate_to(out: &Path, accounts: u64, seed: u64, as_of: NaiveDate, forma
     let w = writers.unwrap();
     for wr in [w.wallets, w.subs, w.items, w.usage, w.credits, w.events] {
         wr.finish()?;
+    }
+    if pricing {
+        write_pricing_tables(&state, format, as_of, discounts)?;
     }
     let job = format!(
         "# Generated by `billrun generate --accounts {accounts} --seed {seed} --as-of {as_of}`\n\
