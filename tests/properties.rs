@@ -21,7 +21,12 @@ fn as_of() -> NaiveDate {
 /// A generated dataset whose job never trips the reject gate: a few dozen accounts can have a
 /// reject ratio far above the generated 5 %, and these properties are about the run itself.
 fn dataset(dir: &Path, accounts: u64, seed: u64, format: OutputFormat) {
-    generate_to(dir, accounts, seed, as_of(), format, false).unwrap();
+    dataset_priced(dir, accounts, seed, format, false)
+}
+
+/// [`dataset`], with SPEC v2 §9 price plans when `pricing` (`generate --pricing`).
+fn dataset_priced(dir: &Path, accounts: u64, seed: u64, format: OutputFormat, pricing: bool) {
+    generate_to(dir, accounts, seed, as_of(), format, pricing).unwrap();
     let job = dir.join("job.toml");
     let text = std::fs::read_to_string(&job).unwrap().replace("max_reject_ratio = 0.05", "max_reject_ratio = 1.0");
     std::fs::write(&job, text).unwrap();
@@ -57,7 +62,8 @@ fn table(dir: &Path, name: &'static str) -> billrun::tools::dump::TextTable {
     billrun::tools::dump::read_run_table(dir, name).unwrap().unwrap()
 }
 
-/// Per wallet: opening + credits − debits = closing, and the balance_after chain holds.
+/// Per wallet: opening + credits − debits = closing (usage credits among the credits), and
+/// the balance_after chain holds; every priced line's amount is list − discount (+ tax).
 /// Per currency: the manifest's totals equal the sums of the files.
 fn check_conservation(data: &Path, out: &Path) {
     let opening = table(&data.join("state"), "wallets");
@@ -72,10 +78,21 @@ fn check_conservation(data: &Path, out: &Path) {
         tx.col("balance_after").unwrap(),
         tx.col("currency").unwrap(),
     );
+    let (tl, tdisc, ttax) =
+        (tx.col("list_amount").unwrap(), tx.col("discount_amount").unwrap(), tx.col("tax_amount").unwrap());
     let mut per_cur_debits: BTreeMap<String, Decimal> = BTreeMap::new();
+    let mut per_cur_usage_credits: BTreeMap<String, Decimal> = BTreeMap::new();
     for r in &tx.rows {
         let a = dec(&r[ta]);
-        assert!(a > Decimal::ZERO, "amount must be > 0: {r:?}");
+        let fully_discounted = a.is_zero() && !r[tdisc].is_empty() && !dec(&r[tdisc]).is_zero();
+        assert!(a > Decimal::ZERO || fully_discounted, "amount must be > 0: {r:?}");
+        if !r[tl].is_empty() {
+            let net = dec(&r[tl]) - dec(&r[tdisc]);
+            assert!(a == net || a == net + dec(&r[ttax]), "amount is not list - discount (+ tax): {r:?}");
+        }
+        if r[td] == "CREDIT" && !r[tl].is_empty() {
+            *per_cur_usage_credits.entry(r[tc].clone()).or_default() += a;
+        }
         let b = bal.get_mut(&r[tw]).expect("transaction for a known wallet");
         if r[td] == "CREDIT" {
             *b += a;
@@ -94,7 +111,12 @@ fn check_conservation(data: &Path, out: &Path) {
     let m = manifest(out);
     for (cur, t) in m["totals"].as_object().unwrap() {
         let g = |k: &str| dec(t[k].as_str().unwrap());
-        assert_eq!(g("opening") + g("credits") - dec(t["debits"]["total"].as_str().unwrap()), g("closing"), "{cur}");
+        assert_eq!(
+            g("opening") + g("credits") + g("usage_credits") - dec(t["debits"]["total"].as_str().unwrap()),
+            g("closing"),
+            "{cur}"
+        );
+        assert_eq!(g("usage_credits"), per_cur_usage_credits.get(cur).copied().unwrap_or_default(), "{cur}");
         assert_eq!(
             dec(t["debits"]["total"].as_str().unwrap()),
             per_cur_debits.get(cur).copied().unwrap_or_default(),
@@ -107,10 +129,10 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 
     #[test]
-    fn money_is_conserved(seed in 0u64..1_000_000, accounts in 1u64..400) {
+    fn money_is_conserved(seed in 0u64..1_000_000, accounts in 1u64..400, pricing in any::<bool>()) {
         let s = Scratch::new();
         let data = s.path("data");
-        dataset(&data, accounts, seed, OutputFormat::Parquet);
+        dataset_priced(&data, accounts, seed, OutputFormat::Parquet, pricing);
         let out = s.path("out");
         run(&data, &out, 2);
         check_conservation(&data, &out);
@@ -120,7 +142,8 @@ proptest! {
     fn output_does_not_depend_on_thread_count(seed in 0u64..1_000_000) {
         let s = Scratch::new();
         let data = s.path("data");
-        dataset(&data, 600, seed, OutputFormat::Parquet);
+        // With SPEC v2 price plans: tiers, pricing periods, discounts and taxes.
+        dataset_priced(&data, 600, seed, OutputFormat::Parquet, true);
         let mut first: Option<Vec<(String, Vec<u8>)>> = None;
         for threads in [1, 2, 3, 32] {
             let out = s.path(&format!("out-{threads}"));
