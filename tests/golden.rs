@@ -241,7 +241,8 @@ fn pricing_figures_of_spec_9_2_as_whole_runs() {
     assert_golden("pricing-figures-2026-11-22", &render_csv_run(&out));
     let tx = out.join("wallet_transactions.csv");
     let line = |w: &str, col: &str| csv_lookup(&tx, "wallet_id", w, col);
-    for (q, a) in [("0", "2.00"), ("1", "12.00"), ("10", "102.00"), ("11", "110.00"), ("12", "115.00"), ("21", "163.00")]
+    for (q, a) in
+        [("0", "2.00"), ("1", "12.00"), ("10", "102.00"), ("11", "110.00"), ("12", "115.00"), ("21", "163.00")]
     {
         assert_eq!(line(&format!("W-GRAD-{q}"), "amount"), [a], "GRADUATED q = {q}");
     }
@@ -350,6 +351,12 @@ fn livesplash_pricing_two_daily_runs() {
     // One day of access at 50.00 a month: 1.61, less 20 %: 1.29 gross.
     assert_eq!(col(&tx, "ACCESS", "amount"), ["1.29"]);
     assert_eq!(csv_lookup(&day1.join("discounts.csv"), "discount_id", "LS-COUPON-25", "remaining"), ["0.00"]);
+    // The finance report shows the pricing per currency and the top discounts.
+    if cfg!(feature = "report") {
+        let report = billrun(["report", day1.to_str().unwrap()]).ok().stdout();
+        assert!(report.contains("3,865.00") && report.contains("tax SALES"), "{report}");
+        assert!(report.contains("793.00 USD        1 lines  LS-COUPON-25,LS-LAUNCH-20"), "{report}");
+    }
 
     // The next day: 480,000 more streams in the same pricing period bill the increment,
     // A(1,000,000) - 3865.00 = 2760.00, less 20 %: 2208.00.

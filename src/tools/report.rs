@@ -136,7 +136,7 @@ impl Table {
     fn show_minor_units(&mut self) {
         let Some(ci) = self.header.iter().position(|h| h == "currency") else { return };
         let money: Vec<usize> = (0..self.header.len())
-            .filter(|&i| matches!(self.header[i].as_str(), "amount" | "balance" | "previous" | "this" | "change"))
+            .filter(|&i| matches!(self.header[i].as_str(), "amount" | "balance" | "previous" | "this" | "change" | "discount"))
             .collect();
         for r in &mut self.rows {
             let Some(minor) = crate::domain::minor_units(&r[ci]) else { continue };
@@ -207,6 +207,9 @@ pub struct Figures {
     pub by_service: Option<Table>,
     /// transaction_id, wallet_id, currency, service_id, amount
     pub largest: Option<Table>,
+    /// SPEC v2 §9.6: currency, discount_ids, lines, discount — the discounts that took the
+    /// most (lines grouped by the discounts applied to them); None before v2.
+    pub top_discounts: Option<Table>,
     pub disconnections: Option<Table>,
     pub reconnections: Option<Table>,
     pub estimates_by_class: Option<Table>,
@@ -269,6 +272,22 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
             )
             .limit(10)
     })?;
+    let top_discounts = match crate::products::carries_pricing(&run.manifest) {
+        false => None,
+        true => run.collect("wallet_transactions", |lf| {
+            let discounted = lf.filter(col("discount_ids").is_not_null());
+            grouped(
+                discounted,
+                &["currency", "discount_ids"],
+                [len().alias("lines"), col("discount_amount").sum().alias("discount")],
+            )
+            .sort_by_exprs(
+                [col("discount"), col("discount_ids")],
+                SortMultipleOptions::default().with_order_descending_multi([true, false]),
+            )
+            .limit(10)
+        })?,
+    };
     let by_reason =
         |name: &'static str| run.collect(name, |lf| grouped(lf, &["source", "reason"], [len().alias("subscriptions")]));
     let disconnections = by_reason("disconnections")?;
@@ -308,6 +327,7 @@ pub fn figures(run: &RunDir) -> Result<Figures> {
         by_kind,
         by_service,
         largest,
+        top_discounts,
         disconnections,
         reconnections,
         estimates_by_class,
@@ -444,6 +464,12 @@ pub fn report(dir: &Path) -> Result<String> {
         let _ = writeln!(o, "\nLargest debits");
         for r in &t.rows {
             let _ = writeln!(o, "  {:>14} {:<4} {}", r[4], r[2], r[0]);
+        }
+    }
+    if let Some(t) = &f.top_discounts {
+        let _ = writeln!(o, "\nTop discounts (by the discounts applied to a line)");
+        for r in &t.rows {
+            let _ = writeln!(o, "  {:>14} {:<4} {:>7} lines  {}", thousands(&r[3]), r[0], r[2], r[1]);
         }
     }
     for (name, t) in [("Disconnections", &f.disconnections), ("Reconnections", &f.reconnections)] {
@@ -790,10 +816,11 @@ pub fn html(dir: &Path) -> Result<String> {
         f.depletion.as_ref().map(|t| t.rows.iter().map(|r| (r[0].clone(), r[1].clone())).collect()).unwrap_or_default();
     h.push_str(&bar_chart("chart-depletion", "Depletion forecast (wallets running dry per day)", &[depletion_bars])?);
 
-    let sections: [(&str, &Option<Table>); 8] = [
+    let sections: [(&str, &Option<Table>); 9] = [
         ("Transactions by kind and type", &f.by_kind),
         ("Debits by service", &f.by_service),
         ("Largest debits", &f.largest),
+        ("Top discounts", &f.top_discounts),
         ("Disconnections by reason", &f.disconnections),
         ("Reconnections by reason", &f.reconnections),
         ("Wallet estimates by class", &f.estimates_by_class),
