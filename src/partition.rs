@@ -20,7 +20,7 @@ pub struct Plan<'a> {
     st: &'a State,
     credits: &'a [Credit],
     usage_qty: &'a [Decimal],
-    usage_rows: &'a UsageRows,
+    usage_detail: &'a UsageDetails,
     /// Wallet index per account position.
     pub wallets: Vec<u32>,
     /// Credit indices grouped by account; account p's are `credit_idx[credit_at[p]..credit_at[p+1]]`.
@@ -42,7 +42,7 @@ impl<'a> Plan<'a> {
         credits: &'a [Credit],
         credit_wallet: &[usize],
         usage_qty: &'a [Decimal],
-        usage_rows: &'a UsageRows,
+        usage_detail: &'a UsageDetails,
     ) -> Plan<'a> {
         use rayon::prelude::*;
         // The three sorts side by side (a parallel sort's first partition runs on one thread).
@@ -115,7 +115,19 @@ impl<'a> Plan<'a> {
                 g.sort_unstable_by_key(no);
             }
         });
-        Plan { st, credits, usage_qty, usage_rows, wallets, credit_idx, credit_at, sub_idx, sub_at, item_idx, item_at }
+        Plan {
+            st,
+            credits,
+            usage_qty,
+            usage_detail,
+            wallets,
+            credit_idx,
+            credit_at,
+            sub_idx,
+            sub_at,
+            item_idx,
+            item_at,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -155,7 +167,7 @@ impl<'a> Plan<'a> {
                                     item,
                                     service,
                                     usage_qty: self.usage_qty[ii],
-                                    usage_rows: self.usage_rows.of(ii),
+                                    usage: self.usage_detail.of(ii),
                                     tax,
                                 }
                             })

@@ -43,6 +43,13 @@ fn s(p: &Path) -> &str {
 
 /// Generate, mutate, run, compare; then the next run from that output, compared again.
 fn differential(seed: u64, as_of: &str, accounts: u32) {
+    differential_with(seed, as_of, accounts, false)
+}
+
+/// [`differential`]; with `pricing`, mutate.py adds SPEC v2 §9 price plans (every model,
+/// tiers good and bad, pricing-period state on and off the grid, taxes with rate changes,
+/// gross and net prices, discounts of both kinds and bad ones).
+fn differential_with(seed: u64, as_of: &str, accounts: u32, pricing: bool) {
     let Some(python) = python() else { return };
     let t = Scratch::new();
     let (gen, data, out) = (t.path("gen"), t.path("data"), t.path("out"));
@@ -60,7 +67,12 @@ fn differential(seed: u64, as_of: &str, accounts: u32) {
         s(&gen),
     ])
     .ok();
-    py(python, &["tests/reference/mutate.py", s(&gen), s(&data), &seed.to_string()]);
+    let seed_arg = seed.to_string();
+    let mut mutate = vec!["tests/reference/mutate.py", s(&gen), s(&data), &seed_arg];
+    if pricing {
+        mutate.push("--pricing");
+    }
+    py(python, &mutate);
     let job = data.join("job.toml");
     billrun(run_args(&job, &data, &out, Some(as_of))).ok();
     let inputs = Some(data.as_path());
@@ -125,4 +137,27 @@ fn differential_leap_day() {
 #[test]
 fn differential_year_end() {
     differential(14, "2026-12-31", 700);
+}
+
+#[test]
+fn differential_pricing_mid_month() {
+    differential_with(21, "2026-11-22", 700, true);
+}
+
+#[test]
+fn differential_pricing_leap_day() {
+    differential_with(13, "2024-02-29", 600, true);
+}
+
+#[test]
+fn differential_pricing_year_end() {
+    differential_with(23, "2025-12-31", 600, true);
+}
+
+/// The reference's own checks of SPEC §9: every §9.2 figure, the inclusive-tax example, two
+/// 10 % discounts, the pricing-period grid, and a month of daily runs against one monthly run.
+#[test]
+fn reference_selftest() {
+    let Some(python) = python() else { return };
+    assert!(py(python, &["tests/reference/reference.py", "--selftest"]).contains("selftest: ok"));
 }

@@ -5,6 +5,7 @@
 //! Money is `rust_decimal::Decimal`, never floating point.
 
 pub mod grammar;
+pub mod grid;
 pub mod job;
 pub mod money;
 pub mod period;

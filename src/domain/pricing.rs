@@ -65,6 +65,25 @@ pub struct TxnFee {
     pub max: Option<Decimal>,
 }
 
+impl TxnFee {
+    /// PERCENTAGE (SPEC §9.2): one usage row's fee at `price` percent,
+    /// `clamp(q * price / 100 + fee, min, max)`, and 0 for a row of quantity 0. None on an
+    /// arithmetic overflow.
+    pub fn row_fee(&self, price: Decimal, q: Decimal) -> Option<Decimal> {
+        if q.is_zero() {
+            return Some(Decimal::ZERO);
+        }
+        let mut fee = q.checked_mul(price)?.checked_div(Decimal::ONE_HUNDRED)?.checked_add(self.fee)?;
+        if let Some(min) = self.min {
+            fee = fee.max(min);
+        }
+        if let Some(max) = self.max {
+            fee = fee.min(max);
+        }
+        Some(fee)
+    }
+}
+
 /// A service's §9.1 columns as read (None on a service whose input had none of them set).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServicePricing {

@@ -224,45 +224,33 @@ impl Item {
     }
 }
 
-/// One rated usage row of an item: when, and how much (kept for the plans that price more
-/// than the window's sum, SPEC §9.2–9.3).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UsageRow {
-    pub time: Micros,
-    pub quantity: Decimal,
+/// What a plan needs of an item's rated usage beyond its sum (SPEC §9.2–9.3), folded row by
+/// row as the usage is read: how many rows, their PERCENTAGE fees, and the quantity in each
+/// pricing period the window touches.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsageDetail {
+    /// Rated rows (of any quantity).
+    pub rows: u64,
+    /// PERCENTAGE: the sum of the rows' fees, exact.
+    pub fees: Decimal,
+    /// With a pricing period: (period start, quantity), in the order first seen.
+    pub by_period: Vec<(NaiveDate, Decimal)>,
 }
 
-/// Rated usage rows grouped by item (CSR over the state's items; empty when no item's plan
-/// needs its rows).
+/// [`UsageDetail`]s of the items whose plans need them, by item (empty when none does).
 #[derive(Debug, Default)]
-pub struct UsageRows {
-    pub rows: Vec<UsageRow>,
-    /// Item `i`'s rows are `rows[at[i]..at[i + 1]]`.
-    pub at: Vec<u32>,
+pub struct UsageDetails {
+    /// Per item of the state: its detail's index, or [`UsageDetails::NONE`].
+    pub slot: Vec<u32>,
+    pub details: Vec<UsageDetail>,
 }
 
-impl UsageRows {
-    pub fn of(&self, item: usize) -> &[UsageRow] {
-        if self.at.is_empty() {
-            return &[];
-        }
-        &self.rows[self.at[item] as usize..self.at[item + 1] as usize]
-    }
+impl UsageDetails {
+    pub const NONE: u32 = u32::MAX;
 
-    /// Group `(item, row)` pairs, in read order within each item, over `items` items.
-    pub fn group(items: usize, mut pairs: Vec<(u32, UsageRow)>) -> UsageRows {
-        if pairs.is_empty() {
-            return UsageRows::default();
-        }
-        pairs.sort_by_key(|p| p.0);
-        let mut at = vec![0u32; items + 1];
-        for p in &pairs {
-            at[p.0 as usize + 1] += 1;
-        }
-        for i in 0..items {
-            at[i + 1] += at[i];
-        }
-        UsageRows { rows: pairs.into_iter().map(|p| p.1).collect(), at }
+    pub fn of(&self, item: usize) -> Option<&UsageDetail> {
+        let k = *self.slot.get(item)?;
+        self.details.get(k as usize)
     }
 }
 

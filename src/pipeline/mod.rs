@@ -236,7 +236,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         ingest_usage(&mut intake, &sources, &st, cutoff, lineage && args.mode == Mode::Run, &dedupe_limit(args, &job))?;
     let usage_rated = usage.rated_rows;
     let usage_qty = usage.qty;
-    let usage_rows = usage.rows;
+    let usage_detail = usage.detail;
     let deferred_usage = usage.deferred;
     let lineage_rows = usage.lineage;
     tracing::info!(
@@ -273,7 +273,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
 
     // ---- partition + rate ------------------------------------------------------------
     let t1 = crate::telemetry::PhaseClock::start();
-    let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty, &usage_rows);
+    let plan = partition::Plan::new(&st, &credits, &credit_wallet, &usage_qty, &usage_detail);
     let ctx = RateCtx {
         as_of,
         steps: &job.steps,

@@ -49,9 +49,9 @@ pub struct ItemIn<'a> {
     pub service: &'a Service,
     /// Summed usage inside the item's window (POST_RATE items).
     pub usage_qty: Decimal,
-    /// The usage rows inside the window, in read order, for a service whose rating needs
-    /// them ([`Service::needs_usage_rows`]); empty otherwise.
-    pub usage_rows: &'a [UsageRow],
+    /// What the plan needs of the window's usage beyond its sum, for a service whose rating
+    /// needs it ([`Service::needs_usage_rows`]); None otherwise, or without usage.
+    pub usage: Option<&'a UsageDetail>,
     /// The item's effective tax code and its rate at `as_of` (None: untaxed).
     pub tax: Option<(&'a str, Decimal)>,
 }

@@ -5,12 +5,13 @@
 //! pricing period, each billing the increment of the period's list amount (negative: a usage
 //! credit). Which usage falls in the window (and which is deferred, late or after the end)
 //! is decided when the usage is read (`validate::usage`); here arrive the sums (and, for the
-//! plans that need them, the rows).
+//! plans that need more, the row count, the PERCENTAGE fees and the sums per pricing
+//! period, folded as the usage was read).
 
 use super::ledger::{Ledger, Line};
-use super::pricing::{periods, Plan};
+use super::pricing::Plan;
 use super::{unit_price_of, AccountIn, ItemIn, RateError, SubIn, TxnKind};
-use crate::domain::{midnight, with_minor_scale, BillingMethod, PeriodState, PricingModel, Status};
+use crate::domain::{grid, with_minor_scale, BillingMethod, PeriodState, PricingModel, Status};
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
@@ -45,15 +46,9 @@ fn rate_window<'a>(
 ) -> Result<(), RateError> {
     let plan = Plan::of(it.service, it.item, true);
     let exact = match plan.model {
-        PricingModel::Percentage => {
-            let mut sum = Decimal::ZERO;
-            for r in it.usage_rows {
-                let fee = plan.percentage_fee(r.quantity).ok_or_else(|| l.overflow("usage fee"))?;
-                sum = sum.checked_add(fee).ok_or_else(|| l.overflow("usage fee"))?;
-            }
-            sum
-        }
-        m if m.tiered() && it.usage_rows.is_empty() => return Ok(()),
+        // The rows' fees, summed as the usage was read.
+        PricingModel::Percentage => it.usage.map_or(Decimal::ZERO, |u| u.fees),
+        m if m.tiered() && it.usage.is_none_or(|u| u.rows == 0) => return Ok(()),
         _ => plan.list_amount(it.usage_qty).ok_or_else(|| l.overflow("usage charge"))?,
     };
     let rounded = l.round(exact);
@@ -81,15 +76,13 @@ fn rate_periods<'a>(
     end: NaiveDate,
 ) -> Result<(), RateError> {
     let plan = Plan::of(it.service, it.item, true);
-    let parts = periods::split(it.item.start_date, pp, from, end).ok_or_else(|| l.overflow("pricing periods"))?;
+    let parts = grid::split(it.item.start_date, pp, from, end).ok_or_else(|| l.overflow("pricing periods"))?;
     let state = it.item.period();
     let mut last = None;
     for (part_from, part_to, ps) in parts {
-        let (lo, hi) = (midnight(part_from), midnight(part_to));
-        let mut used = Decimal::ZERO;
-        for r in it.usage_rows.iter().filter(|r| lo <= r.time && r.time < hi) {
-            used = used.checked_add(r.quantity).ok_or_else(|| l.overflow("usage sum"))?;
-        }
+        // The window's usage in this part's period, summed as the usage was read.
+        let in_period = it.usage.and_then(|u| u.by_period.iter().find(|p| p.0 == ps));
+        let used = in_period.map_or(Decimal::ZERO, |p| p.1);
         let same = state.filter(|p| p.start == Some(ps));
         let before = same.and_then(|p| p.quantity).unwrap_or_default();
         let charged = same.and_then(|p| p.charged).unwrap_or_default();

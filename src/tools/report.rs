@@ -136,7 +136,9 @@ impl Table {
     fn show_minor_units(&mut self) {
         let Some(ci) = self.header.iter().position(|h| h == "currency") else { return };
         let money: Vec<usize> = (0..self.header.len())
-            .filter(|&i| matches!(self.header[i].as_str(), "amount" | "balance" | "previous" | "this" | "change" | "discount"))
+            .filter(|&i| {
+                matches!(self.header[i].as_str(), "amount" | "balance" | "previous" | "this" | "change" | "discount")
+            })
             .collect();
         for r in &mut self.rows {
             let Some(minor) = crate::domain::minor_units(&r[ci]) else { continue };

@@ -85,8 +85,8 @@ pub fn classify_usage(st: &State, u: &UsageRef, cutoff: Micros, recent: &mut Rec
 pub struct UsageIntake {
     /// Summed quantity per item (index into `State::items`).
     pub qty: Vec<Decimal>,
-    /// The rows of the items whose plans need them (SPEC §9.2–9.3).
-    pub rows: UsageRows,
+    /// What the plans that need more than the sums need of the usage (SPEC §9.2–9.3).
+    pub detail: UsageDetails,
     pub deferred: Vec<DeferredUsage>,
     pub rated_rows: u64,
     /// With `--lineage`: (item index, usage_id) of every rated row, in read order.
@@ -107,11 +107,38 @@ enum RowOutcome {
 
 enum Fate {
     Rate(u32, Decimal),
-    /// Rated on an item whose plan needs its rows (boxed: rare, and the outcomes of a wave
-    /// are what it holds in flight).
-    RateRow(Box<(u32, UsageRow)>),
+    /// Rated on an item whose plan needs more than the sum (boxed: the outcomes of a wave
+    /// are what it holds in flight): the item, the quantity, and what the row adds to the
+    /// item's [`UsageDetail`].
+    RateDetail(Box<(u32, Decimal, Fold)>),
     Defer(Box<DeferredUsage>),
     Reject(Box<(Reason, Box<str>)>),
+}
+
+/// What one usage row adds to its item's [`UsageDetail`] besides a row.
+enum Fold {
+    Count,
+    /// PERCENTAGE: the row's fee (None: an arithmetic overflow).
+    Fee(Option<Decimal>),
+    /// With a pricing period: the start of the period the row falls in (None: out of range).
+    Period(Option<chrono::NaiveDate>),
+}
+
+/// What a row rated on item `ii` adds to the item's detail (SPEC §9.2–9.3), computed on the
+/// pool: the PERCENTAGE fee of the row, or the pricing period it falls in.
+fn fold_of(st: &State, ii: usize, u: &UsageRef) -> Fold {
+    let item = &st.items[ii];
+    let Some(svc) = st.item_service(ii).map(|v| &st.services[v]) else { return Fold::Count };
+    if let Some(pp) = svc.pricing_period() {
+        let day = chrono::DateTime::from_timestamp_micros(u.event_time).map(|t| t.date_naive());
+        return Fold::Period(day.and_then(|d| crate::domain::grid::period_of(item.start_date, pp, d)).map(|p| p.0));
+    }
+    match (svc.model(), &svc.pricing) {
+        (PricingModel::Percentage, Some(p)) => {
+            Fold::Fee(p.txn().row_fee(item.custom_price.unwrap_or(svc.price), crate::domain::normalized(u.quantity)))
+        }
+        _ => Fold::Count,
+    }
 }
 
 /// The memory the usage_id duplicate check may hold, and where it spills above that.
@@ -139,15 +166,17 @@ pub fn ingest_usage(
     use rayon::prelude::*;
     let mut out = UsageIntake {
         qty: vec![Decimal::ZERO; st.items.len()],
-        rows: UsageRows::default(),
+        detail: UsageDetails::default(),
         deferred: Vec::new(),
         rated_rows: 0,
         lineage: lineage.then(Vec::new),
     };
     // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
-    let UsageIntake { qty, deferred, rated_rows, lineage, .. } = &mut out;
-    let mut kept_rows: Vec<(u32, UsageRow)> = Vec::new();
+    let UsageIntake { qty, deferred, rated_rows, lineage, detail } = &mut out;
     let needs_rows = st.services.iter().any(|s| s.needs_usage_rows());
+    if needs_rows {
+        detail.slot = vec![UsageDetails::NONE; st.items.len()];
+    }
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
     let (expected, all_known) = crate::io::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let estimate = if all_known { expected } else { estimated_rows(sources)? };
@@ -180,10 +209,9 @@ pub fn ingest_usage(
                     RowOutcome::Good {
                         fp: [fp as u64, (fp >> 64) as u64],
                         fate: match classify_usage(st, &u, cutoff, recent) {
-                            UsageFate::Rate(ii) if needs_rows && st.item_needs_rows(ii) => Fate::RateRow(Box::new((
-                                ii as u32,
-                                UsageRow { time: u.event_time, quantity: crate::domain::normalized(u.quantity) },
-                            ))),
+                            UsageFate::Rate(ii) if needs_rows && st.item_needs_rows(ii) => {
+                                Fate::RateDetail(Box::new((ii as u32, u.quantity, fold_of(st, ii, &u))))
+                            }
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
                             UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
                             UsageFate::Reject(reason, detail) => Fate::Reject(Box::new((reason, detail.into()))),
@@ -210,12 +238,19 @@ pub fn ingest_usage(
                                 l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
                         }
-                        Fate::RateRow(row) => {
+                        Fate::RateDetail(row) => {
                             *rated_rows += 1;
+                            let (ii, q, fold) = *row;
                             if let Some(l) = lineage {
-                                l.push((row.0, r.raw(UsageCol::UsageId).into_boxed_str()));
+                                l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
-                            kept_rows.push(*row);
+                            add_detail(detail, ii, q, fold).ok_or_else(|| {
+                                Error::Invariant(format!(
+                                    "arithmetic overflow folding usage row {} of item {}",
+                                    r.raw(UsageCol::UsageId),
+                                    st.items[ii as usize].key()
+                                ))
+                            })?;
                         }
                         Fate::Defer(u) => deferred.push(*u),
                         Fate::Reject(fail) => intake.reject(table, o, r.key(UsageCol::UsageId), fail.0, fail.1),
@@ -226,8 +261,30 @@ pub fn ingest_usage(
         )?;
     }
     out.qty.par_iter_mut().for_each(|q| *q = crate::domain::normalized(*q));
-    out.rows = UsageRows::group(st.items.len(), kept_rows);
     Ok(out)
+}
+
+/// Fold a rated row of item `ii` into its detail (in read order); None on an overflow.
+fn add_detail(d: &mut UsageDetails, ii: u32, q: Decimal, fold: Fold) -> Option<()> {
+    let slot = &mut d.slot[ii as usize];
+    if *slot == UsageDetails::NONE {
+        *slot = d.details.len() as u32;
+        d.details.push(UsageDetail::default());
+    }
+    let e = &mut d.details[*slot as usize];
+    e.rows += 1;
+    match fold {
+        Fold::Count => {}
+        Fold::Fee(fee) => e.fees = e.fees.checked_add(fee?)?,
+        Fold::Period(ps) => {
+            let (ps, q) = (ps?, crate::domain::normalized(q));
+            match e.by_period.iter_mut().find(|p| p.0 == ps) {
+                Some(p) => p.1 = p.1.checked_add(q)?,
+                None => e.by_period.push((ps, q)),
+            }
+        }
+    }
+    Some(())
 }
 
 /// Work over a whole wave split by disjoint ranges of `v` (fingerprint tables, item sums):
@@ -248,7 +305,7 @@ fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
             for o in v.iter() {
                 let (ii, q) = match o {
                     RowOutcome::Good { fate: Fate::Rate(ii, q), .. } => (*ii, *q),
-                    RowOutcome::Good { fate: Fate::RateRow(row), .. } => (row.0, row.1.quantity),
+                    RowOutcome::Good { fate: Fate::RateDetail(row), .. } => (row.0, row.1),
                     _ => continue,
                 };
                 if let Some(sum) = (ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {

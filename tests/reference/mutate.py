@@ -223,7 +223,383 @@ mutate('events', bands(
 
 
 # ---------------------------------------------------------------- SPEC v2 §9 (--pricing)
-@@PRICING@@
+def add_pricing(T, seed, as_of_text):
+    """Turns the (already mutated) v1 tables into a SPEC §9 pricing dataset, drawing from a
+    generator of its own; writes price_tiers, tax_rates and discounts to DST/state."""
+    import calendar
+    import datetime as dt
+    from decimal import Decimal, ROUND_HALF_UP
+    from fractions import Fraction
+    RP = random.Random(f'pricing-{seed}')
+    A0 = dt.date.fromisoformat(as_of_text)
+    MINOR = {'USD': 2, 'EUR': 2, 'JPY': 0, 'KWD': 3}
+
+    def day(k):
+        return str(A0 + dt.timedelta(days=k))
+
+    def dec(x, places=4):
+        """Decimal text (SPEC §3's form: no exponent, no trailing zeros) of x to `places`."""
+        d = Decimal(str(x)).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP).normalize()
+        return format(d, 'f')
+
+    def parse_date(s):
+        try:
+            return dt.date.fromisoformat(s) if len(s) == 10 else None
+        except ValueError:
+            return None
+
+    def add_months(d, n):
+        y, m = divmod(d.month - 1 + n, 12)
+        return dt.date(d.year + y, m + 1, min(d.day, calendar.monthrange(d.year + y, m + 1)[1]))
+
+    def grid(start, per, d):
+        """The pricing period [ps, pe) of the grid anchored at `start` that holds day d."""
+        n, u = per
+
+        def g(k):
+            if u == 'month':
+                return add_months(start, k * n)
+            return start + dt.timedelta(days=k * n * (7 if u == 'week' else 1))
+        k = 0
+        while g(k) > d:
+            k -= 1
+        while g(k + 1) <= d:
+            k += 1
+        return g(k), g(k + 1)
+
+    def period_of(text):
+        m = re.match(r'^(\d+) (day|week|month)s?$', text)
+        return (int(m[1]), m[2]) if m and int(m[1]) >= 1 else None      # else the service is rejected
+
+    def list_amount(sv, q):
+        """A(q) of a POST_RATE service (SPEC §9.2), to make a consistent period_charged."""
+        q, P, s = Fraction(q), Fraction(sv['price']), Fraction(sv['unit_size'])
+        b = max(Fraction(0), q - Fraction(sv['free'] or 0))
+        if sv['model'] == 'PACKAGE':
+            return -((-b / s).numerator // (b / s).denominator) * P if b else Fraction(0)
+        if sv['model'] in ('GRADUATED', 'VOLUME'):
+            tiers = [(None if u == '' else Fraction(u), Fraction(p), Fraction(f or 0)) for u, p, f in sv['tiers']]
+            if sv['model'] == 'VOLUME':
+                for u, p, f in tiers:
+                    if u is None or b <= u:
+                        return f + b * p / s
+            total, lower = Fraction(0), Fraction(0)
+            for i, (u, p, f) in enumerate(tiers):
+                if i > 0 and not b > lower:
+                    break
+                top = b if u is None else min(b, u)
+                total += f + max(Fraction(0), top - lower) * p / s
+                if u is None:
+                    break
+                lower = u
+            return total
+        return b * P / s
+
+    def rounded(x, cur):
+        m = 10 ** MINOR.get(cur, 2)
+        return dec(Decimal((x * m).numerator) / Decimal((x * m).denominator) / m, MINOR.get(cur, 2))
+
+    # ---- what the v1 tables hold: wallet currencies, subscriptions, usage scales
+    wcur = {}
+    for r in T['wallets'][1]:
+        wcur.setdefault(r[1], r[2])
+    subs = {}
+    for r in T['subscriptions'][1]:
+        subs.setdefault(r[0], r)
+    by_cur = {}
+    for sid, r in subs.items():
+        if r[2] == 'INTERNAL' and r[3] in ('ACTIVE', 'DISCONNECTED') and wcur.get(r[1]) in MINOR:
+            by_cur.setdefault(wcur[r[1]], []).append(sid)
+    externals = [sid for sid, r in subs.items() if r[2] != 'INTERNAL']
+    nowallet = [sid for sid, r in subs.items() if r[1].startswith('A-NOWALLET-')]
+    per_svc = {}
+    for r in T['usage'][1]:
+        if re.match(r'^\d{1,7}(\.\d+)?$', r[4]):       # the plausible ones, not the mutated
+            per_svc.setdefault(r[2], []).append(Decimal(r[4]))
+    # A window's usage is a few rows: tiers are placed around 3 rows' worth.
+    scale = {k: max(Decimal(1), 3 * sum(v) / len(v)) for k, v in per_svc.items()}
+
+    def tier_set(model, price, sc):
+        n = RP.choice([1, 2, 3, 3, 4])
+        ups = []
+        for f in sorted(RP.sample([0.2, 0.5, 1, 2, 3, 5, 10], n - 1)):
+            u = dec(Decimal(str(f)) * sc, 3)
+            if not ups or Decimal(u) > Decimal(ups[-1]):
+                ups.append(u)
+        ups.append('')
+        fac = [1, 0.8, 0.6, 0.5] if model == 'GRADUATED' else [1.2, 0.7, 0.4, 0.2]
+        return [(u, dec(price * Decimal(str(fac[i]))), RP.choice(['', '', '0', dec(price / 10), '1.5']))
+                for i, u in enumerate(ups)]
+
+    # ---- services: the eight §9.1 columns on every row, models at random
+    h, rows = T['services']
+    V2 = ['pricing_model', 'free_units', 'pricing_period', 'txn_fee', 'txn_min', 'txn_max', 'tax_code', 'price_includes_tax']
+    T['services'] = (h + V2, rows)
+    PERIODS = ['1 month', '1 month', '1 week', '1 day', '10 days', '2 months', '3 days']
+    TAXES = ['', '', '', 'VAT', 'VAT_R', 'GST', 'ZERO', 'SALES']
+    spec = {}        # service_id -> what A needs, for the first row of each id (the one billed)
+    tiers = []       # price_tiers rows
+    for r in rows:
+        bm = r[1]
+        try:
+            price = Decimal(r[2])
+        except Exception:
+            price = Decimal(1)
+        models = ['', 'PER_UNIT', 'GRADUATED', 'VOLUME', 'PACKAGE'] + (['PERCENTAGE'] if bm == 'POST_RATE' else [])
+        model = RP.choice(models) if bm in ('POST_RATE', 'PRE_RATE', 'ONE_TIME') else ''
+        sc = scale.get(r[0], Decimal(3)) if bm == 'POST_RATE' else Decimal(2)
+        free = RP.choice(['0', '1', '2.5', dec(sc / 4, 2)]) if model != 'PERCENTAGE' and RP.random() < 0.3 else ''
+        period = RP.choice(PERIODS) if bm == 'POST_RATE' and model != 'PERCENTAGE' and RP.random() < 0.5 else ''
+        fee = lo = hi = ''
+        if model == 'PERCENTAGE':
+            fee, lo, hi = RP.choice(['', '0.30', '0']), RP.choice(['', '0.5', '1.75']), RP.choice(['', '12', '100'])
+        r += [model, free, period, fee, lo, hi, RP.choice(TAXES), RP.choice(['', 'false', 'true'])]
+        if r[0] in spec:
+            continue
+        spec[r[0]] = dict(bm=bm, model=model or 'PER_UNIT', price=price, cur=r[3], unit_size=r[6] or '1',
+                          free=free, period=period_of(period), tiers=[])
+        if model in ('GRADUATED', 'VOLUME'):
+            ts = tier_set(model, price, sc)
+            spec[r[0]]['tiers'] = ts
+            tiers += [[r[0], str(i + 1), u, p, f] for i, (u, p, f) in enumerate(ts)]
+
+    # Services of their own for every model, and ones that must be rejected.
+    cur_of = lambda: RP.choice(sorted(by_cur)) if by_cur else 'USD'
+    T_ = lambda: RP.choice(TAXES)
+    INCL = lambda: RP.choice(['', 'false', 'true'])
+    own = [  # id, method, model, price, rate_period, advance, unit_size, free, period, fee, min, max, tax, incl, tiers
+        ('P_GRAD_M', 'POST_RATE', 'GRADUATED', '0', '', '', '', RP.choice(['', '5']), '1 month', '', '', '', T_(), INCL(),
+         [('10', '1.15', '2.50'), ('50', '0.7', '1'), ('', '0.25', '')]),
+        ('P_GRAD_W', 'POST_RATE', 'GRADUATED', '1', '', '', '2', '', '1 week', '', '', '', T_(), INCL(),
+         [('5', '2', ''), ('', '1.5', '0.5')]),
+        ('P_GRAD_N', 'POST_RATE', 'GRADUATED', '0', '', '', '', '', '', '', '', '', T_(), INCL(),
+         [('0', '0', '3'), ('20', '0.9', ''), ('', '0.45', '2')]),
+        ('P_VOL_M', 'POST_RATE', 'VOLUME', '0', '', '', '', '', '1 month', '', '', '', T_(), INCL(),
+         [('20', '3.33', ''), ('60', '1.5', '4'), ('', '0.5', '10')]),
+        ('P_VOL_D', 'POST_RATE', 'VOLUME', '0', '', '', '', RP.choice(['', '1']), '3 days', '', '', '', T_(), INCL(),
+         [('8', '2', '1'), ('', '0.75', '')]),
+        ('P_VOL_N', 'POST_RATE', 'VOLUME', '0', '', '', '', '', '', '', '', '', T_(), INCL(),
+         [('15', '1', ''), ('', '0.6', '3')]),
+        ('P_PKG_M', 'POST_RATE', 'PACKAGE', '4.99', '', '', '10', '5', '1 month', '', '', '', T_(), INCL(), None),
+        ('P_PKG_N', 'POST_RATE', 'PACKAGE', '1.25', '', '', '3', '', '', '', '', '', T_(), INCL(), None),
+        ('P_PU_M', 'POST_RATE', 'PER_UNIT', '0.333', '', '', '', '2', '1 month', '0.5', '', '', T_(), INCL(), None),
+        ('P_PCT', 'POST_RATE', 'PERCENTAGE', '2.99', '', '', '', '', '', '0.30', '1.75', '12', T_(), INCL(), None),
+        ('P_PCT2', 'POST_RATE', 'PERCENTAGE', '1.5', '', '', '', '', '', '', '', '', 'VAT', 'true', None),
+        ('P_PRE_G', 'PRE_RATE', 'GRADUATED', '0', '1 month', '7 days', '', '', '1 month', '', '', '', T_(), INCL(),
+         [('1', '9.99', ''), ('3', '7.5', '1'), ('', '5', '')]),
+        ('P_PRE_V', 'PRE_RATE', 'VOLUME', '0', '1 week', '1 week', '', '', '', '', '', '', T_(), INCL(),
+         [('2', '4.5', ''), ('', '3', '2')]),
+        ('P_PRE_P', 'PRE_RATE', 'PACKAGE', '6', '1 month', '0 days', '5', '', '', '', '', '', T_(), INCL(), None),
+        ('P_PRE_U', 'PRE_RATE', 'PER_UNIT', '2.99', '1 day', '2 days', '', '1', '', '', '', '', 'GST', 'true', None),
+        ('P_ONE_G', 'ONE_TIME', 'GRADUATED', '0', '', '', '', '', '', '', '', '', T_(), INCL(),
+         [('1', '50', '5'), ('', '30', '')]),
+        ('P_ONE_V', 'ONE_TIME', 'VOLUME', '0', '', '', '', RP.choice(['', '1']), '', '', '', '', T_(), INCL(),
+         [('2', '20', ''), ('10', '15', ''), ('', '10', '25')]),
+        ('P_ONE_P', 'ONE_TIME', 'PACKAGE', '19.9', '', '', '3', '', '', '', '', '', T_(), INCL(), None),
+        # rejected: INVALID_VALUE (R1) ...
+        ('X_MODEL', 'POST_RATE', 'TIERED', '1', '', '', '', '', '', '', '', '', '', '', None),
+        ('X_PCT_PRE', 'PRE_RATE', 'PERCENTAGE', '1', '1 month', '', '', '', '', '', '', '', '', '', None),
+        ('X_PCT_FREE', 'POST_RATE', 'PERCENTAGE', '1', '', '', '', '0', '', '', '', '', '', '', None),
+        ('X_PCT_PER', 'POST_RATE', 'PERCENTAGE', '1', '', '', '', '', '1 month', '', '', '', '', '', None),
+        ('X_MINMAX', 'POST_RATE', 'PERCENTAGE', '1', '', '', '', '', '', '', '5', '1', '', '', None),
+        ('X_BOOL', 'POST_RATE', 'PER_UNIT', '1', '', '', '', '', '', '', '', '', 'VAT', 'TRUE', None),
+        ('X_FREE', 'POST_RATE', 'PACKAGE', '1', '', '', '', '-1', '', '', '', '', '', '', None),
+        ('X_PER0', 'POST_RATE', 'GRADUATED', '1', '', '', '', '', '0 months', '', '', '', '', '', None),
+        ('X_PERBAD', 'POST_RATE', '', '1', '', '', '', '', 'monthly', '', '', '', '', '', None),
+        ('X_FEE', 'POST_RATE', 'PER_UNIT', '1', '', '', '', '', '', 'abc', '', '', '', '', None),
+        ('X_NEGFEE', 'POST_RATE', 'PER_UNIT', '1', '', '', '', '', '', '', '-1', '', '', '', None),
+        # ... and INVALID_TIERS (R2), and a tax code with no rate yet (items UNKNOWN_TAX_CODE)
+        ('X_TIERS_DEC', 'POST_RATE', 'GRADUATED', '1', '', '', '', '', '', '', '', '', '', '',
+         [('10', '1', ''), ('5', '1', ''), ('', '1', '')]),
+        ('X_TIERS_NOLAST', 'POST_RATE', 'VOLUME', '1', '', '', '', '', '', '', '', '', '', '', [('10', '1', ''), ('20', '1', '')]),
+        ('X_TIERS_MIDNULL', 'PRE_RATE', 'GRADUATED', '1', '1 month', '', '', '', '', '', '', '', '', '',
+         [('', '1', ''), ('10', '1', ''), ('', '1', '')]),
+        ('X_TIERS_NONE', 'POST_RATE', 'VOLUME', '1', '', '', '', '', '', '', '', '', '', '', []),
+        ('X_TIERS_NEG', 'ONE_TIME', 'GRADUATED', '1', '', '', '', '', '', '', '', '', '', '', [('-5', '1', ''), ('', '1', '')]),
+        ('X_TIERS_EQ', 'POST_RATE', 'VOLUME', '1', '', '', '', '', '1 week', '', '', '', '', '',
+         [('10', '1', ''), ('10', '2', ''), ('', '1', '')]),
+        ('X_TAX_FUT', 'POST_RATE', 'PER_UNIT', '0.5', '', '', '', '', '', '', '', '', 'FUTURE', 'false', None),
+        # ignored columns, domains checked and fine: a PRE_RATE with a pricing period, fees on PER_UNIT
+        ('P_IGNORED', 'PRE_RATE', 'PER_UNIT', '3', '1 week', '', '', '', '2 weeks', '1', '0', '1', T_(), INCL(), None),
+    ]
+    own_cur = {}
+    for sid, bm, model, price, rp, adv, us, free, period, fee, lo, hi, tax, incl, ts in own:
+        cur = cur_of()
+        own_cur[sid] = cur
+        rows.append([sid, bm, price, cur, rp, adv, us, model, free, period, fee, lo, hi, tax, incl])
+        spec[sid] = dict(bm=bm, model=model or 'PER_UNIT', price=Decimal(price), cur=cur, unit_size=us or '1',
+                         free=free, period=period_of(period), tiers=ts or [])
+        if ts:
+            nos = [1, 2, 3, 4] if RP.random() < 0.7 else [1, 3, 7, 9]     # tier_no gaps are fine
+            tiers += [[sid, str(nos[i]), u, p, f] for i, (u, p, f) in enumerate(ts)]
+    # Tiers of an unknown service, of a rejected one (UNKNOWN_SERVICE), of flat models
+    # (INVALID_TIERS, that row only: the service is billed).
+    # (tier_no 98, 99: never a generated tier set's, whose keys must stay unique)
+    tiers += [['NOPE_SVC', '99', '', '1', ''], ['ZERO', '99', '', '1', ''], ['X_MODEL', '99', '', '2', '1'],
+              ['P_PU_M', '99', '', '1', ''], ['P_PCT', '98', '10', '1', ''], ['P_PCT', '99', '', '1', '']]
+    RP.shuffle(tiers)        # the file's order is not tier_no order
+
+    # ---- tax_rates: a change before as_of and one after, one on as_of, a code not valid yet
+    rates = [['VAT', '19', day(-400)], ['VAT', '20', day(-10)], ['VAT', '21', day(10)],
+             ['VAT_R', '7', '2000-01-01'], ['GST', '8.875', day(-30)], ['GST', '9.125', day(0)],
+             ['ZERO', '0', '2000-01-01'], ['SALES', '12.5', day(-1)], ['FUTURE', '5', day(1)]]
+    RP.shuffle(rates)
+
+    # ---- items: tax_code overrides and period_* state on the v1 items
+    hi_, irows = T['subscription_items']
+    T['subscription_items'] = (hi_ + ['tax_code', 'period_start', 'period_quantity', 'period_charged'], irows)
+    ITAX = ['VAT', 'ZERO', 'VAT_R', 'SALES', 'GST', 'NOPE_TAX', 'FUTURE']
+
+    def period_state(sv, start, ws, sid, matched=0.4):
+        """period_start/quantity/charged: with probability `matched` the period of the window
+        start (the state a run leaves), else the period before it, a day later (off the grid,
+        or with a 1-day period the next period: a state no run writes), or none; charged
+        consistent with A most of the time."""
+        rest = 1 - matched
+        how = RP.choices(['matched', 'before', 'day_later', 'none'], [matched, rest / 3, rest / 6, rest / 2])[0]
+        if how == 'none':
+            return ['', '', '']
+        ps, _ = grid(start, sv['period'], ws)
+        if how == 'before':
+            ps, _ = grid(start, sv['period'], ps - dt.timedelta(days=1))
+        elif how == 'day_later':
+            ps = ps + dt.timedelta(days=1)
+        sc = scale.get(sid, Decimal(10))
+        pq = RP.choice(['0', '1', dec(sc / 2, 1), dec(sc, 0), dec(sc * 3, 2)])
+        bounds = [Decimal(u) for u, _, _ in sv['tiers'] if u != '' and Decimal(u) > 0]
+        if sv['model'] == 'VOLUME' and bounds and RP.random() < 0.6:
+            # just below a tier bound: more usage moves the whole quantity to a cheaper tier,
+            # a usage credit (SPEC §9.3)
+            pq = dec(max(Decimal(0), RP.choice(bounds) - Decimal(RP.choice(['0.5', '1', '2', '3']))), 3)
+        try:
+            pc = rounded(list_amount(sv, pq), sv['cur'])
+        except (ArithmeticError, ValueError):      # a service that is rejected anyway
+            pc = '0'
+        if RP.random() < 0.15:
+            pc = rounded(Fraction(Decimal(pc)) + RP.choice([1, 5, -1]), sv['cur'])
+            if Decimal(pc) < 0:
+                pc = '0'
+        return [str(ps), pq, pc]
+
+    for r in irows:
+        extra = [RP.choice(ITAX) if RP.random() < 0.05 else '', '', '', '']
+        sv = spec.get(r[2])
+        start, bt = parse_date(r[5]), parse_date(r[7]) if r[7] else None
+        if sv and sv['period'] and start and (bt or not r[7]) and RP.random() < 0.3:
+            extra[1:] = period_state(sv, start, bt or start, r[2])
+        elif RP.random() < 0.02:
+            extra[1:] = [day(-3), '2', '1.5']          # no pricing period: kept as read
+        r += extra
+
+    # ---- items and usage of the services of their own
+    urows = T['usage'][1]
+    items_of = {}          # subscription_id -> the item_nos added to it
+    QTY = {'PERCENTAGE': ['0', '5', '10', '80', '250', '10000', '33.33']}
+    for n, (sid_, bm, model, *_rest) in enumerate(own):
+        cur = own_cur[sid_]
+        sv = spec[sid_]
+        pool = by_cur.get(cur, [])
+        if not pool:
+            continue
+        k = 3 if sid_.startswith('X_') else RP.randint(6, 14)
+        for sub in RP.sample(pool, min(k, len(pool))):
+            no = 100 + n
+            start = A0 + dt.timedelta(days=RP.choice([-70, -40, -33, -20, -9, -3, -1, 0, 2]))
+            end = RP.choice([''] * 8 + [day(-2), day(5)])
+            qty = custom = bt = ''
+            tiered = model in ('GRADUATED', 'VOLUME')
+            if bm == 'POST_RATE':
+                bt = RP.choice(['', day(-1), day(-1), day(-2), day(-8), day(-31), day(-45), day(0)])
+            elif bm == 'PRE_RATE':
+                bt = RP.choice(['', day(-3), day(0), day(2), day(10)])
+                qty = RP.choice(['', '1', '2', '3', '0', '0.5', '12'])
+            else:
+                bt = RP.choice(['', '', '', day(-5)])
+                qty = RP.choice(['', '1', '2', '3', '0', '7'])
+            if (tiered and RP.random() < 0.08) or (not tiered and RP.random() < 0.2):
+                custom = RP.choice(['0.8', '2.25', '0'])        # on a tiered plan: PRICING_MISMATCH
+            tax = RP.choice([''] * 8 + ['VAT', 'ZERO', 'GST', 'NOPE_TAX', 'FUTURE'])
+            per = ['', '', '']
+            ws = dt.date.fromisoformat(bt) if bt else start
+            if bm == 'POST_RATE' and sv['period']:
+                per = period_state(sv, start, ws, sid_, 0.7 if model == 'VOLUME' else 0.4)
+            irows.append([sub, str(no), sid_, qty, custom, str(start), end, bt, tax] + per)
+            items_of.setdefault(sub, []).append(no)
+            if bm != 'POST_RATE':
+                continue
+            # usage from a little before the window (LATE_USAGE) to after the cutoff (deferred)
+            span = (A0 - ws).days + 3
+            if per[0] and model == 'VOLUME' and ws < A0:
+                # usage early in the window: it lands in the period of the state
+                urows.append([f'UP-{sub}-{no}-early', sub, sid_, f'{ws}T06:00:00Z', RP.choice(['1', '3', '5', '8'])])
+            for j in range(RP.choice([0, 1, 2, 3, 5, 8])):
+                d = ws + dt.timedelta(days=RP.randrange(-2, max(span, 1)))
+                t = f'{d}T00:00:00Z' if RP.random() < 0.15 else \
+                    f'{d}T{RP.randrange(24):02d}:{RP.randrange(60):02d}:{RP.randrange(60):02d}Z'
+                q = RP.choice(QTY.get(model, ['0', '1', '2', '3.5', '5', '10', '25', '0.25']))
+                urows.append([f'UP-{sub}-{no}-{j}', sub, sid_, t, q])
+
+    # ---- discounts
+    hd = ['discount_id', 'subscription_id', 'item_no', 'kind', 'value', 'remaining', 'start_date', 'end_date']
+    first_items = {}
+    for r in irows:
+        if r[1].isdigit():
+            first_items.setdefault(r[0], []).append(r[1])
+    targets = sorted(items_of)
+    others = sorted(s for s in first_items if s in subs and subs[s][2] == 'INTERNAL')
+    targets += RP.sample(others, min(40, len(others)))
+    drows = []
+    for sub in targets:
+        nos = sorted(set(first_items.get(sub, [])))
+        for _ in range(RP.choice([0, 1, 1, 2, 3])):
+            kind = RP.choice(['PERCENT', 'AMOUNT'])
+            no = RP.choice(nos + ['', '']) if nos else ''
+            if kind == 'PERCENT':
+                value = RP.choice(['10', '12.5', '33.333', '50', '100', '5'])
+                rem = RP.choice([''] * 6 + ['3', '500'])          # ignored on PERCENT
+            else:
+                value = RP.choice(['5', '0.5', '2.345', '20', '100', '1000'])
+                rem = RP.choice(['', '', dec(Decimal(value) / 2, 4), '0', value, dec(Decimal(value) / 3, 5)])
+            start = RP.choice([day(-100), day(-10), day(0), day(1)])
+            end = RP.choice(['', '', '', day(0), day(1), day(30)])
+            if end and end <= start:
+                end = ''
+            drows.append([sub, no, kind, value, rem, start, end])
+    some = targets[0] if targets else 'S-NONE'
+    drows += [
+        ['S-NOPE-1', '', 'PERCENT', '10', '', day(-5), ''],                      # UNKNOWN_SUBSCRIPTION
+        [externals[0] if externals else 'S-EXT', '', 'PERCENT', '10', '', day(-5), ''],   # SOURCE_MISMATCH
+        [nowallet[0] if nowallet else 'S-NOPE-2', '', 'AMOUNT', '5', '', day(-5), ''],
+        [some, '999', 'AMOUNT', '5', '', day(-5), ''],                            # UNKNOWN_ITEM
+        [some, '', 'PERCENT', '0', '', day(-5), ''],                              # out of domain ...
+        [some, '', 'PERCENT', '100.5', '', day(-5), ''],
+        [some, '', 'AMOUNT', '0', '', day(-5), ''],
+        [some, '', 'AMOUNT', '-3', '', day(-5), ''],
+        [some, '', 'AMOUNT', '5', '7', day(-5), ''],
+        [some, '', 'AMOUNT', '5', '-1', day(-5), ''],
+        [some, '', 'PERCENT', '10', '', day(0), day(0)],
+        [some, '', 'PERCENT', '10', '', day(3), day(1)],
+        [some, '', 'FIXED', '10', '', day(-5), ''],
+        [some, '0', 'PERCENT', '10', '', day(-5), ''],
+        [some, 'x', 'PERCENT', '10', '', day(-5), ''],
+        [some, '', 'PERCENT', 'abc', '', day(-5), ''],
+        [some, '', 'PERCENT', '10', 'abc', day(-5), ''],
+        [some, '', 'PERCENT', '10', '', '', ''],                                  # MISSING_REQUIRED
+        [some, '', 'AMOUNT', '', '', day(-5), ''],
+        [some, '', 'PERCENT', '10', '', '2026-02-30', ''],
+    ]
+    ids = RP.sample(range(10000, 99999), len(drows))
+    out = [[f'DSC-{i}'] + r for i, r in zip(ids, drows)]
+    out.insert(RP.randrange(len(out)), ['', some, '', 'PERCENT', '10', '', day(-5), ''])   # no id
+    for _ in range(3):                                         # DUPLICATE_KEY: first wins
+        d = list(RP.choice(out))
+        d[4] = '1' if d[3] == 'PERCENT' else d[4]
+        out.append(d)
+    RP.shuffle(out)
+
+    for name, hh, rr in [('price_tiers', ['service_id', 'tier_no', 'up_to', 'unit_price', 'flat_fee'], tiers),
+                         ('tax_rates', ['tax_code', 'rate', 'valid_from'], rates), ('discounts', hd, out)]:
+        save(f'{dst}/state/{name}.csv', hh, rr)
 
 
 if PRICING:

@@ -382,7 +382,10 @@ class Ref:
                                 raise Bad('MISSING_REQUIRED', name)
                             vals[name] = None
                         else:
-                            vals[name] = parser(s)
+                            try:
+                                vals[name] = parser(s)
+                            except Bad as e:
+                                raise Bad(e.reason, f'{name} {s!r}')
                     if dom:
                         dom(vals)
             except Bad as e:
@@ -1023,9 +1026,13 @@ class Ref:
                             tt['rounding_residual'] += exact - Fraction(L)
                             post(s, it, svc, 'POST_RATE', self.price_line(cur, it, svc, L, self.remaining), q, ws, we)
                     else:
-                        # §9.3 / R10: the window split at the grid's boundaries, one line a part;
-                        # the period state carries the quantity and the charge so far.
+                        # §9.3 / R10: the window split at the grid's boundaries, one line a part.
+                        # Every part is matched against the item's period state as read ("before
+                        # = the item's period_quantity if period_start = ps"), not as an earlier
+                        # part of this window left it: the two differ only for a state whose
+                        # period_start lies after the window start's period, which no run writes.
                         pst, pq, pc = it['period_start'], it['period_quantity'], it['period_charged']
+                        last = None
                         for ps, pe, a, b in window_parts(it['start_date'], svc['pricing_period'], ws, we):
                             at = datetime(a.year, a.month, a.day, tzinfo=timezone.utc)
                             bt = datetime(b.year, b.month, b.day, tzinfo=timezone.utc)
@@ -1040,8 +1047,8 @@ class Ref:
                             exact = a_after - (self.item_amount(it, svc, before) if matched else 0)
                             tt['rounding_residual'] += exact - Fraction(L)
                             post(s, it, svc, 'POST_RATE', self.price_line(cur, it, svc, L, self.remaining), used, a, b)
-                            pst, pq, pc = ps, after, r_after
-                        it['new_period'] = (pst, pq, pc)
+                            last = (ps, after, r_after)
+                        it['new_period'] = last
                     it['new_bt'] = we
             # 4 one-time
             for s in isubs:
@@ -1279,6 +1286,9 @@ def main():
     except ConfigError as e:
         print(f'reference: {e}', file=sys.stderr)
         sys.exit(2)
+    if out == '-':
+        summary(r)
+        return
     bad = 0
     tc = ['transaction_id', 'wallet_id', 'account_id', 'subscription_id', 'item_no', 'service_id', 'kind', 'transaction_type',
           'direction', 'amount', 'list_amount', 'discount_amount', 'tax_amount', 'net_amount', 'tax_code', 'tax_rate',
@@ -1344,6 +1354,25 @@ def main():
     bad += cmp_totals(r, json.load(open(os.path.join(out, 'run_manifest.json'))))
     print('TOTAL MISMATCHES', bad)
     sys.exit(1 if bad else 0)
+
+
+def summary(r):
+    """OUTDIR `-`: what the reference computed, for checking that a dataset exercises what it
+    should (rejects by table and reason, lines by kind and direction, pricing figures, totals)."""
+    from collections import Counter
+    print('rejects:')
+    for (t, why), n in sorted(Counter((x[0], x[4]) for x in r.rejects).items()):
+        print(f'  {t:20} {why:24} {n}')
+    print('lines:')
+    for k, n in sorted(Counter((x['kind'], x['direction'], x['transaction_type']) for x in r.txns).items()):
+        print(f'  {k} {n}')
+    print('lines with a discount', sum(1 for x in r.txns if x['discount_amount']),
+          '| fully discounted', sum(1 for x in r.txns if x['kind'] != 'CREDIT' and x['amount'] == 0),
+          '| taxed', sum(1 for x in r.txns if x['tax_code'] is not None),
+          '| pricing-period items rated', sum(1 for it in r.items.values() if 'new_period' in it),
+          '| budgets drawn on', len(r.touched))
+    for c, t in sorted(r.totals.items()):
+        print(c, {k: (str(v) if not isinstance(v, Fraction) else float(v)) for k, v in t.items()})
 
 
 def cmp_totals(r, m):

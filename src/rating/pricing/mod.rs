@@ -2,11 +2,10 @@
 //! caller rounds once per line). Pure arithmetic on decimals; `None` means an arithmetic
 //! overflow, which the caller reports for its wallet.
 //!
-//! [`line`]: a line's discounts and taxes (§9.4, §9.5). [`periods`]: the pricing-period grid
-//! a POST_RATE window is split on (§9.3).
+//! [`line`]: a line's discounts and taxes (§9.4, §9.5). The pricing-period grid a POST_RATE
+//! window is split on (§9.3) is calendar arithmetic: `domain::grid`.
 
 pub mod line;
-pub mod periods;
 
 use crate::domain::{Item, Service};
 pub use crate::domain::{PricingModel, Tier, TxnFee};
@@ -76,17 +75,7 @@ impl<'t> Plan<'t> {
     /// PERCENTAGE: one usage row's fee, `clamp(q * P / 100 + txn_fee, txn_min, txn_max)`,
     /// and 0 for a row of quantity 0.
     pub fn percentage_fee(&self, q: Decimal) -> Option<Decimal> {
-        if q.is_zero() {
-            return Some(Decimal::ZERO);
-        }
-        let mut fee = q.checked_mul(self.price)?.checked_div(Decimal::ONE_HUNDRED)?.checked_add(self.txn.fee)?;
-        if let Some(min) = self.txn.min {
-            fee = fee.max(min);
-        }
-        if let Some(max) = self.txn.max {
-            fee = fee.min(max);
-        }
-        Some(fee)
+        self.txn.row_fee(self.price, q)
     }
 }
 

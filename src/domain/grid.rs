@@ -1,8 +1,9 @@
-//! SPEC §9.3: an item's pricing periods, a grid anchored at its `start_date` in steps of the
+//! SPEC §9.3: an item's pricing periods (calendar arithmetic: the rating splits a window on
+//! them, the usage intake sums each period's usage), a grid anchored at its `start_date` in steps of the
 //! service's `pricing_period` (months: `start_date + k·N months` in one step, clamped to the
 //! month end), and a POST_RATE window split at its boundaries.
 
-use crate::domain::{Period, Unit};
+use super::{Period, Unit};
 use chrono::{Months, NaiveDate, TimeDelta};
 
 /// `anchor + k·period`, k of either sign (months in one step, clamped); None out of range.
