@@ -17,7 +17,8 @@ pub struct Assembled<'a> {
     /// [`NO_EXT`]: where `expires_at` and `account_id` come from after the run.
     ext_of: Vec<u32>,
     billed: Vec<Option<NaiveDate>>,
-    periods: rustc_hash::FxHashMap<u32, PeriodState>,
+    /// (item, pricing-period state after the run), sorted by item.
+    periods: Vec<(u32, PeriodState)>,
     remaining: rustc_hash::FxHashMap<u32, Decimal>,
     disc: Vec<ListRow>,
     reco: Vec<ListRow>,
@@ -40,8 +41,10 @@ pub(super) const NO_EXT: u32 = u32::MAX;
 pub fn assemble<'a>(b: BuildInput<'a>, books: Books<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
     let Books {
-        mut status, billed, periods, remaining, mut disc, mut reco, totals, n_tx, n_estimates, lineage, ..
+        mut status, billed, mut periods, remaining, mut disc, mut reco, totals, n_tx, n_estimates, lineage, ..
     } = books;
+    // By item, for the items table's lookups (an item is rated at most once).
+    periods.par_sort_unstable_by_key(|p| p.0);
     // The store-managed subscriptions' changes are looked up where they are (a copy of
     // every subscription's expiry and account, 32 bytes each, was fresh pages to zero).
     let mut ext_of = vec![NO_EXT; st.subs.len()];
@@ -227,7 +230,8 @@ impl<'a> Assembled<'a> {
             let idx = &self.item_order[r];
             let it = |i: u32| &st.items[i as usize];
             // The pricing-period state after the run (SPEC §9.3): the run's, else as read.
-            let period = |i: u32| self.periods.get(&i).or_else(|| it(i).period());
+            let changed = |i: u32| self.periods.binary_search_by_key(&i, |p| p.0).ok().map(|k| &self.periods[k].1);
+            let period = |i: u32| changed(i).or_else(|| it(i).period());
             let tax_code = || OutCol::str("tax_code", true, idx.iter().map(|&i| it(i).tax_code()));
             let with_tax_code: &[&(dyn Fn() -> OutCol + Sync)] =
                 if st.pricing.items_tax_code { &[&tax_code] } else { &[] };

@@ -62,8 +62,9 @@ pub(super) type LineageIndex<'a> = (rustc_hash::FxHashMap<(&'a str, i64), u32>, 
 pub struct Books<'a> {
     pub(super) status: Vec<Status>,
     pub(super) billed: Vec<Option<NaiveDate>>,
-    /// The items' pricing-period states the run changed (SPEC §9.3), by item.
-    pub(super) periods: rustc_hash::FxHashMap<u32, PeriodState>,
+    /// The items' pricing-period states the run changed (SPEC §9.3): (item, state), in
+    /// account order (sorted by item when assembled).
+    pub(super) periods: Vec<(u32, PeriodState)>,
     /// The AMOUNT budgets the run drew on (SPEC §9.4), by discount.
     pub(super) remaining: rustc_hash::FxHashMap<u32, Decimal>,
     pub(super) disc: Vec<ListRow>,
@@ -85,7 +86,7 @@ impl<'a> Books<'a> {
         Books {
             status,
             billed,
-            periods: Default::default(),
+            periods: Vec::new(),
             remaining: Default::default(),
             disc: Vec::new(),
             reco: Vec::new(),
@@ -120,9 +121,7 @@ impl<'a> Books<'a> {
             for (i, d) in &r.billed_through {
                 self.billed[*i] = Some(*d);
             }
-            for (i, p) in &r.periods {
-                self.periods.insert(*i as u32, p.clone());
-            }
+            self.periods.extend(r.periods.iter().map(|(i, p)| (*i as u32, p.clone())));
             for (k, left) in &r.remaining {
                 self.remaining.insert(*k as u32, *left);
             }

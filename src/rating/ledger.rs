@@ -145,7 +145,13 @@ impl<'a, 'c> Ledger<'a, 'c> {
         p.taxes += signed(f.tax);
         let tax = l.it.tax;
         if let Some((code, _)) = tax {
-            *p.taxes_by_code.entry(code.to_string()).or_default() += signed(f.tax);
+            // The key is allocated once per account and code, not per line.
+            match p.taxes_by_code.get_mut(code) {
+                Some(t) => *t += signed(f.tax),
+                None => {
+                    p.taxes_by_code.insert(code.to_string(), signed(f.tax));
+                }
+            }
         }
         let balance = if credit { self.balance.checked_add(f.amount) } else { self.balance.checked_sub(f.amount) };
         self.balance = balance.ok_or_else(|| self.overflow("balance"))?;

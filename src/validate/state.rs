@@ -95,6 +95,9 @@ impl LastHit {
 pub struct Recent {
     sub: LastHit,
     service: LastHit,
+    /// The last pricing period a usage row fell in: (item, its bounds in micros, its start).
+    /// An item's rows tend to come together and to share a period.
+    pub(super) period: Option<(usize, Micros, Micros, chrono::NaiveDate)>,
 }
 
 const NO_WALLET: u32 = u32::MAX;
@@ -381,10 +384,16 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
     let items_out: Vec<Item> = items.rows;
     let (post_item_idx, post_item_at) = group_csr(subs.len(), post_items.iter().copied());
     let discounts = {
-        let keys: HashSet<(u32, i64)> = if src.discounts.is_some() {
-            items_out.iter().zip(&item_sub).filter(|(_, &s)| s != NONE).map(|(it, &s)| (s, it.item_no)).collect()
-        } else {
-            HashSet::default()
+        // Each subscription's items (CSR, 4 bytes an item), for the discounts that name one.
+        let (by_sub, at) = match src.discounts {
+            Some(_) => group_csr(
+                subs.len(),
+                item_sub.iter().enumerate().filter(|(_, &s)| s != NONE).map(|(i, &s)| (i as u32, s as usize)),
+            ),
+            None => (Vec::new(), vec![0; subs.len() + 1]),
+        };
+        let has_item = |s: usize, no: i64| {
+            by_sub[at[s] as usize..at[s + 1] as usize].iter().any(|&i| items_out[i as usize].item_no == no)
         };
         super::pricing::check_discounts(
             intake,
@@ -392,7 +401,7 @@ pub fn validate_state(intake: &mut Intake, src: &StateSources) -> Result<State> 
             &subs,
             &sub_ok,
             |id| sub_lookup(&subs, &sub_by_id, id, &mut LastHit::default()),
-            |s, no| keys.contains(&(s as u32, no)),
+            has_item,
         )?
     };
     let has = |t: Option<&TableSource>, names: &[&str]| -> Result<bool> {

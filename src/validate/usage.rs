@@ -107,10 +107,13 @@ enum RowOutcome {
 
 enum Fate {
     Rate(u32, Decimal),
-    /// Rated on an item whose plan needs more than the sum (boxed: the outcomes of a wave
-    /// are what it holds in flight): the item, the quantity, and what the row adds to the
-    /// item's [`UsageDetail`].
-    RateDetail(Box<(u32, Decimal, Fold)>),
+    /// Rated on an item whose plan needs more than the sum: the item, the quantity, and what
+    /// the row adds to the item's [`UsageDetail`] ([`Fold`], packed: the outcomes of a
+    /// wave are what it holds in flight).
+    RateDetail(u32, Decimal, PackedFold),
+    /// Rated on a PERCENTAGE item: the item, the quantity and the row's fee (None: an
+    /// arithmetic overflow).
+    RateFee(Box<(u32, Decimal, Option<Decimal>)>),
     Defer(Box<DeferredUsage>),
     Reject(Box<(Reason, Box<str>)>),
 }
@@ -124,14 +127,51 @@ enum Fold {
     Period(Option<chrono::NaiveDate>),
 }
 
+/// A [`Fold`] other than a fee in four bytes: a period start as its day number from the
+/// common era, or one of two markers.
+#[derive(Clone, Copy)]
+struct PackedFold(i32);
+
+impl PackedFold {
+    const COUNT: i32 = i32::MIN;
+    const OUT_OF_RANGE: i32 = i32::MIN + 1;
+    fn unpack(self) -> Fold {
+        match self.0 {
+            Self::COUNT => Fold::Count,
+            Self::OUT_OF_RANGE => Fold::Period(None),
+            d => Fold::Period(chrono::NaiveDate::from_num_days_from_ce_opt(d)),
+        }
+    }
+}
+
+/// The outcome of a row rated on item `ii` whose plan needs more than the sum.
+fn rated_detail(ii: usize, q: Decimal, fold: Fold) -> Fate {
+    use chrono::Datelike;
+    let packed = match fold {
+        Fold::Fee(fee) => return Fate::RateFee(Box::new((ii as u32, q, fee))),
+        Fold::Count => PackedFold::COUNT,
+        Fold::Period(None) => PackedFold::OUT_OF_RANGE,
+        Fold::Period(Some(d)) => d.num_days_from_ce(),
+    };
+    Fate::RateDetail(ii as u32, q, PackedFold(packed))
+}
+
 /// What a row rated on item `ii` adds to the item's detail (SPEC §9.2–9.3), computed on the
-/// pool: the PERCENTAGE fee of the row, or the pricing period it falls in.
-fn fold_of(st: &State, ii: usize, u: &UsageRef) -> Fold {
+/// pool: the PERCENTAGE fee of the row, or the pricing period it falls in (the last one
+/// found is tried first).
+fn fold_of(st: &State, ii: usize, u: &UsageRef, recent: &mut Recent) -> Fold {
     let item = &st.items[ii];
     let Some(svc) = st.item_service(ii).map(|v| &st.services[v]) else { return Fold::Count };
     if let Some(pp) = svc.pricing_period() {
+        if let Some((i, lo, hi, ps)) = recent.period {
+            if i == ii && lo <= u.event_time && u.event_time < hi {
+                return Fold::Period(Some(ps));
+            }
+        }
         let day = chrono::DateTime::from_timestamp_micros(u.event_time).map(|t| t.date_naive());
-        return Fold::Period(day.and_then(|d| crate::domain::grid::period_of(item.start_date, pp, d)).map(|p| p.0));
+        let found = day.and_then(|d| crate::domain::grid::period_of(item.start_date, pp, d));
+        recent.period = found.map(|(ps, pe)| (ii, midnight(ps), midnight(pe), ps));
+        return Fold::Period(found.map(|p| p.0));
     }
     match (svc.model(), &svc.pricing) {
         (PricingModel::Percentage, Some(p)) => {
@@ -210,7 +250,7 @@ pub fn ingest_usage(
                         fp: [fp as u64, (fp >> 64) as u64],
                         fate: match classify_usage(st, &u, cutoff, recent) {
                             UsageFate::Rate(ii) if needs_rows && st.item_needs_rows(ii) => {
-                                Fate::RateDetail(Box::new((ii as u32, u.quantity, fold_of(st, ii, &u))))
+                                rated_detail(ii, u.quantity, fold_of(st, ii, &u, recent))
                             }
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
                             UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
@@ -238,9 +278,13 @@ pub fn ingest_usage(
                                 l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
                         }
-                        Fate::RateDetail(row) => {
+                        Fate::RateDetail(..) | Fate::RateFee(_) => {
                             *rated_rows += 1;
-                            let (ii, q, fold) = *row;
+                            let (ii, q, fold) = match fate {
+                                Fate::RateDetail(ii, q, packed) => (ii, q, packed.unpack()),
+                                Fate::RateFee(b) => (b.0, b.1, Fold::Fee(b.2)),
+                                _ => unreachable!("matched above"),
+                            };
                             if let Some(l) = lineage {
                                 l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
@@ -305,7 +349,8 @@ fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
             for o in v.iter() {
                 let (ii, q) = match o {
                     RowOutcome::Good { fate: Fate::Rate(ii, q), .. } => (*ii, *q),
-                    RowOutcome::Good { fate: Fate::RateDetail(row), .. } => (row.0, row.1),
+                    RowOutcome::Good { fate: Fate::RateDetail(ii, q, _), .. } => (*ii, *q),
+                    RowOutcome::Good { fate: Fate::RateFee(b), .. } => (b.0, b.1),
                     _ => continue,
                 };
                 if let Some(sum) = (ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
