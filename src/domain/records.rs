@@ -230,27 +230,83 @@ impl Item {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UsageDetail {
     /// Rated rows (of any quantity).
-    pub rows: u64,
-    /// PERCENTAGE: the sum of the rows' fees, exact.
-    pub fees: Decimal,
-    /// With a pricing period: (period start, quantity), in the order first seen.
-    pub by_period: Vec<(NaiveDate, Decimal)>,
+    pub rows: u32,
+    /// PERCENTAGE: the sum of the rows' fees, exact. With a pricing period: the quantity
+    /// in the period `first`.
+    value: Decimal,
+    /// With a pricing period: the first period the window's usage fell in (a window mostly
+    /// lies in one period: it is inline, 32 bytes an item).
+    first: Option<NaiveDate>,
+    /// The other periods' (start, quantity), in the order first seen.
+    more: Option<Box<Vec<(NaiveDate, Decimal)>>>,
 }
 
-/// [`UsageDetail`]s of the items whose plans need them, by item (empty when none does).
+impl UsageDetail {
+    /// PERCENTAGE: the sum of the rows' fees.
+    pub fn fees(&self) -> Decimal {
+        self.value
+    }
+
+    /// Add a row's fee; None on an overflow.
+    pub fn add_fee(&mut self, fee: Decimal) -> Option<()> {
+        self.value = self.value.checked_add(fee)?;
+        Some(())
+    }
+
+    /// The quantity in the pricing period starting `ps`.
+    pub fn in_period(&self, ps: NaiveDate) -> Option<Decimal> {
+        if self.first == Some(ps) {
+            return Some(self.value);
+        }
+        self.more.as_ref()?.iter().find(|p| p.0 == ps).map(|p| p.1)
+    }
+
+    /// Add `q` to the pricing period starting `ps`; None on an overflow.
+    pub fn add_in_period(&mut self, ps: NaiveDate, q: Decimal) -> Option<()> {
+        match self.first {
+            None => {
+                self.first = Some(ps);
+                self.value = q;
+            }
+            Some(f) if f == ps => self.value = self.value.checked_add(q)?,
+            Some(_) => {
+                let more = self.more.get_or_insert_with(Default::default);
+                match more.iter_mut().find(|p| p.0 == ps) {
+                    Some(p) => p.1 = p.1.checked_add(q)?,
+                    None => more.push((ps, q)),
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+/// [`UsageDetail`]s of the items whose plans need them (empty when none does).
 #[derive(Debug, Default)]
 pub struct UsageDetails {
-    /// Per item of the state: its detail's index, or [`UsageDetails::NONE`].
-    pub slot: Vec<u32>,
+    /// The items that have a detail, ascending (after [`UsageDetails::finish`]), beside
+    /// their details: 4 bytes an item with usage, not 4 bytes an item of the state.
+    pub items: Vec<u32>,
     pub details: Vec<UsageDetail>,
 }
 
 impl UsageDetails {
-    pub const NONE: u32 = u32::MAX;
-
     pub fn of(&self, item: usize) -> Option<&UsageDetail> {
-        let k = *self.slot.get(item)?;
-        self.details.get(k as usize)
+        let k = self.items.binary_search(&(item as u32)).ok()?;
+        self.details.get(k)
+    }
+
+    /// Sort the details by item, for [`UsageDetails::of`].
+    pub fn finish(&mut self) {
+        if self.items.is_sorted() {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.items.len() as u32).collect();
+        order.sort_unstable_by_key(|&k| self.items[k as usize]);
+        let details = std::mem::take(&mut self.details);
+        let mut slots: Vec<Option<UsageDetail>> = details.into_iter().map(Some).collect();
+        self.details = order.iter().map(|&k| slots[k as usize].take().expect("each detail once")).collect();
+        self.items = order.iter().map(|&k| self.items[k as usize]).collect();
     }
 }
 

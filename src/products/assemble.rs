@@ -41,7 +41,17 @@ pub(super) const NO_EXT: u32 = u32::MAX;
 pub fn assemble<'a>(b: BuildInput<'a>, books: Books<'a>) -> Result<Assembled<'a>> {
     let st = b.state;
     let Books {
-        mut status, billed, mut periods, remaining, mut disc, mut reco, totals, n_tx, n_estimates, lineage, ..
+        mut status,
+        billed,
+        mut periods,
+        remaining,
+        mut disc,
+        mut reco,
+        totals,
+        n_tx,
+        n_estimates,
+        lineage,
+        ..
     } = books;
     // By item, for the items table's lookups (an item is rated at most once).
     periods.par_sort_unstable_by_key(|p| p.0);

@@ -86,7 +86,17 @@ impl<'a> Books<'a> {
         Books {
             status,
             billed,
-            periods: Vec::new(),
+            // Room for every billable item with a pricing period (no doubling of a vector of
+            // a million states).
+            periods: Vec::with_capacity(
+                (0..st.items.len())
+                    .take(if st.services.iter().any(|s| s.pricing_period().is_some()) { usize::MAX } else { 0 })
+                    .filter(|&i| {
+                        st.item_state[i] == crate::validate::ItemState::Billable
+                            && st.item_service(i).is_some_and(|v| st.services[v].pricing_period().is_some())
+                    })
+                    .count(),
+            ),
             remaining: Default::default(),
             disc: Vec::new(),
             reco: Vec::new(),

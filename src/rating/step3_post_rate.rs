@@ -47,7 +47,7 @@ fn rate_window<'a>(
     let plan = Plan::of(it.service, it.item, true);
     let exact = match plan.model {
         // The rows' fees, summed as the usage was read.
-        PricingModel::Percentage => it.usage.map_or(Decimal::ZERO, |u| u.fees),
+        PricingModel::Percentage => it.usage.map_or(Decimal::ZERO, |u| u.fees()),
         m if m.tiered() && it.usage.is_none_or(|u| u.rows == 0) => return Ok(()),
         _ => plan.list_amount(it.usage_qty).ok_or_else(|| l.overflow("usage charge"))?,
     };
@@ -81,8 +81,7 @@ fn rate_periods<'a>(
     let mut last = None;
     for (part_from, part_to, ps) in parts {
         // The window's usage in this part's period, summed as the usage was read.
-        let in_period = it.usage.and_then(|u| u.by_period.iter().find(|p| p.0 == ps));
-        let used = in_period.map_or(Decimal::ZERO, |p| p.1);
+        let used = it.usage.and_then(|u| u.in_period(ps)).unwrap_or_default();
         let same = state.filter(|p| p.start == Some(ps));
         let before = same.and_then(|p| p.quantity).unwrap_or_default();
         let charged = same.and_then(|p| p.charged).unwrap_or_default();

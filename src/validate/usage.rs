@@ -109,11 +109,8 @@ enum Fate {
     Rate(u32, Decimal),
     /// Rated on an item whose plan needs more than the sum: the item, the quantity, and what
     /// the row adds to the item's [`UsageDetail`] ([`Fold`], packed: the outcomes of a
-    /// wave are what it holds in flight).
+    /// wave are what it holds in flight; a PERCENTAGE row's fee is computed in the merge).
     RateDetail(u32, Decimal, PackedFold),
-    /// Rated on a PERCENTAGE item: the item, the quantity and the row's fee (None: an
-    /// arithmetic overflow).
-    RateFee(Box<(u32, Decimal, Option<Decimal>)>),
     Defer(Box<DeferredUsage>),
     Reject(Box<(Reason, Box<str>)>),
 }
@@ -127,33 +124,42 @@ enum Fold {
     Period(Option<chrono::NaiveDate>),
 }
 
-/// A [`Fold`] other than a fee in four bytes: a period start as its day number from the
-/// common era, or one of two markers.
+/// A [`Fold`] in four bytes: a period start as its day number from the common era, or one
+/// of three markers (a PERCENTAGE row's fee is computed from its quantity when unpacked).
 #[derive(Clone, Copy)]
 struct PackedFold(i32);
 
 impl PackedFold {
     const COUNT: i32 = i32::MIN;
     const OUT_OF_RANGE: i32 = i32::MIN + 1;
-    fn unpack(self) -> Fold {
+    const FEE: i32 = i32::MIN + 2;
+
+    fn pack(fold: Fold) -> PackedFold {
+        use chrono::Datelike;
+        PackedFold(match fold {
+            Fold::Count => Self::COUNT,
+            Fold::Fee(_) => Self::FEE,
+            Fold::Period(None) => Self::OUT_OF_RANGE,
+            Fold::Period(Some(d)) => d.num_days_from_ce(),
+        })
+    }
+
+    /// The fold of a row of quantity `q` on item `ii`.
+    fn unpack(self, st: &State, ii: usize, q: Decimal) -> Fold {
         match self.0 {
             Self::COUNT => Fold::Count,
             Self::OUT_OF_RANGE => Fold::Period(None),
+            Self::FEE => Fold::Fee(row_fee(st, ii, q)),
             d => Fold::Period(chrono::NaiveDate::from_num_days_from_ce_opt(d)),
         }
     }
 }
 
-/// The outcome of a row rated on item `ii` whose plan needs more than the sum.
-fn rated_detail(ii: usize, q: Decimal, fold: Fold) -> Fate {
-    use chrono::Datelike;
-    let packed = match fold {
-        Fold::Fee(fee) => return Fate::RateFee(Box::new((ii as u32, q, fee))),
-        Fold::Count => PackedFold::COUNT,
-        Fold::Period(None) => PackedFold::OUT_OF_RANGE,
-        Fold::Period(Some(d)) => d.num_days_from_ce(),
-    };
-    Fate::RateDetail(ii as u32, q, PackedFold(packed))
+/// A PERCENTAGE row's fee on item `ii` (None: an arithmetic overflow).
+fn row_fee(st: &State, ii: usize, q: Decimal) -> Option<Decimal> {
+    let item = &st.items[ii];
+    let svc = &st.services[st.item_service(ii)?];
+    svc.pricing.as_ref()?.txn().row_fee(item.custom_price.unwrap_or(svc.price), crate::domain::normalized(q))
 }
 
 /// What a row rated on item `ii` adds to the item's detail (SPEC §9.2–9.3), computed on the
@@ -173,10 +179,9 @@ fn fold_of(st: &State, ii: usize, u: &UsageRef, recent: &mut Recent) -> Fold {
         recent.period = found.map(|(ps, pe)| (ii, midnight(ps), midnight(pe), ps));
         return Fold::Period(found.map(|p| p.0));
     }
-    match (svc.model(), &svc.pricing) {
-        (PricingModel::Percentage, Some(p)) => {
-            Fold::Fee(p.txn().row_fee(item.custom_price.unwrap_or(svc.price), crate::domain::normalized(u.quantity)))
-        }
+    match svc.model() {
+        // Computed in the merge from the quantity (see [`PackedFold`]).
+        PricingModel::Percentage => Fold::Fee(None),
         _ => Fold::Count,
     }
 }
@@ -214,9 +219,8 @@ pub fn ingest_usage(
     // The sums are added before a wave's merge, the rest in it: two borrows of `out`.
     let UsageIntake { qty, deferred, rated_rows, lineage, detail } = &mut out;
     let needs_rows = st.services.iter().any(|s| s.needs_usage_rows());
-    if needs_rows {
-        detail.slot = vec![UsageDetails::NONE; st.items.len()];
-    }
+    // While reading: each item's detail by item (u32::MAX: none yet); then sorted.
+    let mut slot: Vec<u32> = if needs_rows { vec![u32::MAX; st.items.len()] } else { Vec::new() };
     // Sized once from the Parquet metadata (no rehash, no transient double table); CSV grows.
     let (expected, all_known) = crate::io::read::metadata_rows(sources.iter().flat_map(|s| &s.files))?;
     let estimate = if all_known { expected } else { estimated_rows(sources)? };
@@ -250,7 +254,7 @@ pub fn ingest_usage(
                         fp: [fp as u64, (fp >> 64) as u64],
                         fate: match classify_usage(st, &u, cutoff, recent) {
                             UsageFate::Rate(ii) if needs_rows && st.item_needs_rows(ii) => {
-                                rated_detail(ii, u.quantity, fold_of(st, ii, &u, recent))
+                                Fate::RateDetail(ii as u32, u.quantity, PackedFold::pack(fold_of(st, ii, &u, recent)))
                             }
                             UsageFate::Rate(ii) => Fate::Rate(ii as u32, u.quantity),
                             UsageFate::Defer(ii) => Fate::Defer(Box::new(u.deferred(ii))),
@@ -278,17 +282,13 @@ pub fn ingest_usage(
                                 l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
                         }
-                        Fate::RateDetail(..) | Fate::RateFee(_) => {
+                        Fate::RateDetail(ii, q, packed) => {
                             *rated_rows += 1;
-                            let (ii, q, fold) = match fate {
-                                Fate::RateDetail(ii, q, packed) => (ii, q, packed.unpack()),
-                                Fate::RateFee(b) => (b.0, b.1, Fold::Fee(b.2)),
-                                _ => unreachable!("matched above"),
-                            };
+                            let fold = packed.unpack(st, ii as usize, q);
                             if let Some(l) = lineage {
                                 l.push((ii, r.raw(UsageCol::UsageId).into_boxed_str()));
                             }
-                            add_detail(detail, ii, q, fold).ok_or_else(|| {
+                            add_detail(detail, &mut slot, ii, q, fold).ok_or_else(|| {
                                 Error::Invariant(format!(
                                     "arithmetic overflow folding usage row {} of item {}",
                                     r.raw(UsageCol::UsageId),
@@ -304,29 +304,26 @@ pub fn ingest_usage(
             },
         )?;
     }
+    drop(slot);
+    out.detail.finish();
     out.qty.par_iter_mut().for_each(|q| *q = crate::domain::normalized(*q));
     Ok(out)
 }
 
 /// Fold a rated row of item `ii` into its detail (in read order); None on an overflow.
-fn add_detail(d: &mut UsageDetails, ii: u32, q: Decimal, fold: Fold) -> Option<()> {
-    let slot = &mut d.slot[ii as usize];
-    if *slot == UsageDetails::NONE {
+fn add_detail(d: &mut UsageDetails, slot: &mut [u32], ii: u32, q: Decimal, fold: Fold) -> Option<()> {
+    let slot = &mut slot[ii as usize];
+    if *slot == u32::MAX {
         *slot = d.details.len() as u32;
         d.details.push(UsageDetail::default());
+        d.items.push(ii);
     }
     let e = &mut d.details[*slot as usize];
-    e.rows += 1;
+    e.rows = e.rows.saturating_add(1);
     match fold {
         Fold::Count => {}
-        Fold::Fee(fee) => e.fees = e.fees.checked_add(fee?)?,
-        Fold::Period(ps) => {
-            let (ps, q) = (ps?, crate::domain::normalized(q));
-            match e.by_period.iter_mut().find(|p| p.0 == ps) {
-                Some(p) => p.1 = p.1.checked_add(q)?,
-                None => e.by_period.push((ps, q)),
-            }
-        }
+        Fold::Fee(fee) => e.add_fee(fee?)?,
+        Fold::Period(ps) => e.add_in_period(ps?, crate::domain::normalized(q))?,
     }
     Some(())
 }
@@ -350,7 +347,6 @@ fn add_quantities(qty: &mut [Decimal], wave: &[&mut Vec<RowOutcome>]) {
                 let (ii, q) = match o {
                     RowOutcome::Good { fate: Fate::Rate(ii, q), .. } => (*ii, *q),
                     RowOutcome::Good { fate: Fate::RateDetail(ii, q, _), .. } => (*ii, *q),
-                    RowOutcome::Good { fate: Fate::RateFee(b), .. } => (b.0, b.1),
                     _ => continue,
                 };
                 if let Some(sum) = (ii as usize).checked_sub(lo).and_then(|i| part.get_mut(i)) {
