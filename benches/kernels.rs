@@ -4,6 +4,7 @@
 
 use billrun::domain::job::{Estimation, Steps};
 use billrun::domain::*;
+use billrun::rating::pricing::line::Applied;
 use billrun::rating::{charge_exact, rate_account, AccountIn, ItemIn, RateCtx, SubIn};
 use chrono::NaiveDate;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -90,6 +91,7 @@ fn kernels(c: &mut Criterion) {
         rate_period: Some(PeriodText { period: month, text: "1 month".into() }),
         advance_period: Some(PeriodText { period: Period::parse("7 days").unwrap(), text: "7 days".into() }),
         unit_size: None,
+        pricing: None,
     };
     let ppv = Service {
         service_id: "PPV".into(),
@@ -100,6 +102,7 @@ fn kernels(c: &mut Criterion) {
         rate_period: None,
         advance_period: None,
         unit_size: None,
+        pricing: None,
     };
     let item = |no: i64, svc: &str, billed: &str| Item {
         subscription_id: "S1".into(),
@@ -110,7 +113,7 @@ fn kernels(c: &mut Criterion) {
         start_date: d("2026-10-01"),
         end_date: None,
         billed_through: Some(d(billed)),
-        period: None,
+        ext: None,
     };
     let (i1, i2) = (item(1, "GOLD", "2026-11-28"), item(2, "PPV", "2026-11-21"));
     let mut g = c.benchmark_group("rate_account");
@@ -125,9 +128,49 @@ fn kernels(c: &mut Criterion) {
                     idx: 0,
                     sub: &sub,
                     items: vec![
-                        ItemIn { idx: 0, item: &i1, service: &gold, usage_qty: Decimal::ZERO },
-                        ItemIn { idx: 1, item: &i2, service: &ppv, usage_qty: Decimal::from(3) },
+                        ItemIn { idx: 0, item: &i1, service: &gold, usage_qty: Decimal::ZERO, usage: None, tax: None },
+                        ItemIn {
+                            idx: 1,
+                            item: &i2,
+                            service: &ppv,
+                            usage_qty: Decimal::from(3),
+                            usage: None,
+                            tax: None,
+                        },
                     ],
+                    discounts: Vec::new(),
+                }],
+            };
+            black_box(rate_account(&ctx, &acct).unwrap().closing)
+        })
+    });
+    // The same account priced (SPEC v2 §9.4, §9.5): a 20 % discount on the subscription and
+    // 19 % VAT on both lines.
+    let launch = Discount {
+        discount_id: "D1".into(),
+        subscription_id: "S1".into(),
+        item_no: None,
+        kind: DiscountKind::Percent,
+        value: Decimal::from(20),
+        remaining: None,
+        start_date: d("2026-11-01"),
+        end_date: None,
+    };
+    let vat = Some(("VAT", Decimal::from(19)));
+    g.bench_function("the same with a discount and a tax", |b| {
+        b.iter(|| {
+            let acct = AccountIn {
+                wallet: &wallet,
+                wallet_idx: 0,
+                credits: vec![&credit],
+                subs: vec![SubIn {
+                    idx: 0,
+                    sub: &sub,
+                    items: vec![
+                        ItemIn { idx: 0, item: &i1, service: &gold, usage_qty: Decimal::ZERO, usage: None, tax: vat },
+                        ItemIn { idx: 1, item: &i2, service: &ppv, usage_qty: Decimal::from(3), usage: None, tax: vat },
+                    ],
+                    discounts: vec![Applied { idx: 0, d: &launch }],
                 }],
             };
             black_box(rate_account(&ctx, &acct).unwrap().closing)

@@ -237,7 +237,9 @@ pub struct UsageDetail {
     /// With a pricing period: the first period the window's usage fell in (a window mostly
     /// lies in one period: it is inline, 32 bytes an item).
     first: Option<NaiveDate>,
-    /// The other periods' (start, quantity), in the order first seen.
+    /// The other periods' (start, quantity), in the order first seen (boxed: 8 bytes where
+    /// most items have none, a vector 24).
+    #[allow(clippy::box_collection)]
     more: Option<Box<Vec<(NaiveDate, Decimal)>>>,
 }
 

@@ -644,6 +644,33 @@ fn read_csv(
     Ok((row - 1, rdr.into_inner().into_inner().hash.hex()))
 }
 
+/// Whether any file of a table has a column of one of `names` (its Parquet schema or CSV
+/// header): the next state writes a table's optional v2 columns only when its input had them.
+pub fn has_any_column<'f>(files: impl IntoIterator<Item = &'f SourceFile>, names: &[&str]) -> Result<bool> {
+    for file in files {
+        let found = match file.format {
+            Format::Parquet => guarded(file, || {
+                let meta = load_metadata(file, &open(file)?)?;
+                Ok(meta.schema().fields().iter().any(|f| names.contains(&f.name().as_str())))
+            })?,
+            Format::Csv => {
+                let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(open(file)?);
+                let headers = rdr
+                    .byte_headers()
+                    .map_err(|e| Error::input(file.name.clone(), format!("cannot read CSV header: {e}")))?;
+                headers.iter().any(|h| {
+                    let h = String::from_utf8_lossy(h);
+                    names.contains(&h.trim_start_matches('\u{feff}'))
+                })
+            }
+        };
+        if found {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -832,31 +859,4 @@ mod tests {
             "1000000000000"
         );
     }
-}
-
-/// Whether any file of a table has a column of one of `names` (its Parquet schema or CSV
-/// header): the next state writes a table's optional v2 columns only when its input had them.
-pub fn has_any_column<'f>(files: impl IntoIterator<Item = &'f SourceFile>, names: &[&str]) -> Result<bool> {
-    for file in files {
-        let found = match file.format {
-            Format::Parquet => guarded(file, || {
-                let meta = load_metadata(file, &open(file)?)?;
-                Ok(meta.schema().fields().iter().any(|f| names.contains(&f.name().as_str())))
-            })?,
-            Format::Csv => {
-                let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(open(file)?);
-                let headers = rdr
-                    .byte_headers()
-                    .map_err(|e| Error::input(file.name.clone(), format!("cannot read CSV header: {e}")))?;
-                headers.iter().any(|h| {
-                    let h = String::from_utf8_lossy(h);
-                    names.contains(&h.trim_start_matches('\u{feff}'))
-                })
-            }
-        };
-        if found {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }

@@ -165,8 +165,8 @@ pub struct Txn<'a> {
     pub kind: TxnKind,
     pub transaction_type: &'a str,
     pub direction: Direction,
-    /// > 0, except a fully discounted line's 0 (SPEC §9.6); a magnitude (the direction gives
-    /// the sign).
+    /// Above zero, except a fully discounted line's 0 (SPEC §9.6); a magnitude (the
+    /// direction gives the sign).
     pub amount: Decimal,
     /// How a priced line's amount came about (SPEC §9.6), when not simply `L = amount` with no
     /// discount and no tax (boxed: most lines are the simple case, and the transactions of a

@@ -118,8 +118,10 @@ const PRICING: &[PricingRow] = &[
     ("STARTUP", "PACKAGE", None, None, None, None, None, Some("VAT-DE"), Some(true)),
 ];
 
-/// The tiers of the tiered services: (service_id, tier_no, up_to, unit_price, flat_fee).
-const TIERS: &[(&str, i64, Option<&str>, &str, Option<&str>)] = &[
+/// (service_id, tier_no, up_to, unit_price, flat_fee).
+type TierSpec = (&'static str, i64, Option<&'static str>, &'static str, Option<&'static str>);
+/// The tiers of the tiered services.
+const TIERS: &[TierSpec] = &[
     ("ANNUAL", 1, Some("1"), "99.00", None),
     ("ANNUAL", 2, None, "89.00", Some("10.00")),
     ("BASIC", 1, Some("1"), "9.99", None),

@@ -6,12 +6,19 @@ use super::*;
 use crate::error::Error;
 use chrono::NaiveDate;
 
+/// `price_tiers` rows in (service_id, tier_no) order, each with its reject (carried).
+pub type TierRows = Vec<(TierRow, Option<Reason>)>;
+/// `tax_rates` rows (None: no table) and each code's rate at `as_of`.
+type TaxTables = (Option<Vec<TaxRate>>, HashMap<Text, Decimal>);
+/// `discounts` rows (None: no table) and per subscription the ones that apply (CSR).
+type DiscountTables = (Option<Vec<Discount>>, Vec<u32>, Vec<u32>);
+
 /// The §9.1 tables of a state, checked. Each table is None when the state had none (then
 /// the next state has none either).
 #[derive(Default)]
 pub struct PriceTables {
     /// `price_tiers` rows in (service_id, tier_no) order, each with its reject (carried).
-    pub tiers: Option<Vec<(TierRow, Option<Reason>)>>,
+    pub tiers: Option<TierRows>,
     /// `tax_rates` rows in (tax_code, valid_from) order.
     pub tax_rates: Option<Vec<TaxRate>>,
     /// Each tax code's rate at `as_of` (codes with no rate yet are absent).
@@ -96,7 +103,7 @@ pub(super) fn check_tiers(
     services: &mut Loaded<Service>,
     service_idx: &HashMap<Text, usize>,
     service_ok: &mut [bool],
-) -> Result<Option<Vec<(TierRow, Option<Reason>)>>> {
+) -> Result<Option<TierRows>> {
     let loaded = match src {
         Some(src) => load_config(
             intake,
@@ -192,11 +199,7 @@ pub fn tier_set_error(tiers: &[Tier]) -> Option<String> {
 
 /// `tax_rates`, loaded as configuration; returns the rows in (tax_code, valid_from) order and
 /// each code's rate at `as_of` (the row of the latest `valid_from <= as_of`).
-pub(super) fn load_tax_rates(
-    intake: &mut Intake,
-    src: Option<&TableSource>,
-    as_of: NaiveDate,
-) -> Result<(Option<Vec<TaxRate>>, HashMap<Text, Decimal>)> {
+pub(super) fn load_tax_rates(intake: &mut Intake, src: Option<&TableSource>, as_of: NaiveDate) -> Result<TaxTables> {
     let Some(src) = src else { return Ok((None, HashMap::default())) };
     let mut rows = load_config(
         intake,
@@ -229,7 +232,7 @@ pub(super) fn check_discounts(
     sub_ok: &[bool],
     find_sub: impl Fn(&str) -> Option<usize>,
     has_item: impl Fn(usize, i64) -> bool,
-) -> Result<(Option<Vec<Discount>>, Vec<u32>, Vec<u32>)> {
+) -> Result<DiscountTables> {
     let Some(src) = src else { return Ok((None, Vec::new(), Vec::new())) };
     let rows = intake.load(src, DISCOUNTS, parse_discount)?;
     let (rows, _) = intake.dedupe("discounts", rows, |d| (&d.discount_id, 0));
@@ -270,9 +273,9 @@ pub(super) fn check_discounts(
 
 /// Build [`PriceTables`] from its parts.
 pub(super) fn price_tables(
-    tiers: Option<Vec<(TierRow, Option<Reason>)>>,
-    (tax_rates, tax_at): (Option<Vec<TaxRate>>, HashMap<Text, Decimal>),
-    (discounts, disc_idx, disc_at): (Option<Vec<Discount>>, Vec<u32>, Vec<u32>),
+    tiers: Option<TierRows>,
+    (tax_rates, tax_at): TaxTables,
+    (discounts, disc_idx, disc_at): DiscountTables,
     services_v2: bool,
     items_tax_code: bool,
 ) -> PriceTables {
