@@ -315,54 +315,38 @@ fn verify_checks_the_rows_behind_a_manifest_that_agrees() {
     fails_with(&out, "wallet W-NEW has transactions but is not in wallets");
 }
 
-/// SPEC v2 §9 price plans this build does not rate yet stop the run (exit 2, naming file,
-/// row and column) instead of being billed as flat prices; v2 columns holding v1's meaning
-/// pass, and so does an empty discounts table.
+/// SPEC v2 is backward compatible: v2 columns holding v1's meaning (PER_UNIT, no free
+/// units, no tax code) and empty `discounts` and `tax_rates` tables bill exactly what v1
+/// bills, and the next state carries the new columns and tables (empty).
 #[test]
-fn unrated_v2_price_plans_are_refused_not_billed_flat() {
+fn v2_columns_with_v1_meaning_bill_as_v1() {
     let s = Scratch::new();
-    // The sample, its services rewritten with v2 columns below.
+    let job = s.job(&job(), "csv");
     let data = zx_copy(&s);
+    let v1 = s.path("v1");
+    billrun(run_args(&job, &data, &v1, Some("2026-11-22"))).ok();
     let services = std::fs::read_to_string(data.join("state/services.csv")).unwrap();
-    let with = |extra: &[&str]| {
-        let mut lines = services.lines();
-        let mut t = format!("{},pricing_model,free_units,tax_code\n", lines.next().unwrap());
-        for (i, l) in lines.enumerate() {
-            t.push_str(&format!("{l},{}\n", extra.get(i).copied().unwrap_or(",,")));
-        }
-        std::fs::write(data.join("state/services.csv"), t).unwrap();
-    };
-    let out = s.path("out");
-    // v1's meaning in v2 columns: billed as before.
-    with(&["PER_UNIT,0,", ",,", "PER_UNIT,,"]);
-    billrun(run_args(&job(), &data, &out, Some("2026-11-22"))).ok();
+    let mut lines = services.lines();
+    let mut t = format!("{},pricing_model,free_units,tax_code,price_includes_tax\n", lines.next().unwrap());
+    for (i, l) in lines.enumerate() {
+        t.push_str(&format!("{l},{}\n", ["PER_UNIT,0,,false", ",,,", "PER_UNIT,,,"][i % 3]));
+    }
+    std::fs::write(data.join("state/services.csv"), t).unwrap();
     std::fs::write(
         data.join("state/discounts.csv"),
         "discount_id,subscription_id,item_no,kind,value,remaining,start_date,end_date\n",
     )
     .unwrap();
-    let mut forced = run_args(&job(), &data, &out, Some("2026-11-22"));
-    forced.push("--force".into());
-    billrun(&forced).ok();
-    // A graduated plan, free units, a tax code: each refused, naming where.
-    for (extra, column) in [(",,;GRADUATED,,", "pricing_model"), (",5,", "free_units"), (",,VAT", "tax_code")] {
-        let rows: Vec<&str> = extra.split(';').collect();
-        with(&rows);
-        let out2 = s.path("refused");
-        let r = billrun(run_args(&job(), &data, &out2, Some("2026-11-22"))).code_is(2);
-        assert!(r.stderr().contains("services.csv") && r.stderr().contains(column), "{}", r.stderr());
-        assert!(r.stderr().contains("row "), "{}", r.stderr());
-        assert!(!out2.exists());
+    std::fs::write(data.join("state/tax_rates.csv"), "tax_code,rate,valid_from\n").unwrap();
+    let v2 = s.path("v2");
+    billrun(run_args(&job, &data, &v2, Some("2026-11-22"))).ok();
+    for table in ["wallet_transactions.csv", "wallets.csv", "subscription_items.csv", "disconnections.csv"] {
+        assert_eq!(std::fs::read(v1.join(table)).unwrap(), std::fs::read(v2.join(table)).unwrap(), "{table}");
     }
-    // Discounts with rows: refused.
-    with(&[]);
-    std::fs::write(
-        data.join("state/discounts.csv"),
-        "discount_id,subscription_id,item_no,kind,value,remaining,start_date,end_date\nD1,S-NEW,,PERCENT,20,,2026-11-01,\n",
-    )
-    .unwrap();
-    let r = billrun(run_args(&job(), &data, &s.path("refused"), Some("2026-11-22"))).code_is(2);
-    assert!(r.stderr().contains("discounts"), "{}", r.stderr());
+    let (header, _) = csv_table(&v2.join("services.csv"));
+    assert!(header.iter().any(|h| h == "price_includes_tax"), "{header:?}");
+    assert_eq!(csv_table(&v2.join("discounts.csv")).1.len(), 0);
+    assert!(v2.join("tax_rates.csv").exists() && !v1.join("tax_rates.csv").exists());
 }
 
 /// SPEC §9.1: `price_tiers` and `tax_rates` are configuration. A row that cannot be read,
