@@ -265,3 +265,35 @@ fn json_logs_are_one_object_per_line() {
     let o = bin().args(&a).args(["--force", "--quiet"]).output().unwrap();
     assert!(o.status.success() && o.stderr.is_empty(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `generate` gives the same bytes for the same arguments, with `--pricing` too; and
+/// `--pricing` draws from a stream of its own: the tables it does not price (wallets,
+/// subscriptions, usage, credits, events) are byte for byte those of the data without it.
+#[test]
+fn generate_is_deterministic_and_pricing_adds_only_prices() {
+    let s = Scratch::new();
+    let gen = |name: &str, pricing: bool| {
+        let out = s.path(name);
+        let mut args = vec!["generate", "--accounts", "300", "--seed", "4", "--format", "csv", "--out"];
+        let o = out.to_str().unwrap().to_string();
+        args.push(&o);
+        if pricing {
+            args.push("--pricing");
+        }
+        billrun(&args).ok();
+        out
+    };
+    let (a, b, plain) = (gen("a", true), gen("b", true), gen("plain", false));
+    assert_eq!(dir_bytes(&a.join("state")), dir_bytes(&b.join("state")));
+    for f in ["usage.csv", "credits.csv", "events.csv", "job.toml"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+    }
+    for f in ["state/wallets.csv", "state/subscriptions.csv", "usage.csv", "credits.csv", "events.csv", "job.toml"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(plain.join(f)).unwrap(), "{f}");
+    }
+    for t in ["price_tiers.csv", "tax_rates.csv", "discounts.csv"] {
+        assert!(a.join("state").join(t).exists() && !plain.join("state").join(t).exists(), "{t}");
+    }
+    let (header, _) = csv_table(&a.join("state/services.csv"));
+    assert!(header.iter().any(|h| h == "pricing_model"));
+}
