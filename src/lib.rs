@@ -18,6 +18,7 @@ pub mod pipeline;
 pub(crate) mod products;
 pub mod progress;
 pub mod rating;
+pub mod shard;
 pub(crate) mod telemetry;
 pub mod tools;
 pub(crate) mod validate;

@@ -55,6 +55,17 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
             billrun::tools::generate::generate_to(&g.out, g.accounts, g.seed, g.as_of, g.format, g.pricing)
                 .and_then(|s| emit(&s))
         }
+        Cmd::Shard(s) => billrun::shard::split::split(&billrun::shard::split::SplitArgs {
+            count: s.shard_count,
+            out: s.out,
+            state: s.state,
+            usage: s.usage,
+            credits: s.credits,
+            events: s.events,
+            format: s.format,
+        })
+        .and_then(|t| emit(&t)),
+        Cmd::Merge(m) => billrun::shard::merge::merge(&m.out, &m.shards, m.force).and_then(|t| emit(&t)),
         Cmd::Verify { dir } => billrun::tools::verify::verify(&dir).and_then(|s| emit(&s)),
         Cmd::Report(r) => report(r),
         Cmd::IoFloor(a) => billrun::tools::iofloor::io_floor(&a.into_args()).and_then(|s| emit(&s)),

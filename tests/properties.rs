@@ -47,6 +47,7 @@ fn args(data: &Path, out: &Path, threads: usize) -> RunArgs {
         mode: Mode::Run,
         layout: None,
         lineage: false,
+        shard: None,
     }
 }
 

@@ -32,6 +32,10 @@ pub enum Cmd {
     Validate(RunOpts),
     /// Generate a deterministic synthetic dataset for a run.
     Generate(GenOpts),
+    /// Split a state and/or new inputs into N shards (SPEC §10.1).
+    Shard(ShardOpts),
+    /// Merge the outputs of a sharded run's shards into one run (SPEC §10.1).
+    Merge(MergeOpts),
     /// A finance summary of a published run's output directory.
     Report(ReportOpts),
     /// Re-check a published run from its files alone.
@@ -103,6 +107,43 @@ pub struct RunOpts {
     /// Also write `usage_lineage`: every rated usage_id with the transaction that charged it.
     #[arg(long)]
     pub lineage: bool,
+    /// Run shard I of N (SPEC §10.1): `I/N`, or `auto/N` with I from JOB_COMPLETION_INDEX,
+    /// AWS_BATCH_JOB_ARRAY_INDEX or SLURM_ARRAY_TASK_ID. Every row read must belong to it.
+    #[arg(long, value_name = "I/N", value_parser = billrun::shard::ShardSpec::parse)]
+    pub shard: Option<billrun::shard::ShardSpec>,
+}
+
+#[derive(Args)]
+pub struct ShardOpts {
+    /// The number of shards N.
+    #[arg(long, value_name = "N")]
+    pub shard_count: u32,
+    /// Where the shards go: `DIR/shard=I/state/<table>/`, `usage/`, `credits/`, `events/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub usage: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub credits: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<PathBuf>,
+    #[arg(long, default_value = "parquet", value_parser = billrun::domain::job::OutputFormat::parse)]
+    pub format: billrun::domain::job::OutputFormat,
+}
+
+#[derive(Args)]
+pub struct MergeOpts {
+    /// The merged run's directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Replace a previous merged run at `--out`.
+    #[arg(long)]
+    pub force: bool,
+    /// The shard runs' output directories, one per shard.
+    #[arg(required = true)]
+    pub shards: Vec<PathBuf>,
 }
 
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
@@ -168,6 +209,7 @@ impl RunOpts {
             as_of: self.as_of,
             threads: self.threads,
             force: self.force,
+            shard: self.shard,
             mode,
             layout: self.layout,
             lineage: self.lineage,

@@ -48,6 +48,8 @@ pub struct RunArgs {
     pub layout: Option<crate::domain::job::Layout>,
     /// Write `usage_lineage` (also on when the job says `lineage = true`).
     pub lineage: bool,
+    /// `--shard I/N` (SPEC §10.1): run one shard; every row read must belong to it.
+    pub shard: Option<crate::shard::ShardSpec>,
 }
 
 /// What a finished run reports.
@@ -149,6 +151,15 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     if !args.state.is_dir() {
         return Err(Error::Usage(format!("state directory {} does not exist", args.state.display())));
     }
+    // A merged run as the state of a shard run: its `shard=I/` (SPEC §10.1).
+    let merged_state;
+    let args = match args.shard.and_then(|s| crate::shard::merge::shard_dir(&args.state, s.index)) {
+        Some(dir) => {
+            merged_state = RunArgs { state: dir, ..args.clone() };
+            &merged_state
+        }
+        None => args,
+    };
     let prev = previous_as_of(&args.state)?;
     let as_of = resolve_as_of(args, &job, prev)?;
     let prev_cutoff_date = prev.unwrap_or_else(|| job.recurrence.sub(as_of));
@@ -177,6 +188,22 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let credits_src = arg_table(&args.credits, "credits")?;
     let events_src = arg_table(&args.events, "external_events")?;
 
+    // A shard run reads only its shard's rows: a misrouted one stops it (exit 2).
+    if let Some(spec) = args.shard {
+        let state_sources = [
+            Some(&wallets_src),
+            Some(&subs_src),
+            Some(&items_src),
+            discounts_src.as_ref(),
+            deferred_usage_src.as_ref(),
+            deferred_events_src.as_ref(),
+            usage_src.as_ref(),
+            credits_src.as_ref(),
+            events_src.as_ref(),
+        ];
+        let sources: Vec<&TableSource> = state_sources.into_iter().flatten().collect();
+        crate::shard::check_routing(&args.state, &sources, spec)?;
+    }
     let mut intake = Intake { progress: Some(progress.clone()), ..Intake::default() };
     let all_sources = [&services_src, &wallets_src, &subs_src, &items_src].into_iter().chain(
         [
@@ -370,7 +397,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     .map_err(remove_tmp)?;
     timings.push(t2.lap("assemble"));
     tracing::info!(phase = "assemble", elapsed_s = t0.seconds(), rss_mib = crate::telemetry::rss_mib(), "assembled");
-    let meta = products::RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake };
+    let meta = products::RunMeta { job: &job, run_id: &run_id, as_of, threads, intake: &intake, shard: args.shard };
 
     let mut summary = products::summary(&meta, &asm.products, ratio);
     if args.mode == Mode::Validate {

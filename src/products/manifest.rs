@@ -129,6 +129,10 @@ pub fn write_manifest(
             "rejected_rows": c.intake.rejects.len(),
         }
     });
+    let mut manifest = manifest;
+    if let Some(s) = c.shard {
+        manifest["shard"] = json!({"index": s.index, "count": s.count});
+    }
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))? + "\n";
     crate::io::write::write_durable(&dir.join(MANIFEST), text.as_bytes())
         .map_err(|e| Error::io("writing run_manifest.json", e))

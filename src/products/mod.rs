@@ -142,4 +142,6 @@ pub struct RunMeta<'a> {
     pub as_of: NaiveDate,
     pub threads: usize,
     pub intake: &'a Intake,
+    /// `--shard I/N` (SPEC §10.1): recorded in the manifest.
+    pub shard: Option<crate::shard::ShardSpec>,
 }

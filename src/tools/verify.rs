@@ -307,6 +307,10 @@ pub fn verify(dir: &Path) -> Result<String> {
     let mpath = dir.join(crate::products::MANIFEST);
     let text = std::fs::read_to_string(&mpath).map_err(|e| Error::io(format!("reading {}", mpath.display()), e))?;
     let m: serde_json::Value = serde_json::from_str(&text).map_err(|e| fail(format!("manifest is not JSON: {e}")))?;
+    // A merged sharded run (SPEC §10.1): each shard, and the totals' sum.
+    if m.get("shards").is_some() {
+        return crate::shard::merge::verify_merged(dir, &m);
+    }
 
     let outputs = m["outputs"].as_array().ok_or_else(|| fail("manifest has no outputs".into()))?;
     // SPEC v2 §9.6 runs carry the list and usage credits in their totals; earlier runs do not.

@@ -1,0 +1,228 @@
+//! SPEC §10.1's contract on whole runs: a dataset run whole and as N shards (split by
+//! `billrun shard`, each shard run by its own `billrun run --shard I/N` process, then
+//! `billrun merge`) gives the same tables row for row (after sorting; `rejects` without the
+//! `file` and `row` that name the shard's own files; the reference tables' rows and rejects,
+//! which every shard holds, once), the merged totals equal the whole run's, and the next
+//! night run from the merged run, shard by shard, equals the next night run whole.
+
+mod util;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use util::*;
+
+/// Tables every shard holds in full (SPEC §10.1: they go to every shard).
+const EVERY_SHARD: [&str; 3] = ["services", "price_tiers", "tax_rates"];
+
+/// The rows of every table of a CSV run directory, sorted; `rejects` without file and row.
+fn tables(dir: &Path) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "csv") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let (h, mut rows) = csv_table(&p);
+            if name == "rejects" {
+                let (f, r) = (h.iter().position(|c| c == "file").unwrap(), h.iter().position(|c| c == "row").unwrap());
+                for row in &mut rows {
+                    row[f].clear();
+                    row[r].clear();
+                }
+            }
+            rows.sort();
+            out.insert(name, rows);
+        }
+    }
+    out
+}
+
+/// The union of the shards' tables, the reference tables (and their rejects) once.
+fn union(dirs: &[PathBuf]) -> BTreeMap<String, Vec<Vec<String>>> {
+    let mut out: BTreeMap<String, Vec<Vec<String>>> = BTreeMap::new();
+    for d in dirs {
+        for (name, rows) in tables(d) {
+            let e = out.entry(name.clone()).or_default();
+            if EVERY_SHARD.contains(&name.as_str()) {
+                *e = rows;
+            } else {
+                e.extend(rows);
+            }
+        }
+    }
+    for (name, rows) in out.iter_mut() {
+        if name == "rejects" {
+            // A reference table's reject is in every shard: once.
+            let mut seen = BTreeSet::new();
+            rows.retain(|r| !EVERY_SHARD.contains(&r[0].as_str()) || seen.insert(r.clone()));
+        }
+        rows.sort();
+    }
+    out
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Split `data` (a generated dataset) into `n` shards and run each in its own process; the
+/// shard outputs, and their merge.
+fn sharded(t: &Scratch, job: &Path, data: &Path, n: u32, tag: &str) -> (Vec<PathBuf>, PathBuf) {
+    let split = t.path(&format!("split-{tag}"));
+    let input = |f: &str| data.join(f);
+    billrun([
+        "shard",
+        "--shard-count",
+        &n.to_string(),
+        "--out",
+        s(&split),
+        "--state",
+        s(&data.join("state")),
+        "--usage",
+        s(&input("usage.parquet")),
+        "--credits",
+        s(&input("credits.parquet")),
+        "--events",
+        s(&input("events.parquet")),
+    ])
+    .ok();
+    let mut outs = Vec::new();
+    for i in 0..n {
+        let sh = split.join(format!("shard={i}"));
+        let out = t.path(&format!("out-{tag}-{i}"));
+        billrun([
+            "run",
+            "--job",
+            s(job),
+            "--shard",
+            &format!("{i}/{n}"),
+            "--state",
+            s(&sh.join("state")),
+            "--usage",
+            s(&sh.join("usage")),
+            "--credits",
+            s(&sh.join("credits")),
+            "--events",
+            s(&sh.join("events")),
+            "--as-of",
+            "2026-11-22",
+            "--output",
+            s(&out),
+        ])
+        .ok();
+        outs.push(out);
+    }
+    let merged = t.path(&format!("merged-{tag}"));
+    let mut args = vec!["merge".to_string(), "--out".into(), s(&merged).into()];
+    args.extend(outs.iter().map(|o| s(o).to_string()));
+    billrun(&args).ok();
+    billrun(["verify", s(&merged)]).ok();
+    (outs, merged)
+}
+
+/// The manifest's totals without the rounding residuals (the merge sums each shard's,
+/// shown to 12 decimals), decimals as numbers.
+fn totals(m: &serde_json::Value) -> BTreeMap<String, String> {
+    fn walk(v: &serde_json::Value, path: String, out: &mut BTreeMap<String, String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    if !k.ends_with("residual") {
+                        walk(x, format!("{path}.{k}"), out);
+                    }
+                }
+            }
+            serde_json::Value::String(t) => {
+                out.insert(path, t.parse::<rust_decimal::Decimal>().map_or(t.clone(), |d| d.normalize().to_string()));
+            }
+            other => {
+                out.insert(path, other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(&m["totals"], String::new(), &mut out);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+
+    #[test]
+    fn shards_union_equals_the_whole_run(seed in 0u64..1_000_000, pricing in any::<bool>()) {
+        let t = Scratch::new();
+        let data = t.path("data");
+        let mut gen = vec![
+            "generate".to_string(), "--accounts".into(), "400".into(), "--seed".into(), seed.to_string(),
+            "--out".into(), s(&data).into(),
+        ];
+        if pricing {
+            gen.push("--pricing".into());
+        }
+        billrun(&gen).ok();
+        let job = t.job(&data.join("job.toml"), "csv");
+        let text = std::fs::read_to_string(&job).unwrap().replace("max_reject_ratio = 0.05", "max_reject_ratio = 1.0");
+        std::fs::write(&job, text).unwrap();
+        let whole = t.path("whole");
+        billrun([
+            "run", "--job", s(&job), "--state", s(&data.join("state")),
+            "--usage", s(&data.join("usage.parquet")), "--credits", s(&data.join("credits.parquet")),
+            "--events", s(&data.join("events.parquet")), "--as-of", "2026-11-22", "--output", s(&whole),
+        ])
+        .ok();
+        let want = tables(&whole);
+        for n in [1u32, 2, 3, 7] {
+            let (outs, merged) = sharded(&t, &job, &data, n, &n.to_string());
+            let got = union(&outs);
+            prop_assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>());
+            for (name, rows) in &want {
+                prop_assert!(&got[name] == rows, "N = {}: table {} differs ({} rows whole, {} sharded)", n, name, rows.len(), got[name].len());
+            }
+            prop_assert_eq!(totals(&manifest(&merged)), totals(&manifest(&whole)), "N = {}: merged totals", n);
+        }
+
+        // The next night, from the merged run, shard by shard, equals the next night whole.
+        let next_whole = t.path("next-whole");
+        next_run(&job, &whole, &next_whole);
+        let merged = t.path("merged-3");
+        let mut outs = Vec::new();
+        for i in 0..3 {
+            let out = t.path(&format!("next-{i}"));
+            billrun(["run", "--job", s(&job), "--shard", &format!("{i}/3"), "--state", s(&merged), "--output", s(&out)]).ok();
+            outs.push(out);
+        }
+        let got = union(&outs);
+        for (name, rows) in &tables(&next_whole) {
+            prop_assert!(&got[name] == rows, "next night: table {} differs", name);
+        }
+    }
+}
+
+/// A row that does not belong to the shard stops the shard run (exit 2, naming file and row).
+#[test]
+fn a_misrouted_row_stops_the_shard_run() {
+    let t = Scratch::new();
+    let data = t.path("data");
+    billrun(["generate", "--accounts", "60", "--seed", "3", "--format", "csv", "--out", s(&data)]).ok();
+    // The whole state given as shard 0 of 2: some wallets belong to shard 1.
+    let out = t.path("out");
+    let r = billrun([
+        "run",
+        "--job",
+        s(&data.join("job.toml")),
+        "--shard",
+        "0/2",
+        "--state",
+        s(&data.join("state")),
+        "--as-of",
+        "2026-11-22",
+        "--output",
+        s(&out),
+    ])
+    .code_is(2);
+    assert!(
+        r.stderr().contains("wallets.csv") && r.stderr().contains("row ") && r.stderr().contains("shard 1"),
+        "{}",
+        r.stderr()
+    );
+    assert!(!out.exists());
+}
