@@ -2,7 +2,8 @@
 
 mod cli;
 
-use billrun::pipeline::{execute, Mode};
+use billrun::pipeline::remote::Fetched;
+use billrun::pipeline::Mode;
 use billrun::progress::SharedProgress;
 use clap::Parser;
 use cli::args::{Cli, Cmd, LogFormat, ReportOpts, RunOpts};
@@ -55,18 +56,42 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
             billrun::tools::generate::generate_to(&g.out, g.accounts, g.seed, g.as_of, g.format, g.pricing)
                 .and_then(|s| emit(&s))
         }
-        Cmd::Shard(s) => billrun::shard::split::split(&billrun::shard::split::SplitArgs {
-            count: s.shard_count,
-            out: s.out,
-            state: s.state,
-            usage: s.usage,
-            credits: s.credits,
-            events: s.events,
-            format: s.format,
-        })
-        .and_then(|t| emit(&t)),
-        Cmd::Merge(m) => billrun::shard::merge::merge(&m.out, &m.shards, m.force).and_then(|t| emit(&t)),
-        Cmd::Verify { dir } => billrun::tools::verify::verify(&dir).and_then(|s| emit(&s)),
+        Cmd::Shard(s) => {
+            let mut f = Fetched::default();
+            let out = f.output(&s.out)?;
+            let text = billrun::shard::split::split(&billrun::shard::split::SplitArgs {
+                count: s.shard_count,
+                out: out.clone(),
+                state: s.state.as_deref().map(|p| f.run_dir(p, false, None)).transpose()?,
+                usage: s.usage.as_deref().map(|p| f.input(p)).transpose()?,
+                credits: s.credits.as_deref().map(|p| f.input(p)).transpose()?,
+                events: s.events.as_deref().map(|p| f.input(p)).transpose()?,
+                format: s.format,
+            })?;
+            if billrun::io::object::is_url(&s.out) {
+                billrun::io::object::Prefix::open(&s.out)?.upload_tree(&out)?;
+            }
+            emit(&text)
+        }
+        Cmd::Merge(m) => {
+            let mut f = Fetched::default();
+            let shards = m.shards.iter().map(|p| f.run_dir(p, true, None)).collect::<billrun::Result<Vec<_>>>()?;
+            let remote = billrun::io::object::is_url(&m.out);
+            if remote {
+                billrun::io::object::Prefix::open(&m.out)?.check_output(m.force)?;
+            }
+            let out = f.output(&m.out)?;
+            let text = billrun::shard::merge::merge(&out, &shards, m.force)?;
+            if remote {
+                billrun::io::object::Prefix::open(&m.out)?.publish(&out, m.force)?;
+            }
+            emit(&text)
+        }
+        Cmd::Verify { dir } => {
+            let mut f = Fetched::default();
+            let local = f.run_dir(&dir, true, None)?;
+            billrun::tools::verify::verify(&local).and_then(|s| emit(&s))
+        }
         Cmd::Report(r) => report(r),
         Cmd::IoFloor(a) => billrun::tools::iofloor::io_floor(&a.into_args()).and_then(|s| emit(&s)),
         Cmd::Cat { path } => {
@@ -80,7 +105,12 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
 }
 
 #[cfg(feature = "report")]
-fn report(r: ReportOpts) -> billrun::Result<()> {
+fn report(mut r: ReportOpts) -> billrun::Result<()> {
+    let mut f = Fetched::default();
+    r.dir = f.run_dir(&r.dir, true, None)?;
+    if let Some(prev) = &r.against {
+        r.against = Some(f.run_dir(prev, true, None)?);
+    }
     if let Some(file) = &r.html {
         billrun::tools::report::check_html_target(&r.dir, r.against.as_deref(), file)?;
     }
@@ -105,7 +135,7 @@ fn report(_: ReportOpts) -> billrun::Result<()> {
 
 fn run(o: RunOpts, mode: Mode, progress: &SharedProgress) -> billrun::Result<()> {
     let args = o.into_args(mode);
-    let report = execute(&args, progress.clone())?;
+    let report = billrun::pipeline::remote::execute_anywhere(&args, progress.clone())?;
     emit(&report.summary)?;
     match (&report.published, mode) {
         (Some(p), _) => emit(&format!("published {}\n", p.display())),

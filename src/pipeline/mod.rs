@@ -2,6 +2,7 @@
 //! of exactly the job's threads, then the publish protocol ([`publish`]).
 
 mod publish;
+pub mod remote;
 
 use publish::*;
 

@@ -1,0 +1,83 @@
+//! SPEC §10.2 at the edges of the commands: path arguments that are object-store URLs are
+//! copied to local temporary directories before a command runs, and a run's (or a merge's,
+//! or a split's) output named by a URL is written locally and then published under it,
+//! manifest last ([`crate::io::object`]).
+
+use super::{execute, RunArgs, RunReport};
+use crate::error::Result;
+use crate::io::object::{fetch, fetch_input, is_url, Prefix};
+use std::path::{Path, PathBuf};
+
+/// Temporary local copies, removed when dropped.
+#[derive(Default)]
+pub struct Fetched(Vec<tempfile::TempDir>);
+
+impl Fetched {
+    /// `p` itself, or a local copy of the input it names.
+    pub fn input(&mut self, p: &Path) -> Result<PathBuf> {
+        if !is_url(p) {
+            return Ok(p.to_path_buf());
+        }
+        let (tmp, local) = fetch_input(p)?;
+        self.0.push(tmp);
+        Ok(local)
+    }
+
+    /// A published run (or a state) at `p`, local; `need_manifest` for a run's readers;
+    /// `shard`: of a merged run, that shard only.
+    pub fn run_dir(&mut self, p: &Path, need_manifest: bool, shard: Option<u32>) -> Result<PathBuf> {
+        if !is_url(p) {
+            return Ok(p.to_path_buf());
+        }
+        let (tmp, local) = fetch(p, need_manifest, shard)?;
+        self.0.push(tmp);
+        Ok(local)
+    }
+
+    /// A local directory for an output that `p` names (a temporary one for a URL).
+    pub fn output(&mut self, p: &Path) -> Result<PathBuf> {
+        if !is_url(p) {
+            return Ok(p.to_path_buf());
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix("billrun-out-")
+            .tempdir()
+            .map_err(|e| crate::Error::io("creating a temporary directory", e))?;
+        let local = tmp.path().join("out");
+        self.0.push(tmp);
+        Ok(local)
+    }
+}
+
+/// [`execute`] with any of its paths an object-store URL.
+pub fn execute_anywhere(args: &RunArgs, progress: crate::progress::SharedProgress) -> Result<RunReport> {
+    let mut f = Fetched::default();
+    let remote_out = match &args.output {
+        Some(o) if is_url(o) => {
+            let p = Prefix::open(o)?;
+            if args.mode == super::Mode::Run {
+                p.check_output(args.force)?;
+            }
+            Some((p, f.output(o)?))
+        }
+        _ => None,
+    };
+    let local = RunArgs {
+        job: f.input(&args.job)?,
+        state: f.run_dir(&args.state, false, args.shard.map(|s| s.index))?,
+        usage: args.usage.as_deref().map(|p| f.input(p)).transpose()?,
+        credits: args.credits.as_deref().map(|p| f.input(p)).transpose()?,
+        events: args.events.as_deref().map(|p| f.input(p)).transpose()?,
+        output: match &remote_out {
+            Some((_, local)) => Some(local.clone()),
+            None => args.output.clone(),
+        },
+        ..args.clone()
+    };
+    let mut report = execute(&local, progress)?;
+    if let (Some((prefix, local_out)), Some(_)) = (&remote_out, &report.published) {
+        prefix.publish(local_out, args.force)?;
+        report.published = Some(PathBuf::from(prefix.url()));
+    }
+    Ok(report)
+}
