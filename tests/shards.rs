@@ -226,3 +226,61 @@ fn a_misrouted_row_stops_the_shard_run() {
     );
     assert!(!out.exists());
 }
+
+/// A shard killed mid-run leaves nothing a reader takes for its output; re-running only that
+/// shard and merging gives what an undisturbed sharded run gives.
+#[test]
+fn a_killed_shard_rerun_alone_merges_as_if_undisturbed() {
+    let t = Scratch::new();
+    let data = t.path("data");
+    billrun(["generate", "--accounts", "3000", "--seed", "12", "--pricing", "--out", s(&data)]).ok();
+    let job = t.job(&data.join("job.toml"), "csv");
+    let (outs, merged) = sharded(&t, &job, &data, 2, "calm");
+    let split = t.path("split-calm");
+    // Shard 1 again into a fresh output, killed a moment after it starts.
+    let sh = split.join("shard=1");
+    let out = t.path("killed-1");
+    let run_args = |out: &Path| -> Vec<String> {
+        [
+            "run",
+            "--job",
+            s(&job),
+            "--shard",
+            "1/2",
+            "--state",
+            s(&sh.join("state")),
+            "--usage",
+            s(&sh.join("usage")),
+            "--credits",
+            s(&sh.join("credits")),
+            "--events",
+            s(&sh.join("events")),
+            "--as-of",
+            "2026-11-22",
+            "--output",
+            s(out),
+            "--force",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let mut child = bin()
+        .args(run_args(&out))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Whatever it left is no output: either nothing, or a whole published run.
+    assert!(!out.exists() || out.join("run_manifest.json").exists());
+    billrun(run_args(&out)).ok();
+    let again = t.path("merged-again");
+    billrun(["merge", "--out", s(&again), s(&outs[0]), s(&out)]).ok();
+    assert_eq!(
+        union(&[again.join("shard=0"), again.join("shard=1")]),
+        union(&[merged.join("shard=0"), merged.join("shard=1")])
+    );
+    assert_eq!(totals(&manifest(&again)), totals(&manifest(&merged)));
+}
