@@ -283,4 +283,9 @@ fn a_killed_shard_rerun_alone_merges_as_if_undisturbed() {
         union(&[merged.join("shard=0"), merged.join("shard=1")])
     );
     assert_eq!(totals(&manifest(&again)), totals(&manifest(&merged)));
+    // The finance report reads a merged run (every shard's files).
+    if cfg!(feature = "report") {
+        let r = billrun(["report", s(&again)]).ok().stdout();
+        assert!(r.contains("Reconciliation per currency") && !r.contains("DIFFER"), "{r}");
+    }
 }

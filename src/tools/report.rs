@@ -58,10 +58,23 @@ impl<'a> RunDir<'a> {
 
     /// Table `name` as a lazy frame with the output types normalized: decimals as
     /// Decimal(38,18), integers as Int64, dates and timestamps as text.
+    /// A merged sharded run (SPEC §10.1): every shard's files of the table, in shard order.
     pub fn scan(&self, name: &'static str) -> Result<Option<LazyFrame>> {
-        let Some(src) = crate::io::discover::find_table(self.dir, name)? else { return Ok(None) };
+        let dirs: Vec<std::path::PathBuf> = match self.manifest["shards"].as_array() {
+            Some(shards) => shards.iter().map(|s| self.dir.join(s["dir"].as_str().unwrap_or_default())).collect(),
+            None => vec![self.dir.to_path_buf()],
+        };
+        let mut files = Vec::new();
+        for d in &dirs {
+            if let Some(src) = crate::io::discover::find_table(d, name)? {
+                files.extend(src.files);
+            }
+        }
+        if files.is_empty() {
+            return Ok(None);
+        }
         let mut frames = Vec::new();
-        for f in &src.files {
+        for f in &files {
             let path = PlRefPath::try_from_path(&f.path).map_err(|e| perr("path", e))?;
             let lf = match f.format {
                 crate::io::discover::Format::Parquet => {
