@@ -229,7 +229,7 @@ struct PartWriter {
 
 enum Sink {
     Parquet(Box<parquet::arrow::ArrowWriter<std::fs::File>>),
-    Csv(csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Csv(Box<csv::Writer<std::io::BufWriter<std::fs::File>>>),
 }
 
 impl PartWriter {
@@ -247,7 +247,7 @@ impl PartWriter {
                 let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
                 w.write_record(schema.fields().iter().map(|f| f.name().as_str()))
                     .map_err(|e| Error::Internal(format!("writing {}: {e}", tmp.display())))?;
-                Sink::Csv(w)
+                Sink::Csv(Box::new(w))
             }
         };
         Ok(PartWriter { path, tmp, sink })
