@@ -194,6 +194,52 @@ proptest! {
         for (name, rows) in &tables(&next_whole) {
             prop_assert!(&got[name] == rows, "next night: table {} differs", name);
         }
+
+        // A third night, from the second night's merge, against the third night whole.
+        let merged2 = t.path("merged-night2");
+        let mut args = vec!["merge".to_string(), "--out".into(), s(&merged2).into()];
+        args.extend(outs.iter().map(|o| s(o).to_string()));
+        billrun(&args).ok();
+        let third_whole = t.path("third-whole");
+        next_run(&job, &next_whole, &third_whole);
+        let mut outs = Vec::new();
+        for i in 0..3 {
+            let out = t.path(&format!("third-{i}"));
+            billrun(["run", "--job", s(&job), "--shard", &format!("{i}/3"), "--state", s(&merged2), "--output", s(&out)]).ok();
+            outs.push(out);
+        }
+        let got = union(&outs);
+        for (name, rows) in &tables(&third_whole) {
+            prop_assert!(&got[name] == rows, "third night: table {} differs", name);
+        }
+    }
+}
+
+/// `--shard auto/N` takes the index from a Kubernetes Indexed Job's, an AWS Batch array
+/// job's or a Slurm array task's variable: the same output as `--shard I/N`.
+#[test]
+fn shard_auto_reads_the_schedulers_index() {
+    let t = Scratch::new();
+    let data = t.path("data");
+    billrun(["generate", "--accounts", "200", "--seed", "6", "--out", s(&data)]).ok();
+    let job = t.job(&data.join("job.toml"), "csv");
+    let (outs, _) = sharded(&t, &job, &data, 3, "auto");
+    let sh = t.path("split-auto").join("shard=2");
+    for var in ["JOB_COMPLETION_INDEX", "AWS_BATCH_JOB_ARRAY_INDEX", "SLURM_ARRAY_TASK_ID"] {
+        let out = t.path(&format!("auto-{var}"));
+        let o = bin()
+            .args(["run", "--job", s(&job), "--shard", "auto/3", "--state", s(&sh.join("state")), "--usage"])
+            .arg(sh.join("usage"))
+            .args(["--credits", s(&sh.join("credits")), "--events", s(&sh.join("events")), "--as-of", "2026-11-22"])
+            .args(["--output", s(&out)])
+            .env_remove("JOB_COMPLETION_INDEX")
+            .env_remove("AWS_BATCH_JOB_ARRAY_INDEX")
+            .env_remove("SLURM_ARRAY_TASK_ID")
+            .env(var, "2")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{var}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(tables(&out), tables(&outs[2]), "{var}");
     }
 }
 
