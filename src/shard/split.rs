@@ -78,12 +78,21 @@ pub fn split(a: &SplitArgs) -> Result<String> {
             jobs.push((table_at(p, name)?, dir.to_string()));
         }
     }
-    let mut rows = 0u64;
-    for (src, dir) in &jobs {
-        for file in &src.files {
-            rows += split_file(file, src.table, &router, &a.out, dir, a.format)?;
-        }
-    }
+    // The tables side by side (each one's files in order): a table's split is mostly one
+    // thread's decoding, and the state's tables would otherwise wait for one another.
+    use rayon::prelude::*;
+    let rows: u64 = jobs
+        .par_iter()
+        .map(|(src, dir)| -> Result<u64> {
+            let mut rows = 0;
+            for file in &src.files {
+                rows += split_file(file, src.table, &router, &a.out, dir, a.format)?;
+            }
+            Ok(rows)
+        })
+        .collect::<Result<Vec<u64>>>()?
+        .into_iter()
+        .sum();
     Ok(format!("split {rows} rows of {} tables into {} shards under {}\n", jobs.len(), a.count, a.out.display()))
 }
 
@@ -133,18 +142,21 @@ fn split_file(
                 Route::One(s) => per_shard[s as usize].push(i as u32),
             }
         }
-        for (s, w) in writers.iter_mut().enumerate() {
+        // Each shard's rows taken and encoded on the pool, the shards side by side (the
+        // encoding is most of a split).
+        use rayon::prelude::*;
+        writers.par_iter_mut().zip(per_shard.par_iter_mut()).try_for_each(|(w, rows)| -> Result<()> {
             let w = w.as_mut().expect("created above");
             if every {
                 w.write(&batch)?;
-            } else if !per_shard[s].is_empty() {
-                let idx = UInt32Array::from(std::mem::take(&mut per_shard[s]));
+            } else if !rows.is_empty() {
+                let idx = UInt32Array::from(std::mem::take(rows));
                 let part = arrow_select::take::take_record_batch(&batch, &idx)
                     .map_err(|e| Error::Internal(format!("splitting {}: {e}", file.name)))?;
                 w.write(&part)?;
             }
-        }
-        Ok(())
+            Ok(())
+        })
     };
     match file.format {
         Format::Parquet => {
@@ -154,11 +166,16 @@ fn split_file(
                 .and_then(|b| b.with_batch_size(BATCH_ROWS).build())
                 .map_err(|e| Error::input(file.name.clone(), format!("not a readable Parquet file: {e}")))?;
             let schema = reader.schema();
+            let mut reader = reader;
             let mut any = false;
-            for batch in reader {
+            // The next batch decoded while this one is routed and written.
+            let mut next = reader.next();
+            while let Some(batch) = next {
                 let batch = batch.map_err(|e| Error::input(file.name.clone(), format!("reading: {e}")))?;
                 any = true;
-                handle(batch, &mut writers)?;
+                let (n, done) = rayon::join(|| reader.next(), || handle(batch, &mut writers));
+                done?;
+                next = n;
             }
             if !any {
                 handle(RecordBatch::new_empty(schema), &mut writers)?;
