@@ -2,8 +2,8 @@
 //! standalone server, from PyPI; never an in-process mock): a whole run with its inputs and
 //! output in a bucket is the run made locally, byte for byte; a sharded run and its merge in
 //! the bucket verify, and the next night runs from the merged run; a killed run's files are
-//! no run (readers refuse them) and the next run replaces them; a missing bucket and an
-//! unreachable endpoint are a clear exit 2.
+//! no run (readers refuse them) and the next run replaces them; a missing bucket, an
+//! unreachable endpoint and bad credentials are a clear exit 2.
 //!
 //! Needs `moto_server` (`BILLRUN_MOTO`, else on the PATH) and its Python (boto3) for the test's
 //! own uploads. `.ci/run` installs moto in a virtual environment and sets
@@ -44,10 +44,17 @@ fn moto() -> Option<PathBuf> {
 
 impl S3 {
     fn start() -> Option<S3> {
+        S3::start_with(&[])
+    }
+
+    /// A server with extra environment (`INITIAL_NO_AUTH_ACTION_COUNT`: moto checks
+    /// credentials after that many requests).
+    fn start_with(env: &[(&str, &str)]) -> Option<S3> {
         let server = moto()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(&server)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -272,4 +279,36 @@ fn a_killed_runs_files_are_no_run_and_the_next_run_replaces_them() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Bad credentials are a clear exit 2 naming the URL: moto checking signatures (after the
+/// test's own set-up: a user with full access, its key, the bucket), billrun with the user's
+/// key reaches the bucket, with a wrong secret it is refused.
+#[test]
+fn bad_credentials_are_exit_2() {
+    let Some(s3) = S3::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "4")]) else { return };
+    let key = s3.util(&["iam-user", "bill"]);
+    let (id, secret) = key.trim().split_once(' ').unwrap();
+    let verify = |secret: &str| {
+        bin()
+            .args(["verify", "s3://bill/nothing"])
+            .env("AWS_ACCESS_KEY_ID", id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ENDPOINT", &s3.endpoint)
+            .env("AWS_ALLOW_HTTP", "true")
+            .output()
+            .unwrap()
+    };
+    let good = verify(secret);
+    assert_eq!(good.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&good.stderr).contains("no run_manifest.json"),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let bad = verify("not-the-secret");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{err}");
+    assert!(err.contains("s3://bill/nothing") && err.contains("SignatureDoesNotMatch"), "{err}");
 }
