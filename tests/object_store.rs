@@ -264,6 +264,35 @@ fn a_killed_runs_files_are_no_run_and_the_next_run_replaces_them() {
     assert!(!listed.contains("stray.parquet") && listed.contains("run_manifest.json"), "{listed}");
     s3.ok(&["verify", "s3://bill/runs/x"]);
 
+    // A run stopped by the reject gate (exit 3) publishes nothing at the output; its rejects
+    // and manifest go to `<output>.rejected/` in the bucket.
+    let fx = repo().join("tests/fixtures/rejects");
+    s3.util(&["upload", "bill", "rj", s(&fx)]);
+    let t = Scratch::new();
+    let strict = t.path("strict.toml");
+    let text = std::fs::read_to_string(fx.join("job.toml"))
+        .unwrap()
+        .replace("max_reject_ratio = 1.0", "max_reject_ratio = 0.0");
+    std::fs::write(&strict, text).unwrap();
+    let o = s3.billrun(&[
+        "run",
+        "--job",
+        s(&strict),
+        "--state",
+        "s3://bill/rj/state",
+        "--usage",
+        "s3://bill/rj/usage.csv",
+        "--as-of",
+        "2026-11-22",
+        "--output",
+        "s3://bill/gate",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("s3://bill/gate.rejected"));
+    assert!(s3.util(&["list", "bill", "gate/"]).is_empty());
+    let review = s3.util(&["list", "bill", "gate.rejected/"]);
+    assert!(review.contains("run_manifest.json") && review.contains("rejects"), "{review}");
+
     // A missing bucket, and an endpoint nobody listens on: exit 2, naming the URL.
     let o = run("s3://no-such-bucket/state", "s3://bill/runs/z");
     assert_eq!(o.status.code(), Some(2));

@@ -335,3 +335,17 @@ fn a_killed_shard_rerun_alone_merges_as_if_undisturbed() {
         assert!(r.contains("Reconciliation per currency") && !r.contains("DIFFER"), "{r}");
     }
 }
+
+/// A merged run is the state of shard runs only: without `--shard` it is refused (exit 2).
+#[test]
+fn a_merged_run_is_the_state_of_shard_runs_only() {
+    let t = Scratch::new();
+    let data = t.path("data");
+    billrun(["generate", "--accounts", "50", "--seed", "2", "--out", s(&data)]).ok();
+    let job = t.job(&data.join("job.toml"), "csv");
+    let (_, merged) = sharded(&t, &job, &data, 2, "m");
+    let out = t.path("next");
+    let r = billrun(["run", "--job", s(&job), "--state", s(&merged), "--output", s(&out)]).code_is(2);
+    assert!(r.stderr().contains("merged sharded run") && r.stderr().contains("--shard"), "{}", r.stderr());
+    assert!(!out.exists());
+}

@@ -74,7 +74,20 @@ pub fn execute_anywhere(args: &RunArgs, progress: crate::progress::SharedProgres
         },
         ..args.clone()
     };
-    let mut report = execute(&local, progress)?;
+    let mut report = match execute(&local, progress) {
+        // Stopped by the reject gate: its rejects and manifest go to `<output>.rejected/`
+        // under the store too (the local copy is temporary).
+        Err(crate::Error::TooManyRejects { rejected, total, ratio, max, summary, .. })
+            if remote_out.is_some() && args.mode == super::Mode::Run =>
+        {
+            let (prefix, local_out) = remote_out.as_ref().expect("matched above");
+            let review_url = format!("{}.rejected", prefix.url());
+            let local_review = crate::io::storage::LocalDir::new(local_out.clone()).review();
+            Prefix::open(Path::new(&review_url))?.publish(local_review.path(), true)?;
+            return Err(crate::Error::TooManyRejects { rejected, total, ratio, max, review_dir: review_url, summary });
+        }
+        r => r?,
+    };
     if let (Some((prefix, local_out)), Some(_)) = (&remote_out, &report.published) {
         prefix.publish(local_out, args.force)?;
         report.published = Some(PathBuf::from(prefix.url()));
