@@ -6,8 +6,9 @@
 //! file per step) → [`products`] folds the results into the output tables, manifest and
 //! summary → [`io`] writes them; [`pipeline`] runs it all and publishes. [`domain`] holds
 //! what every stage shares (periods, money, grammars, records, reasons, the job); [`tools`]
-//! the commands beside the run (generate, verify, report, cat, io-floor); [`perf`] the few
-//! performance devices, each stated once.
+//! the commands beside the run (generate, verify, report, cat, io-floor); [`shard`] the
+//! split of a night into shards and their merge (SPEC §10.1); [`perf`] the few performance
+//! devices, each stated once.
 
 pub mod domain;
 pub mod error;
