@@ -233,7 +233,9 @@ fn a_killed_runs_files_are_no_run_and_the_next_run_replaces_them() {
     s3.util(&["upload", "bill", "zx", s(&zx)]);
     // What a run killed mid-upload leaves: some files, no manifest.
     s3.util(&["put", "bill", "runs/x/wallet_transactions.parquet", "half a file"]);
-    s3.util(&["put", "bill", "runs/x/stray.parquet", "junk"]);
+    s3.util(&["put", "bill", "runs/x/rejects.parquet", "junk"]);
+    // And a prefix holding what no run writes.
+    s3.util(&["put", "bill", "notes/readme.txt", "keep me"]);
     let o = s3.billrun(&["verify", "s3://bill/runs/x"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no run_manifest.json"));
@@ -261,8 +263,14 @@ fn a_killed_runs_files_are_no_run_and_the_next_run_replaces_them() {
     let o = run("s3://bill/zx/state", "s3://bill/runs/x");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let listed = s3.util(&["list", "bill", "runs/x/"]);
-    assert!(!listed.contains("stray.parquet") && listed.contains("run_manifest.json"), "{listed}");
+    assert!(listed.contains("run_manifest.json"), "{listed}");
+    assert_eq!(s3.util(&["get", "bill", "runs/x/wallet_transactions.parquet"]).len() > 100, true);
     s3.ok(&["verify", "s3://bill/runs/x"]);
+    // An output prefix holding what no run writes is not a run's to replace (exit 4, kept);
+    // an output overlapping an input is refused (exit 2).
+    assert_eq!(run("s3://bill/zx/state", "s3://bill/notes").status.code(), Some(4));
+    assert_eq!(s3.util(&["get", "bill", "notes/readme.txt"]), "keep me");
+    assert_eq!(run("s3://bill/zx/state", "s3://bill/zx").status.code(), Some(2));
 
     // A run stopped by the reject gate (exit 3) publishes nothing at the output; its rejects
     // and manifest go to `<output>.rejected/` in the bucket.

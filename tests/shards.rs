@@ -349,3 +349,112 @@ fn a_merged_run_is_the_state_of_shard_runs_only() {
     assert!(r.stderr().contains("merged sharded run") && r.stderr().contains("--shard"), "{}", r.stderr());
     assert!(!out.exists());
 }
+
+/// What a sharded night must refuse: a shard's output as the state of another shard or of
+/// another N (accounts would be billed twice or not at all), new inputs split without the
+/// state that routes them, a manifest naming an impossible shard; and what it must keep:
+/// two inputs of one name split into one directory both land, each in its own part.
+#[test]
+fn sharded_nights_refuse_what_would_lose_or_double_rows() {
+    let t = Scratch::new();
+    let data = t.path("data");
+    billrun(["generate", "--accounts", "80", "--seed", "9", "--format", "csv", "--out", s(&data)]).ok();
+    let job = t.job(&data.join("job.toml"), "csv");
+    let (outs, merged) = sharded_csv(&t, &job, &data);
+    // Shard 0 of a 2-shard merge as the state of shard 0 of 4, or of a whole run: exit 2.
+    for (shard, what) in [(Some("0/4"), "another N"), (None, "a whole run")] {
+        let out = t.path(&format!("bad-{what}"));
+        let mut a = vec!["run".to_string(), "--job".into(), s(&job).into(), "--state".into(), s(&outs[0]).into()];
+        a.extend(["--output".to_string(), s(&out).into()]);
+        if let Some(sh) = shard {
+            a.extend(["--shard".to_string(), sh.into()]);
+        }
+        let r = billrun(&a).code_is(2);
+        assert!(r.stderr().contains("shard 0 of 2"), "{what}: {}", r.stderr());
+        assert!(!out.exists());
+    }
+    let _ = merged;
+    // Usage split without a state: refused.
+    let r = billrun(["shard", "--shard-count", "2", "--out", s(&t.path("x")), "--usage", s(&data.join("usage.csv"))])
+        .code_is(2);
+    assert!(r.stderr().contains("--state is required"), "{}", r.stderr());
+    // A shard manifest naming shard 5 of 2: refused, not a panic.
+    let bad = t.path("bad-shard");
+    copy_dir(&outs[1], &bad);
+    let m = std::fs::read_to_string(bad.join("run_manifest.json")).unwrap().replace("\"index\": 1", "\"index\": 5");
+    std::fs::write(bad.join("run_manifest.json"), m).unwrap();
+    let r = billrun(["merge", "--out", s(&t.path("m2")), s(&outs[0]), s(&bad)]).code_is(2);
+    assert!(r.stderr().contains("shard 5 of 2"), "{}", r.stderr());
+    // Two usage files of one name, from two folders, split into one directory: both kept.
+    let (a, b) = (t.path("a"), t.path("b"));
+    for (d, seed) in [(&a, "1"), (&b, "2")] {
+        billrun(["generate", "--accounts", "30", "--seed", seed, "--format", "csv", "--out", s(d)]).ok();
+    }
+    let out = t.path("two");
+    for d in [&a, &b] {
+        billrun([
+            "shard",
+            "--shard-count",
+            "2",
+            "--out",
+            s(&out),
+            "--state",
+            s(&a.join("state")),
+            "--usage",
+            s(&d.join("usage.csv")),
+        ])
+        .ok();
+    }
+    let parts = std::fs::read_dir(out.join("shard=0/usage")).unwrap().count();
+    assert_eq!(parts, 2, "one part per input file");
+}
+
+/// [`sharded`] for a CSV dataset (`usage.csv`, ...), 2 shards.
+fn sharded_csv(t: &Scratch, job: &Path, data: &Path) -> (Vec<PathBuf>, PathBuf) {
+    let split = t.path("split-csv");
+    billrun([
+        "shard",
+        "--shard-count",
+        "2",
+        "--out",
+        s(&split),
+        "--state",
+        s(&data.join("state")),
+        "--usage",
+        s(&data.join("usage.csv")),
+        "--credits",
+        s(&data.join("credits.csv")),
+        "--events",
+        s(&data.join("events.csv")),
+    ])
+    .ok();
+    let mut outs = Vec::new();
+    for i in 0..2 {
+        let sh = split.join(format!("shard={i}"));
+        let out = t.path(&format!("csv-out-{i}"));
+        billrun([
+            "run",
+            "--job",
+            s(job),
+            "--shard",
+            &format!("{i}/2"),
+            "--state",
+            s(&sh.join("state")),
+            "--usage",
+            s(&sh.join("usage")),
+            "--credits",
+            s(&sh.join("credits")),
+            "--events",
+            s(&sh.join("events")),
+            "--as-of",
+            "2026-11-22",
+            "--output",
+            s(&out),
+        ])
+        .ok();
+        outs.push(out);
+    }
+    let merged = t.path("merged-csv");
+    billrun(["merge", "--out", s(&merged), s(&outs[0]), s(&outs[1])]).ok();
+    (outs, merged)
+}

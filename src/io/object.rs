@@ -162,11 +162,23 @@ impl Prefix {
             }
             self.delete(MANIFEST)?;
         }
-        for rel in self.list()? {
+        // Without a manifest, what is there may only be a killed run's files (or nothing):
+        // anything else is not billrun's to delete (exit 4, as for a local directory).
+        let existing = self.list()?;
+        if let Some(foreign) = existing.iter().find(|r| !is_run_file(r)) {
+            return Err(Error::NotAnOutput {
+                dir: PathBuf::from(&self.url),
+                foreign: PathBuf::from(format!("{}/{foreign}", self.url)),
+            });
+        }
+        for rel in existing {
             self.delete(&rel)?;
         }
         let mut files = Vec::new();
         collect(from, "", &mut files)?;
+        // `wallet_transactions` first: a prefix holding some of a run's files without its
+        // manifest then always holds it, and readers refuse it as a killed run's.
+        files.sort_by_key(|r| (!r.starts_with("wallet_transactions"), r.clone()));
         for rel in files.iter().filter(|r| r.as_str() != MANIFEST) {
             let bytes = std::fs::read(from.join(rel)).map_err(|e| Error::io(format!("reading {rel}"), e))?;
             self.put(rel, bytes)?;
@@ -214,6 +226,42 @@ pub fn fetch_input(url: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
         return Err(store_err(p.url(), "no such object or prefix"));
     }
     Ok((tmp, local))
+}
+
+/// The tables and files a run (or a merge) writes: an object under an output prefix whose
+/// first path segment is none of these is not a killed run's, and is never deleted.
+const RUN_FILES: [&str; 18] = [
+    "services",
+    "wallets",
+    "subscriptions",
+    "subscription_items",
+    "deferred_usage",
+    "deferred_events",
+    "wallet_transactions",
+    "disconnections",
+    "reconnections",
+    "wallet_estimates",
+    "external_payments",
+    "rejects",
+    "usage_lineage",
+    "price_tiers",
+    "discounts",
+    "tax_rates",
+    "run_manifest",
+    "run_stats",
+];
+
+fn is_run_file(rel: &str) -> bool {
+    let first = rel.split('/').next().unwrap_or_default();
+    let stem =
+        first.strip_suffix(".parquet").or_else(|| first.strip_suffix(".csv")).or_else(|| first.strip_suffix(".json"));
+    RUN_FILES.contains(&stem.unwrap_or(first)) || first.starts_with("shard=")
+}
+
+/// Whether object-store URLs `a` and `b` overlap: equal, or one a path prefix of the other.
+pub fn urls_overlap(a: &str, b: &str) -> bool {
+    let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
+    a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
 }
 
 /// The files under `dir`, relative, `/`-separated.

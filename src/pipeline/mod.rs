@@ -75,6 +75,28 @@ fn resolve_as_of(args: &RunArgs, job: &Job, prev: Option<NaiveDate>) -> Result<N
     }
 }
 
+/// Refuse a state that is one shard's output unless this run is that shard of that N.
+fn check_state_shard(state: &Path, shard: Option<crate::shard::ShardSpec>) -> Result<()> {
+    let p = state.join(products::MANIFEST);
+    let Ok(text) = std::fs::read_to_string(&p) else { return Ok(()) };
+    let Ok(m) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(()) };
+    let was = (m["shard"]["index"].as_u64(), m["shard"]["count"].as_u64());
+    let this = shard.map(|s| (u64::from(s.index), u64::from(s.count)));
+    match (was, this) {
+        ((Some(i), Some(n)), Some(t)) if (i, n) != t => Err(Error::Usage(format!(
+            "{} is shard {i} of {n}: it is the state of --shard {i}/{n} only, not {}/{}",
+            state.display(),
+            t.0,
+            t.1
+        ))),
+        ((Some(i), Some(n)), None) => Err(Error::Usage(format!(
+            "{} is shard {i} of {n} of a run: a whole run's state is a whole run (or merge the shards)",
+            state.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The previous run's as_of, if the state is a previous run's output.
 pub fn previous_as_of(state: &Path) -> Result<Option<NaiveDate>> {
     let p = state.join(products::MANIFEST);
@@ -168,6 +190,9 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         }
         None => args,
     };
+    // A shard run's output is the state of the same shard of the same N only (SPEC §10.1):
+    // anything else would bill some accounts twice or not at all.
+    check_state_shard(&args.state, args.shard)?;
     let prev = previous_as_of(&args.state)?;
     let as_of = resolve_as_of(args, &job, prev)?;
     let prev_cutoff_date = prev.unwrap_or_else(|| job.recurrence.sub(as_of));

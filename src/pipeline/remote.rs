@@ -52,6 +52,20 @@ impl Fetched {
 /// [`execute`] with any of its paths an object-store URL.
 pub fn execute_anywhere(args: &RunArgs, progress: crate::progress::SharedProgress) -> Result<RunReport> {
     let mut f = Fetched::default();
+    // An output URL never overlaps an input URL (issue 34's rule, on the store).
+    if let Some(o) = args.output.as_deref().filter(|o| is_url(o)) {
+        let out = o.to_string_lossy();
+        let inputs =
+            [Some(&args.job), Some(&args.state), args.usage.as_ref(), args.credits.as_ref(), args.events.as_ref()];
+        for i in inputs.into_iter().flatten().filter(|i| is_url(i)) {
+            if crate::io::object::urls_overlap(&out, &i.to_string_lossy()) {
+                return Err(crate::Error::Overlap(format!(
+                    "--output {out} overlaps the input {}: refused, nothing read or written",
+                    i.display()
+                )));
+            }
+        }
+    }
     let remote_out = match &args.output {
         Some(o) if is_url(o) => {
             let p = Prefix::open(o)?;

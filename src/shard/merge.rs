@@ -52,6 +52,9 @@ pub fn merge(out: &Path, shards: &[PathBuf], force: bool) -> Result<String> {
         let (Some(i), Some(n)) = (shard["index"].as_u64(), shard["count"].as_u64()) else {
             return Err(refuse(format!("{} is not a shard run's output (no shard in its manifest)", dir.display())));
         };
+        if n == 0 || n > 100_000 || i >= n {
+            return Err(refuse(format!("{}: its manifest names shard {i} of {n}", dir.display())));
+        }
         let f = first.get_or_insert_with(|| m.clone());
         for key in ["run_id", "as_of", "job"] {
             if m[key] != f[key] {

@@ -62,6 +62,27 @@ pub fn split(a: &SplitArgs) -> Result<String> {
         [crate::io::guard::Written { what: "--out", path: crate::io::guard::resolve(&a.out)?, prefix: false }];
     crate::io::guard::check_disjoint(&written, &inputs)?;
 
+    // Usage, items, credits and events route through the state's subscriptions and wallets.
+    let needs_state = a.usage.is_some() || a.credits.is_some() || a.events.is_some();
+    match &a.state {
+        Some(state) => {
+            for t in ["wallets", "subscriptions"] {
+                if find_table(state, t)?.is_none() {
+                    return Err(Error::Usage(format!(
+                        "--state {}: no {t} table (a merged run's tables are in its shard=I/ folders: split \
+                         the new inputs with the previous night's whole state, or route them upstream)",
+                        state.display()
+                    )));
+                }
+            }
+        }
+        None if needs_state => {
+            return Err(Error::Usage(
+                "--state is required to split usage, credits or events: they go to their account's shard".into(),
+            ))
+        }
+        None => {}
+    }
     let router = Router::from_state(a.state.as_deref(), a.count)?;
     let mut jobs: Vec<(TableSource, String)> = Vec::new();
     if let Some(state) = &a.state {
@@ -76,6 +97,13 @@ pub fn split(a: &SplitArgs) -> Result<String> {
     {
         if let Some(p) = p {
             jobs.push((table_at(p, name)?, dir.to_string()));
+        }
+    }
+    // Every shard gets every table's directory, even from an input of no files.
+    for (_, dir) in &jobs {
+        for i in 0..a.count {
+            let d = a.out.join(format!("shard={i}")).join(dir);
+            std::fs::create_dir_all(&d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
         }
     }
     // The tables side by side (each one's files in order): a table's split is mostly one
@@ -97,11 +125,25 @@ pub fn split(a: &SplitArgs) -> Result<String> {
 }
 
 /// The part name of an input file: its name (relative to the argument that named it), its
-/// separators made dashes.
-fn part_name(file: &SourceFile, format: OutputFormat) -> String {
+/// separators made dashes, and a digest of its bytes, so that two inputs of one name (from
+/// two invocations, or `x.csv` beside `x.parquet`) never write one part, and the same input
+/// split again writes the same part.
+fn part_name(file: &SourceFile, format: OutputFormat) -> Result<String> {
     let stem = file.name.rsplit_once('.').map_or(file.name.as_str(), |(s, _)| s);
     let safe: String = stem.chars().map(|c| if c == '/' || c == '\\' || c == '=' { '-' } else { c }).collect();
-    format!("part-{safe}.{}", format.ext())
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut f =
+        std::fs::File::open(&file.path).map_err(|e| Error::input(file.name.clone(), format!("cannot open: {e}")))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        use std::io::Read;
+        let n = f.read(&mut buf).map_err(|e| Error::input(file.name.clone(), format!("reading: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(format!("part-{safe}-{:016x}.{}", h.digest(), format.ext()))
 }
 
 /// Split one input file of `table` among the shards; returns its rows.
@@ -113,7 +155,7 @@ fn split_file(
     dir: &str,
     format: OutputFormat,
 ) -> Result<u64> {
-    let name = part_name(file, format);
+    let name = part_name(file, format)?;
     let mut writers: Vec<Option<PartWriter>> = (0..router.n).map(|_| None).collect();
     let mut rows = 0u64;
     let cols = routing_columns(table);
