@@ -264,7 +264,7 @@ fn a_killed_runs_files_are_no_run_and_the_next_run_replaces_them() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let listed = s3.util(&["list", "bill", "runs/x/"]);
     assert!(listed.contains("run_manifest.json"), "{listed}");
-    assert_eq!(s3.util(&["get", "bill", "runs/x/wallet_transactions.parquet"]).len() > 100, true);
+    assert!(s3.util(&["get", "bill", "runs/x/wallet_transactions.parquet"]).len() > 100, "the half file replaced");
     s3.ok(&["verify", "s3://bill/runs/x"]);
     // An output prefix holding what no run writes is not a run's to replace (exit 4, kept);
     // an output overlapping an input is refused (exit 2).
