@@ -76,6 +76,9 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
         Cmd::Merge(m) => {
             let mut f = Fetched::default();
             let shards = m.shards.iter().map(|p| f.run_dir(p, true, None)).collect::<billrun::Result<Vec<_>>>()?;
+            for (url, local) in m.shards.iter().zip(&shards).filter(|(u, _)| billrun::io::object::is_url(u)) {
+                eprintln!("billrun: shard output {} read from {}", url.display(), local.display());
+            }
             let remote = billrun::io::object::is_url(&m.out);
             if remote {
                 billrun::io::object::Prefix::open(&m.out)?.check_output(m.force)?;
@@ -90,7 +93,11 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
         Cmd::Verify { dir } => {
             let mut f = Fetched::default();
             let local = f.run_dir(&dir, true, None)?;
-            billrun::tools::verify::verify(&local).and_then(|s| emit(&s))
+            billrun::tools::verify::verify(&local).and_then(|s| emit(&s)).inspect_err(|_| {
+                if billrun::io::object::is_url(&dir) {
+                    eprintln!("billrun: {} was read from {}", dir.display(), local.display());
+                }
+            })
         }
         Cmd::Report(r) => report(r),
         Cmd::IoFloor(a) => billrun::tools::iofloor::io_floor(&a.into_args()).and_then(|s| emit(&s)),
