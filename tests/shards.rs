@@ -458,3 +458,96 @@ fn sharded_csv(t: &Scratch, job: &Path, data: &Path) -> (Vec<PathBuf>, PathBuf) 
     billrun(["merge", "--out", s(&merged), s(&outs[0]), s(&outs[1])]).ok();
     (outs, merged)
 }
+
+/// The nightly flow of docs/SCALE-OUT.md and deploy/: the next night's new inputs are split
+/// with the previous night's merged run as the routing state (not split again), each shard
+/// runs on its `shard=I/` of that merged run, and the union equals the next night run whole.
+#[test]
+fn the_next_nights_inputs_route_through_the_merged_run() {
+    let t = Scratch::new();
+    let data = t.path("data");
+    billrun(["generate", "--accounts", "300", "--seed", "21", "--pricing", "--out", s(&data)]).ok();
+    let job = t.job(&data.join("job.toml"), "csv");
+    let text = std::fs::read_to_string(&job).unwrap().replace("max_reject_ratio = 0.05", "max_reject_ratio = 1.0");
+    std::fs::write(&job, text).unwrap();
+    let (_, merged) = sharded(&t, &job, &data, 3, "n1");
+    let whole1 = t.path("whole1");
+    billrun([
+        "run",
+        "--job",
+        s(&job),
+        "--state",
+        s(&data.join("state")),
+        "--usage",
+        s(&data.join("usage.parquet")),
+        "--credits",
+        s(&data.join("credits.parquet")),
+        "--events",
+        s(&data.join("events.parquet")),
+        "--as-of",
+        "2026-11-22",
+        "--output",
+        s(&whole1),
+    ])
+    .ok();
+    // Night 2's new usage and credits (another generated night over the same account ids).
+    let night2 = t.path("night2");
+    billrun(["generate", "--accounts", "300", "--seed", "22", "--as-of", "2026-11-23", "--out", s(&night2)]).ok();
+    let split = t.path("split-n2");
+    billrun([
+        "shard",
+        "--shard-count",
+        "3",
+        "--out",
+        s(&split),
+        "--state",
+        s(&merged),
+        "--usage",
+        s(&night2.join("usage.parquet")),
+        "--credits",
+        s(&night2.join("credits.parquet")),
+    ])
+    .ok();
+    assert!(!split.join("shard=0/state").exists(), "a merged state routes, it is not split again");
+    let mut outs = Vec::new();
+    for i in 0..3 {
+        let sh = split.join(format!("shard={i}"));
+        let out = t.path(&format!("n2-{i}"));
+        billrun([
+            "run",
+            "--job",
+            s(&job),
+            "--shard",
+            &format!("{i}/3"),
+            "--state",
+            s(&merged),
+            "--usage",
+            s(&sh.join("usage")),
+            "--credits",
+            s(&sh.join("credits")),
+            "--output",
+            s(&out),
+        ])
+        .ok();
+        outs.push(out);
+    }
+    let whole2 = t.path("whole2");
+    billrun([
+        "run",
+        "--job",
+        s(&job),
+        "--state",
+        s(&whole1),
+        "--usage",
+        s(&night2.join("usage.parquet")),
+        "--credits",
+        s(&night2.join("credits.parquet")),
+        "--output",
+        s(&whole2),
+    ])
+    .ok();
+    let got = union(&outs);
+    for (name, rows) in &tables(&whole2) {
+        assert!(&got[name] == rows, "night 2: table {name} differs");
+    }
+}

@@ -76,9 +76,24 @@ pub struct Router {
 
 impl Router {
     /// The router of the state in `state` (its subscriptions and wallets; none without one).
+    /// A merged run's state is read from each of its `shard=I/` folders.
     pub fn from_state(state: Option<&Path>, n: u32) -> Result<Router> {
         let mut r = Router { n, subs: HashMap::default(), wallets: HashMap::default() };
         let Some(dir) = state else { return Ok(r) };
+        match merged_shards(dir) {
+            Some(dirs) => {
+                for d in dirs {
+                    r.add_state(&d)?;
+                }
+            }
+            None => r.add_state(dir)?,
+        }
+        Ok(r)
+    }
+
+    fn add_state(&mut self, dir: &Path) -> Result<()> {
+        let r = self;
+        let n = r.n;
         if let Some(src) = find_table(dir, "subscriptions")? {
             for_each_row(&src, routing_columns("subscriptions"), |c| {
                 if let Some(id) = c[0] {
@@ -95,7 +110,7 @@ impl Router {
                 }
             })?;
         }
-        Ok(r)
+        Ok(())
     }
 
     /// An INTERNAL subscription goes with its account, a store-managed one by its own id.
@@ -119,6 +134,14 @@ impl Router {
             _ => Route::One(id(0).map_or(0, |s| self.subs.get(s).copied().unwrap_or(shard_of(s, self.n)))),
         }
     }
+}
+
+/// The `shard=I/` folders of a merged run (None: `dir` is no merged run).
+pub fn merged_shards(dir: &Path) -> Option<Vec<std::path::PathBuf>> {
+    let text = std::fs::read_to_string(dir.join(crate::products::MANIFEST)).ok()?;
+    let m: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let shards = m.get("shards")?.as_array()?;
+    Some(shards.iter().map(|s| dir.join(s["dir"].as_str().unwrap_or_default())).collect())
 }
 
 /// Call `f` with the routing columns' cells of every row of `src`, in read order.

@@ -64,15 +64,15 @@ pub fn split(a: &SplitArgs) -> Result<String> {
 
     // Usage, items, credits and events route through the state's subscriptions and wallets.
     let needs_state = a.usage.is_some() || a.credits.is_some() || a.events.is_some();
+    // A merged run routes the new inputs (its subscriptions and wallets, from every shard)
+    // and is not split again: each shard run reads its own `shard=I/` of it.
+    let merged = a.state.as_deref().and_then(super::merged_shards).is_some();
     match &a.state {
+        Some(_) if merged => {}
         Some(state) => {
             for t in ["wallets", "subscriptions"] {
                 if find_table(state, t)?.is_none() {
-                    return Err(Error::Usage(format!(
-                        "--state {}: no {t} table (a merged run's tables are in its shard=I/ folders: split \
-                         the new inputs with the previous night's whole state, or route them upstream)",
-                        state.display()
-                    )));
+                    return Err(Error::Usage(format!("--state {}: no {t} table", state.display())));
                 }
             }
         }
@@ -85,7 +85,7 @@ pub fn split(a: &SplitArgs) -> Result<String> {
     }
     let router = Router::from_state(a.state.as_deref(), a.count)?;
     let mut jobs: Vec<(TableSource, String)> = Vec::new();
-    if let Some(state) = &a.state {
+    if let Some(state) = a.state.as_ref().filter(|_| !merged) {
         for name in STATE_TABLES {
             if let Some(src) = find_table(state, name)? {
                 jobs.push((src, format!("state/{name}")));
