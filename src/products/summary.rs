@@ -23,9 +23,15 @@ pub fn summary(c: &RunMeta, p: &Products, ratio: f64) -> String {
     for (cur, t) in &p.totals {
         let m = minor_units(cur).unwrap_or(0);
         let f = |d: Decimal| with_minor_scale(d, m).to_string();
+        // Usage credits (SPEC §9.3) shown only when there are some: v1 summaries unchanged.
+        let usage_credits = if t.priced.usage_credits.is_zero() {
+            String::new()
+        } else {
+            format!(" + usage credits {}", f(t.priced.usage_credits))
+        };
         let _ = writeln!(
             out,
-            "{cur}: opening {} + credits {} - debits {} (post {} / one-time {} / pre {}) = closing {}  residual {}",
+            "{cur}: opening {} + credits {}{usage_credits} - debits {} (post {} / one-time {} / pre {}) = closing {}  residual {}",
             f(t.opening),
             f(t.credits),
             f(t.debit_total()),
