@@ -373,7 +373,17 @@ fn sharded_nights_refuse_what_would_lose_or_double_rows() {
         assert!(r.stderr().contains("shard 0 of 2"), "{what}: {}", r.stderr());
         assert!(!out.exists());
     }
-    let _ = merged;
+    // A merged manifest whose counts are not the shards' sum does not verify.
+    let tampered = t.path("tampered");
+    copy_dir(&merged, &tampered);
+    let text = std::fs::read_to_string(tampered.join("run_manifest.json")).unwrap();
+    let mut m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let n = m["counts"]["transactions"].as_u64().unwrap();
+    m["counts"]["transactions"] = serde_json::json!(n + 1);
+    std::fs::write(tampered.join("run_manifest.json"), serde_json::to_string_pretty(&m).unwrap()).unwrap();
+    billrun(["verify", s(&merged)]).ok();
+    let r = billrun(["verify", s(&tampered)]);
+    assert_ne!(r.code(), 0, "a tampered merged manifest verified");
     // Usage split without a state: refused.
     let r = billrun(["shard", "--shard-count", "2", "--out", s(&t.path("x")), "--usage", s(&data.join("usage.csv"))])
         .code_is(2);

@@ -186,7 +186,11 @@ pub fn shard_dir(dir: &Path, index: u32) -> Option<PathBuf> {
 /// merged totals are the sum of the shards'.
 pub fn verify_merged(dir: &Path, m: &Value) -> Result<String> {
     let shards = m["shards"].as_array().ok_or_else(|| refuse("no shards".into()))?;
+    if m["shard_count"].as_u64() != Some(shards.len() as u64) {
+        return Err(Error::Invariant(format!("{}: shard_count is not the number of shards listed", dir.display())));
+    }
     let mut totals = Value::Object(Map::new());
+    let mut counts = Value::Object(Map::new());
     for s in shards {
         let d = dir.join(s["dir"].as_str().unwrap_or_default());
         crate::tools::verify::verify(&d)?;
@@ -194,7 +198,14 @@ pub fn verify_merged(dir: &Path, m: &Value) -> Result<String> {
         if Some(sha.as_str()) != s["manifest_sha256"].as_str() {
             return Err(Error::Invariant(format!("{}: its manifest is not the one merged", d.display())));
         }
+        if sm["shard"]["index"].as_u64() != s["index"].as_u64() {
+            return Err(Error::Invariant(format!("{}: its manifest is another shard's", d.display())));
+        }
         add_into(&mut totals, &sm["totals"]);
+        add_into(&mut counts, &sm["counts"]);
+    }
+    if !decimals_equal(&counts, &m["counts"]) {
+        return Err(Error::Invariant("the merged counts are not the sum of the shards'".into()));
     }
     let same = |a: &Value, b: &Value| -> bool { decimals_equal(a, b) };
     if !same(&totals, &m["totals"]) {
