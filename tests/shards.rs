@@ -64,11 +64,13 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// Split `data` (a generated dataset) into `n` shards and run each in its own process; the
+/// Split `data` (a generated dataset, either format) into `n` shards and run each in its own process; the
 /// shard outputs, and their merge.
 fn sharded(t: &Scratch, job: &Path, data: &Path, n: u32, tag: &str) -> (Vec<PathBuf>, PathBuf) {
     let split = t.path(&format!("split-{tag}"));
-    let input = |f: &str| data.join(f);
+    // The dataset's inputs in its format (`generate --format`).
+    let ext = if data.join("usage.csv").exists() { "csv" } else { "parquet" };
+    let input = |f: &str| data.join(format!("{f}.{ext}"));
     billrun([
         "shard",
         "--shard-count",
@@ -78,11 +80,11 @@ fn sharded(t: &Scratch, job: &Path, data: &Path, n: u32, tag: &str) -> (Vec<Path
         "--state",
         s(&data.join("state")),
         "--usage",
-        s(&input("usage.parquet")),
+        s(&input("usage")),
         "--credits",
-        s(&input("credits.parquet")),
+        s(&input("credits")),
         "--events",
-        s(&input("events.parquet")),
+        s(&input("events")),
     ])
     .ok();
     let mut outs = Vec::new();
@@ -360,7 +362,7 @@ fn sharded_nights_refuse_what_would_lose_or_double_rows() {
     let data = t.path("data");
     billrun(["generate", "--accounts", "80", "--seed", "9", "--format", "csv", "--out", s(&data)]).ok();
     let job = t.job(&data.join("job.toml"), "csv");
-    let (outs, merged) = sharded_csv(&t, &job, &data);
+    let (outs, merged) = sharded(&t, &job, &data, 2, "csv");
     // Shard 0 of a 2-shard merge as the state of shard 0 of 4, or of a whole run: exit 2.
     for (shard, what) in [(Some("0/4"), "another N"), (None, "a whole run")] {
         let out = t.path(&format!("bad-{what}"));
@@ -417,56 +419,6 @@ fn sharded_nights_refuse_what_would_lose_or_double_rows() {
     }
     let parts = std::fs::read_dir(out.join("shard=0/usage")).unwrap().count();
     assert_eq!(parts, 2, "one part per input file");
-}
-
-/// [`sharded`] for a CSV dataset (`usage.csv`, ...), 2 shards.
-fn sharded_csv(t: &Scratch, job: &Path, data: &Path) -> (Vec<PathBuf>, PathBuf) {
-    let split = t.path("split-csv");
-    billrun([
-        "shard",
-        "--shard-count",
-        "2",
-        "--out",
-        s(&split),
-        "--state",
-        s(&data.join("state")),
-        "--usage",
-        s(&data.join("usage.csv")),
-        "--credits",
-        s(&data.join("credits.csv")),
-        "--events",
-        s(&data.join("events.csv")),
-    ])
-    .ok();
-    let mut outs = Vec::new();
-    for i in 0..2 {
-        let sh = split.join(format!("shard={i}"));
-        let out = t.path(&format!("csv-out-{i}"));
-        billrun([
-            "run",
-            "--job",
-            s(job),
-            "--shard",
-            &format!("{i}/2"),
-            "--state",
-            s(&sh.join("state")),
-            "--usage",
-            s(&sh.join("usage")),
-            "--credits",
-            s(&sh.join("credits")),
-            "--events",
-            s(&sh.join("events")),
-            "--as-of",
-            "2026-11-22",
-            "--output",
-            s(&out),
-        ])
-        .ok();
-        outs.push(out);
-    }
-    let merged = t.path("merged-csv");
-    billrun(["merge", "--out", s(&merged), s(&outs[0]), s(&outs[1])]).ok();
-    (outs, merged)
 }
 
 /// The nightly flow of docs/SCALE-OUT.md and deploy/: the next night's new inputs are split

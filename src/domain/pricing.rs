@@ -85,7 +85,7 @@ impl TxnFee {
 }
 
 /// A service's §9.1 columns as read (None on a service whose input had none of them set).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServicePricing {
     /// Null reads as PER_UNIT; kept as read for the copy through.
     pub model: Option<PricingModel>,

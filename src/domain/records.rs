@@ -303,12 +303,10 @@ impl UsageDetails {
         if self.items.is_sorted() {
             return;
         }
-        let mut order: Vec<u32> = (0..self.items.len() as u32).collect();
-        order.sort_unstable_by_key(|&k| self.items[k as usize]);
-        let details = std::mem::take(&mut self.details);
-        let mut slots: Vec<Option<UsageDetail>> = details.into_iter().map(Some).collect();
-        self.details = order.iter().map(|&k| slots[k as usize].take().expect("each detail once")).collect();
-        self.items = order.iter().map(|&k| self.items[k as usize]).collect();
+        let mut pairs: Vec<(u32, UsageDetail)> =
+            std::mem::take(&mut self.items).into_iter().zip(std::mem::take(&mut self.details)).collect();
+        pairs.sort_unstable_by_key(|p| p.0);
+        (self.items, self.details) = pairs.into_iter().unzip();
     }
 }
 

@@ -124,8 +124,13 @@ impl Prefix {
     /// Copy every object under the prefix whose relative path starts with `only` (all when
     /// empty) into `to`, keeping the relative paths; returns how many.
     pub fn download(&self, to: &Path, only: &str) -> Result<usize> {
+        self.download_listed(to, only, self.list()?)
+    }
+
+    /// [`Prefix::download`] of the objects `listed` (relative paths, as [`Prefix::list`]).
+    fn download_listed(&self, to: &Path, only: &str, listed: Vec<String>) -> Result<usize> {
         let mut n = 0;
-        for rel in self.list()?.into_iter().filter(|r| r.starts_with(only)) {
+        for rel in listed.into_iter().filter(|r| r.starts_with(only)) {
             let bytes = self.get(&rel)?.ok_or_else(|| store_err(&self.url, format!("{rel} vanished while read")))?;
             let dest = to.join(rel.strip_prefix(only).unwrap_or(&rel).trim_start_matches('/'));
             if let Some(d) = dest.parent() {
@@ -312,13 +317,10 @@ pub fn fetch(url: &Path, need_manifest: bool, shard: Option<u32>) -> Result<(tem
         .tempdir()
         .map_err(|e| Error::io("creating a temporary directory", e))?;
     let dir = tmp.path().join("data");
-    match (merged, shard) {
-        (true, Some(i)) => {
-            p.download(&dir, &format!("shard={i}/"))?;
-        }
-        _ => {
-            p.download(&dir, "")?;
-        }
-    }
+    let only = match (merged, shard) {
+        (true, Some(i)) => format!("shard={i}/"),
+        _ => String::new(),
+    };
+    p.download_listed(&dir, &only, objects)?;
     Ok((tmp, dir))
 }

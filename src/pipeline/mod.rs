@@ -176,7 +176,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     }
     // A merged run as the state of a shard run: its `shard=I/` (SPEC §10.1). Without
     // `--shard`, a merged run is no state (its tables are in the shards).
-    if args.shard.is_none() && crate::shard::merge::shard_dir(&args.state, 0).is_some() {
+    if args.shard.is_none() && crate::shard::merged_shards(&args.state).is_some() {
         return Err(Error::Usage(format!(
             "{} is a merged sharded run: run its next night as shards (--shard I/N), each reading shard=I/",
             args.state.display()

@@ -18,7 +18,7 @@ pub struct Assembled<'a> {
     ext_of: Vec<u32>,
     billed: Vec<Option<NaiveDate>>,
     /// (item, pricing-period state after the run), sorted by item.
-    periods: Vec<super::books::PeriodAfter>,
+    periods: Vec<(u32, PeriodState)>,
     remaining: rustc_hash::FxHashMap<u32, Decimal>,
     disc: Vec<ListRow>,
     reco: Vec<ListRow>,
@@ -54,7 +54,7 @@ pub fn assemble<'a>(b: BuildInput<'a>, books: Books<'a>) -> Result<Assembled<'a>
         ..
     } = books;
     // By item, for the items table's lookups (an item is rated at most once).
-    periods.par_sort_unstable_by_key(|p| p.item);
+    periods.par_sort_unstable_by_key(|p| p.0);
     // The store-managed subscriptions' changes are looked up where they are (a copy of
     // every subscription's expiry and account, 32 bytes each, was fresh pages to zero).
     let mut ext_of = vec![NO_EXT; st.subs.len()];
@@ -124,8 +124,8 @@ pub fn assemble<'a>(b: BuildInput<'a>, books: Books<'a>) -> Result<Assembled<'a>
     };
     // The lists follow the subscriptions' order: each row's key is its subscription's rank
     // in it (a subscription is on a list at most once), an integer sort instead of id
-    // comparisons through the state (a cache miss each; on one thread, it left the other
-    // idle at 1M and more so at 10M).
+    // comparisons through the state (a cache miss each, on one thread while the other
+    // thread waited).
     let subs_and_lists = || {
         let sub_order = sorted_by(&st.subs, |x| x.subscription_id.as_bytes());
         let mut rank = vec![0u32; sub_order.len()];
@@ -240,15 +240,8 @@ impl<'a> Assembled<'a> {
             let idx = &self.item_order[r];
             let it = |i: u32| &st.items[i as usize];
             // The pricing-period state after the run (SPEC §9.3): the run's, else as read.
-            let period = |i: u32| -> Option<PeriodState> {
-                match self.periods.binary_search_by_key(&i, |p| p.item) {
-                    Ok(k) => {
-                        let p = &self.periods[k];
-                        Some(PeriodState { start: Some(p.start), quantity: Some(p.quantity), charged: Some(p.charged) })
-                    }
-                    Err(_) => it(i).period().cloned(),
-                }
-            };
+            let changed = |i: u32| self.periods.binary_search_by_key(&i, |p| p.0).ok().map(|k| &self.periods[k].1);
+            let period = |i: u32| changed(i).or_else(|| it(i).period());
             let tax_code = || OutCol::str("tax_code", true, idx.iter().map(|&i| it(i).tax_code()));
             let with_tax_code: &[&(dyn Fn() -> OutCol + Sync)] =
                 if st.pricing.items_tax_code { &[&tax_code] } else { &[] };

@@ -52,16 +52,6 @@ pub(super) fn check_invariants(acct: &AccountIn, out: &AccountOut) -> Result<()>
     Ok(())
 }
 
-/// An item's pricing-period state after the run (SPEC §9.3), compact: 40 bytes where a
-/// (u32, PeriodState) pair of options is 48 (a million of them at 1M accounts).
-#[derive(Clone, Copy, Debug)]
-pub(super) struct PeriodAfter {
-    pub(super) item: u32,
-    pub(super) start: NaiveDate,
-    pub(super) quantity: Decimal,
-    pub(super) charged: Decimal,
-}
-
 /// Item key -> item index, and per item the (account, n) of its POST_RATE transaction.
 pub(super) type LineageIndex<'a> = (rustc_hash::FxHashMap<(&'a str, i64), u32>, Vec<Option<(u32, u32)>>);
 
@@ -74,7 +64,7 @@ pub struct Books<'a> {
     pub(super) billed: Vec<Option<NaiveDate>>,
     /// The items' pricing-period states the run changed (SPEC §9.3): (item, state), in
     /// account order (sorted by item when assembled).
-    pub(super) periods: Vec<PeriodAfter>,
+    pub(super) periods: Vec<(u32, PeriodState)>,
     /// The AMOUNT budgets the run drew on (SPEC §9.4), by discount.
     pub(super) remaining: rustc_hash::FxHashMap<u32, Decimal>,
     pub(super) disc: Vec<ListRow>,
@@ -141,12 +131,7 @@ impl<'a> Books<'a> {
             for (i, d) in &r.billed_through {
                 self.billed[*i] = Some(*d);
             }
-            self.periods.extend(r.periods.iter().map(|(i, p)| PeriodAfter {
-                item: *i as u32,
-                start: p.start.unwrap_or_default(),
-                quantity: p.quantity.unwrap_or_default(),
-                charged: p.charged.unwrap_or_default(),
-            }));
+            self.periods.extend(r.periods.iter().map(|(i, p)| (*i as u32, p.clone())));
             for (k, left) in &r.remaining {
                 self.remaining.insert(*k as u32, *left);
             }

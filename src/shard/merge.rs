@@ -177,9 +177,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 
 /// A merged run's directory of shard `index`, if `dir` holds a merged run.
 pub fn shard_dir(dir: &Path, index: u32) -> Option<PathBuf> {
-    let (m, _) = read_manifest(dir).ok()?;
-    m.get("shards")?;
-    Some(dir.join(format!("shard={index}")))
+    super::merged_shards(dir).map(|_| dir.join(format!("shard={index}")))
 }
 
 /// `verify` of a merged run: each shard verifies, its manifest is the one merged, and the
@@ -207,8 +205,7 @@ pub fn verify_merged(dir: &Path, m: &Value) -> Result<String> {
     if !decimals_equal(&counts, &m["counts"]) {
         return Err(Error::Invariant("the merged counts are not the sum of the shards'".into()));
     }
-    let same = |a: &Value, b: &Value| -> bool { decimals_equal(a, b) };
-    if !same(&totals, &m["totals"]) {
+    if !decimals_equal(&totals, &m["totals"]) {
         return Err(Error::Invariant("the merged totals are not the sum of the shards'".into()));
     }
     Ok(format!("verified merged run {}: {} shards\n", dir.display(), shards.len()))

@@ -281,18 +281,8 @@ fn parse_service_pricing(r: &Row) -> Result<Option<Box<ServicePricing>>, Fail> {
         price_includes_tax,
         tiers: Vec::new(),
     };
-    let v1 = ServicePricing {
-        model: None,
-        free_units: None,
-        pricing_period: None,
-        txn_fee: None,
-        txn_min: None,
-        txn_max: None,
-        tax_code: None,
-        price_includes_tax: None,
-        tiers: Vec::new(),
-    };
-    Ok((p != v1).then(|| Box::new(p)))
+    // All null: a v1 service.
+    Ok((p != ServicePricing::default()).then(|| Box::new(p)))
 }
 
 /// The §9.1 domains of a service's pricing columns (SPEC §9.1, §9.2: PERCENTAGE is POST_RATE
