@@ -315,6 +315,9 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         [deferred_events_src.as_ref(), events_src.as_ref()].into_iter().flatten().collect();
     let ((credits, credit_wallet), events) =
         validate_credits_and_events(&mut intake, credits_src.as_ref(), &event_sources, &st)?;
+    if let Some(spec) = args.shard {
+        crate::shard::count_reference_rows_once(&mut intake, spec);
+    }
     timings.push(t0.lap("read_validate"));
     progress.end();
     tracing::info!(

@@ -47,6 +47,9 @@ impl ShardSpec {
     }
 }
 
+/// The tables that go to every shard (SPEC §10.1).
+pub const REFERENCE_TABLES: [&str; 3] = ["services", "price_tiers", "tax_rates"];
+
 /// Where a table's row goes (SPEC §10.1): one shard, or every shard (the reference tables).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -60,7 +63,7 @@ pub fn routing_columns(table: &str) -> &'static [&'static str] {
         "wallets" => &["account_id"],
         "subscriptions" => &["subscription_id", "account_id", "source"],
         "credits" => &["wallet_id"],
-        "services" | "price_tiers" | "tax_rates" => &[],
+        t if REFERENCE_TABLES.contains(&t) => &[],
         // Items, discounts, usage and events follow their subscription.
         _ => &["subscription_id"],
     }
@@ -127,7 +130,7 @@ impl Router {
     pub fn route(&self, table: &str, c: &[Option<&str>]) -> Route {
         let id = |k: usize| c.get(k).copied().flatten();
         match table {
-            "services" | "price_tiers" | "tax_rates" => Route::Every,
+            t if REFERENCE_TABLES.contains(&t) => Route::Every,
             "wallets" => Route::One(id(0).map_or(0, |a| shard_of(a, self.n))),
             "subscriptions" => Route::One(id(0).map_or(0, |s| self.subscription_shard(s, id(1), id(2)))),
             "credits" => Route::One(id(0).map_or(0, |w| self.wallets.get(w).copied().unwrap_or(shard_of(w, self.n)))),
@@ -173,6 +176,18 @@ fn for_each_row_at(
         }
     }
     Ok(())
+}
+
+/// Every shard reads the reference tables whole, but shard 0 alone counts their rows and
+/// reports their rejects, so that the shards' rejects and counts add up to the whole run's
+/// (SPEC §10.1's union, row for row). The other shards still use the rows that passed.
+pub fn count_reference_rows_once(intake: &mut crate::validate::Intake, spec: ShardSpec) {
+    if spec.index == 0 {
+        return;
+    }
+    let reference_rows: u64 = intake.files.iter().filter(|f| REFERENCE_TABLES.contains(&f.table)).map(|f| f.rows).sum();
+    intake.rows_read -= reference_rows;
+    intake.rejects.retain(|r| !REFERENCE_TABLES.contains(&r.table));
 }
 
 /// A shard run's check of its inputs (SPEC §10.1): every row of `sources` belongs to shard
