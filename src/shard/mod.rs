@@ -94,48 +94,80 @@ impl Router {
         Ok(r)
     }
 
+    /// Add the subscriptions and wallets of the state in `dir` (the two read side by side,
+    /// each map sized from the Parquet metadata).
     fn add_state(&mut self, dir: &Path) -> Result<()> {
-        let r = self;
-        let n = r.n;
-        if let Some(src) = find_table(dir, "subscriptions")? {
-            for_each_row(&src, routing_columns("subscriptions"), |c| {
-                if let Some(id) = c[0] {
-                    let shard = r.subscription_shard(id, c[1], c[2]);
-                    r.subs.entry(Text::from(id)).or_insert(shard);
+        let n = self.n;
+        let sized = |src: &TableSource| -> Result<HashMap<Text, u32>> {
+            let (rows, _) = crate::io::read::metadata_rows(&src.files)?;
+            Ok(HashMap::with_capacity_and_hasher(rows as usize, Default::default()))
+        };
+        let (subs, wallets) = rayon::join(
+            || -> Result<Option<HashMap<Text, u32>>> {
+                let Some(src) = find_table(dir, "subscriptions")? else { return Ok(None) };
+                let mut m = sized(&src)?;
+                for_each_row(&src, routing_columns("subscriptions"), |c| {
+                    if let Some(id) = c[0] {
+                        m.entry(Text::from(id)).or_insert_with(|| subscription_shard(n, id, c[1], c[2]));
+                    }
+                })?;
+                Ok(Some(m))
+            },
+            || -> Result<Option<HashMap<Text, u32>>> {
+                let Some(src) = find_table(dir, "wallets")? else { return Ok(None) };
+                let mut m = sized(&src)?;
+                for_each_row(&src, &["wallet_id", "account_id"], |c| {
+                    if let (Some(id), Some(acc)) = (c[0], c[1]) {
+                        m.entry(Text::from(id)).or_insert_with(|| shard_of(acc, n));
+                    }
+                })?;
+                Ok(Some(m))
+            },
+        );
+        // The first row of an id routes it, across the shards of a merged run too.
+        for (into, from) in [(&mut self.subs, subs?), (&mut self.wallets, wallets?)] {
+            match from {
+                Some(m) if into.is_empty() => *into = m,
+                Some(m) => {
+                    for (k, v) in m {
+                        into.entry(k).or_insert(v);
+                    }
                 }
-            })?;
-        }
-        if let Some(src) = find_table(dir, "wallets")? {
-            for_each_row(&src, &["wallet_id", "account_id"], |c| {
-                if let (Some(id), Some(acc)) = (c[0], c[1]) {
-                    let shard = shard_of(acc, n);
-                    r.wallets.entry(Text::from(id)).or_insert(shard);
-                }
-            })?;
+                None => {}
+            }
         }
         Ok(())
     }
 
-    /// An INTERNAL subscription goes with its account, a store-managed one by its own id.
-    fn subscription_shard(&self, id: &str, account: Option<&str>, source: Option<&str>) -> u32 {
-        match (source, account) {
-            (Some("INTERNAL"), Some(acc)) => shard_of(acc, self.n),
-            _ => shard_of(id, self.n),
+    /// The route of a row of `table` whose routing columns ([`routing_columns`]) hold `c`.
+    pub fn route(&self, table: &str, c: &[Option<&str>]) -> Route {
+        if REFERENCE_TABLES.contains(&table) {
+            Route::Every
+        } else {
+            Route::One(self.shard(table, c))
         }
     }
 
-    /// The route of a row of `table` whose routing columns ([`routing_columns`]) hold `c`.
+    /// The shard of a row of a table other than the reference tables (see [`Router::route`]).
     /// A reference that cannot be resolved routes by the id it names; a row without that id
     /// (a row that cannot be read) goes to shard 0.
-    pub fn route(&self, table: &str, c: &[Option<&str>]) -> Route {
+    pub fn shard(&self, table: &str, c: &[Option<&str>]) -> u32 {
         let id = |k: usize| c.get(k).copied().flatten();
         match table {
-            t if REFERENCE_TABLES.contains(&t) => Route::Every,
-            "wallets" => Route::One(id(0).map_or(0, |a| shard_of(a, self.n))),
-            "subscriptions" => Route::One(id(0).map_or(0, |s| self.subscription_shard(s, id(1), id(2)))),
-            "credits" => Route::One(id(0).map_or(0, |w| self.wallets.get(w).copied().unwrap_or(shard_of(w, self.n)))),
-            _ => Route::One(id(0).map_or(0, |s| self.subs.get(s).copied().unwrap_or(shard_of(s, self.n)))),
+            "wallets" => id(0).map_or(0, |a| shard_of(a, self.n)),
+            "subscriptions" => id(0).map_or(0, |s| subscription_shard(self.n, s, id(1), id(2))),
+            "credits" => id(0).map_or(0, |w| self.wallets.get(w).copied().unwrap_or(shard_of(w, self.n))),
+            _ => id(0).map_or(0, |s| self.subs.get(s).copied().unwrap_or(shard_of(s, self.n))),
         }
+    }
+}
+
+/// The shard of a subscription: an INTERNAL one goes with its account, a store-managed one
+/// by its own id.
+fn subscription_shard(n: u32, id: &str, account: Option<&str>, source: Option<&str>) -> u32 {
+    match (source, account) {
+        (Some("INTERNAL"), Some(acc)) => shard_of(acc, n),
+        _ => shard_of(id, n),
     }
 }
 

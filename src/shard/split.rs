@@ -10,7 +10,7 @@
 //! shard gets a part of every input file, empty or not. A part is written under a temporary
 //! name and renamed when complete.
 
-use super::{routing_columns, Route, Router};
+use super::{routing_columns, Router};
 use crate::domain::job::OutputFormat;
 use crate::error::{Error, Result};
 use crate::io::discover::{find_table, table_at, Format, SourceFile, TableSource};
@@ -168,25 +168,12 @@ fn split_file(
         }
         rows += batch.num_rows() as u64;
         let keys: Vec<Option<StringArray>> = cols.iter().map(|c| text_column(&batch, c)).collect();
-        let mut cells: Vec<Option<&str>> = Vec::with_capacity(cols.len());
-        let mut per_shard: Vec<Vec<u32>> = vec![Vec::new(); writers.len()];
-        let mut every = false;
-        for i in 0..batch.num_rows() {
-            cells.clear();
-            cells.extend(
-                keys.iter().map(|k| k.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i)).filter(|v| !v.is_empty())),
-            );
-            match router.route(table, &cells) {
-                Route::Every => {
-                    every = true;
-                    break;
-                }
-                Route::One(s) => per_shard[s as usize].push(i as u32),
-            }
-        }
+        let every = super::REFERENCE_TABLES.contains(&table);
+        let mut per_shard = if every { Vec::new() } else { route_rows(router, table, &keys, batch.num_rows()) };
         // Each shard's rows taken and encoded on the pool, the shards side by side (the
         // encoding is most of a split).
         use rayon::prelude::*;
+        per_shard.resize_with(writers.len(), Vec::new);
         writers.par_iter_mut().zip(per_shard.par_iter_mut()).try_for_each(|(w, rows)| -> Result<()> {
             let w = w.as_mut().expect("created above");
             if every {
@@ -272,11 +259,59 @@ fn split_file(
     Ok(rows)
 }
 
+/// The rows of a batch of `table` (its routing columns `keys`) by shard, each shard's in
+/// order: routed on the pool in chunks, and a row whose routing cells are the previous
+/// row's (usage comes grouped by subscription) without a lookup.
+fn route_rows(router: &Router, table: &str, keys: &[Option<StringArray>], rows: usize) -> Vec<Vec<u32>> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 8192;
+    fn cell(i: usize, k: &Option<StringArray>) -> Option<&str> {
+        k.as_ref().filter(|a| a.is_valid(i)).map(|a| a.value(i)).filter(|v| !v.is_empty())
+    }
+    let chunks: Vec<Vec<u32>> = (0..rows.div_ceil(CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (mut cells, mut last) = (Vec::with_capacity(keys.len()), Vec::with_capacity(keys.len()));
+            let mut shard = 0;
+            (c * CHUNK..(c * CHUNK + CHUNK).min(rows))
+                .map(|i| {
+                    cells.clear();
+                    cells.extend(keys.iter().map(|k| cell(i, k)));
+                    if last.is_empty() || cells != last {
+                        shard = router.shard(table, &cells);
+                        std::mem::swap(&mut cells, &mut last);
+                    }
+                    shard
+                })
+                .collect()
+        })
+        .collect();
+    let mut per_shard = vec![Vec::new(); router.n as usize];
+    for (i, s) in chunks.into_iter().flatten().enumerate() {
+        per_shard[s as usize].push(i as u32);
+    }
+    per_shard
+}
+
 /// Column `name` of `batch` as text (any string or integer type cast), if it has one.
 fn text_column(batch: &RecordBatch, name: &str) -> Option<StringArray> {
     let c = batch.column_by_name(name)?;
     let s = arrow_cast::cast(c, &DataType::Utf8).ok()?;
     s.as_any().downcast_ref::<StringArray>().cloned()
+}
+
+/// A part is an intermediate file, read once by its shard's run: written for speed, with
+/// LZ4 rather than zstd, without dictionaries (ids and times, most of a part, are unique)
+/// and without statistics (nothing reads them).
+fn part_properties() -> parquet::file::properties::WriterProperties {
+    use parquet::basic::Compression;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_max_row_group_row_count(Some(crate::io::write::ROW_GROUP_ROWS))
+        .build()
 }
 
 /// One part file being written, under a temporary name until [`PartWriter::finish`].
@@ -299,7 +334,7 @@ impl PartWriter {
         let f = std::fs::File::create(&tmp).map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let sink = match format {
             OutputFormat::Parquet => Sink::Parquet(Box::new(
-                parquet::arrow::ArrowWriter::try_new(f, schema, Some(crate::io::write::writer_properties()))
+                parquet::arrow::ArrowWriter::try_new(f, schema, Some(part_properties()))
                     .map_err(|e| Error::Internal(format!("writing {}: {e}", tmp.display())))?,
             )),
             OutputFormat::Csv => {
