@@ -349,6 +349,7 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
         phase = "rate",
         accounts = plan.len(),
         threads,
+        rss_mib = crate::telemetry::rss_mib(),
         elapsed_s = t0.seconds(),
         "rate: {} accounts on {} threads",
         plan.len(),
