@@ -22,7 +22,7 @@ timed() {
   cat "$W/time"
 }
 
-echo "| round | split | whole run | split / run | $N shards × 1 thread (slowest, peak) | shards / run |"
+echo "| round | split | whole run | split / run | $N shards × 1 thread side by side (largest peak) | shards / run |"
 echo "|---|---|---|---|---|---|"
 for r in $(seq 1 "$ROUNDS"); do
   rm -rf "$W" && mkdir -p "$W"

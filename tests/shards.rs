@@ -212,20 +212,33 @@ proptest! {
     }
 }
 
-/// Bad rows of a reference table, which every shard reads, are reported by shard 0 alone and
-/// counted once: the union of the rejects and the merged counts are the whole run's.
+/// Bad rows of the reference tables, which every shard reads, are reported by shard 0 alone
+/// and counted once: the union of the rejects and the merged counts are the whole run's.
 #[test]
 fn reference_table_rejects_are_reported_once() {
     let t = Scratch::new();
     let data = t.path("data");
-    billrun(["generate", "--accounts", "120", "--seed", "4", "--format", "csv", "--out", s(&data)]).ok();
+    billrun(["generate", "--accounts", "120", "--seed", "4", "--pricing", "--format", "csv", "--out", s(&data)]).ok();
     let services = data.join("state/services.csv");
     let mut text = std::fs::read_to_string(&services).unwrap();
+    let header: Vec<String> = text.lines().next().unwrap().split(',').map(str::to_string).collect();
     let first = text.lines().nth(1).unwrap().to_string();
-    // A price that is no number, and a repeated service_id.
-    text.push_str("BADSVC,PRE_RATE,abc,USD,1 month,1 month,\n");
-    text.push_str(&format!("{first}\n"));
-    std::fs::write(&services, text).unwrap();
+    // A service whose price is no number, and a repeated service_id.
+    let mut bad: Vec<String> = first.split(',').map(str::to_string).collect();
+    bad[0] = "BADSVC".into();
+    bad[header.iter().position(|h| h == "price").unwrap()] = "abc".into();
+    text.push_str(&format!("{}\n{first}\n", bad.join(",")));
+    std::fs::write(&services, &text).unwrap();
+    // A tier of a service priced per unit: INVALID_TIERS on that tier row.
+    let model = header.iter().position(|h| h == "pricing_model").unwrap();
+    let per_unit =
+        text.lines().skip(1).map(|l| l.split(',').collect::<Vec<_>>()).find(|c| c[model].is_empty()).unwrap()[0]
+            .to_string();
+    let tiers = data.join("state/price_tiers.csv");
+    let mut text = std::fs::read_to_string(&tiers).unwrap();
+    text.push_str(&format!("{per_unit},1,,1.00,\n"));
+    std::fs::write(&tiers, text).unwrap();
+
     let job = t.job(&data.join("job.toml"), "csv");
     let whole = t.path("whole");
     billrun([
@@ -247,7 +260,8 @@ fn reference_table_rejects_are_reported_once() {
     ])
     .ok();
     let want = tables(&whole);
-    assert_eq!(want["rejects"].iter().filter(|r| r[0] == "services").count(), 2, "{:?}", want["rejects"]);
+    let of = |table: &str| want["rejects"].iter().filter(|r| r[0] == table).count();
+    assert_eq!((of("services"), of("price_tiers")), (2, 1), "{:?}", want["rejects"]);
     let (outs, merged) = sharded(&t, &job, &data, 3, "ref");
     assert_eq!(union(&outs)["rejects"], want["rejects"]);
     assert_eq!(manifest(&merged)["counts"], manifest(&whole)["counts"]);
