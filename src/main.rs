@@ -2,7 +2,7 @@
 
 mod cli;
 
-use billrun::pipeline::remote::Fetched;
+use billrun::pipeline::remote::{as_given, Fetched};
 use billrun::pipeline::Mode;
 use billrun::progress::SharedProgress;
 use clap::Parser;
@@ -71,7 +71,7 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
             if billrun::io::object::is_url(&s.out) {
                 billrun::io::object::Prefix::open(&s.out)?.upload_tree(&out)?;
             }
-            emit(&text)
+            emit(&as_given(&text, &out, &s.out))
         }
         Cmd::Merge(m) => {
             let mut f = Fetched::default();
@@ -88,12 +88,12 @@ fn dispatch(cmd: Cmd, progress: &SharedProgress) -> billrun::Result<()> {
             if remote {
                 billrun::io::object::Prefix::open(&m.out)?.publish(&out, m.force)?;
             }
-            emit(&text)
+            emit(&as_given(&text, &out, &m.out))
         }
         Cmd::Verify { dir } => {
             let mut f = Fetched::default();
             let local = f.run_dir(&dir, true, None)?;
-            billrun::tools::verify::verify(&local).and_then(|s| emit(&s)).inspect_err(|_| {
+            billrun::tools::verify::verify(&local).and_then(|s| emit(&as_given(&s, &local, &dir))).inspect_err(|_| {
                 if billrun::io::object::is_url(&dir) {
                     eprintln!("billrun: {} was read from {}", dir.display(), local.display());
                 }

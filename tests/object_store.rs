@@ -177,7 +177,7 @@ fn runs_shards_and_merges_in_a_bucket() {
     assert_eq!(again.status.code(), Some(4));
 
     // Sharded: split into the bucket, run each shard there, merge there, verify.
-    s3.ok(&[
+    let split = s3.ok(&[
         "shard",
         "--shard-count",
         "2",
@@ -192,14 +192,18 @@ fn runs_shards_and_merges_in_a_bucket() {
         "--events",
         "s3://bill/in/events.parquet",
     ]);
+    // The reports name the URLs given, not the temporary local copies.
+    assert!(split.contains("into 2 shards under s3://bill/split"), "{split}");
     for i in 0..2 {
         let p = |x: &str| format!("s3://bill/split/shard={i}/{x}");
         let mut a = args(&p("state"), &p("usage"), &p("credits"), &p("events"), &format!("s3://bill/shards/{i}"));
         a.extend(["--shard".to_string(), format!("{i}/2")]);
         s3.ok(&a);
     }
-    s3.ok(&["merge", "--out", "s3://bill/merged", "s3://bill/shards/0", "s3://bill/shards/1"]);
-    s3.ok(&["verify", "s3://bill/merged"]);
+    let merged = s3.ok(&["merge", "--out", "s3://bill/merged", "s3://bill/shards/0", "s3://bill/shards/1"]);
+    assert!(merged.contains("into s3://bill/merged"), "{merged}");
+    let verified = s3.ok(&["verify", "s3://bill/merged"]);
+    assert!(verified.contains("verified merged run s3://bill/merged"), "{verified}");
     let merged: serde_json::Value =
         serde_json::from_str(&s3.util(&["get", "bill", "merged/run_manifest.json"])).unwrap();
     let whole: serde_json::Value = serde_json::from_str(&local_manifest).unwrap();

@@ -49,6 +49,15 @@ impl Fetched {
     }
 }
 
+/// `text` (a command's report) with the temporary local copy `local` named as the argument
+/// `given` (a URL) that the user gave.
+pub fn as_given(text: &str, local: &Path, given: &Path) -> String {
+    if local == given {
+        return text.to_string();
+    }
+    text.replace(&*local.to_string_lossy(), &given.to_string_lossy())
+}
+
 /// [`execute`] with any of its paths an object-store URL.
 pub fn execute_anywhere(args: &RunArgs, progress: crate::progress::SharedProgress) -> Result<RunReport> {
     let mut f = Fetched::default();
