@@ -22,8 +22,11 @@ use std::sync::Arc;
 /// Scale of every Decimal128 output column.
 pub const OUT_SCALE: u32 = 18;
 pub const OUT_PRECISION: u8 = 38;
-/// Rows per Parquet row group (warehouse loaders like large groups).
-pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Rows per Parquet row group: large enough for warehouse loaders (DuckDB writes 122,880),
+/// small enough that the groups a run encodes at once (a writer holds its group's pages
+/// until the group ends) stay a small part of its memory; a group is one read unit
+/// (`io::read::UNIT_ROWS`).
+pub const ROW_GROUP_ROWS: usize = 1 << 18;
 
 pub enum ColData {
     Str(arrow_array::StringArray),

@@ -522,8 +522,11 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     Ok(RunReport { summary, published: Some(out) })
 }
 
-/// Accounts rated per chunk: the transactions of one chunk are all that is held at a time.
-const ACCOUNTS_PER_CHUNK: usize = 32_768;
+/// Accounts rated per chunk: the accounts, results and rows of the chunks in flight (about
+/// three) are what the rating holds beyond the books, so a chunk is kept small enough for
+/// that to stay a small part of a run's memory and large enough for its tasks to fill the
+/// pool.
+const ACCOUNTS_PER_CHUNK: usize = 8_192;
 
 /// Every externally managed subscription with its events applied in (event_time, event_id)
 /// order (SPEC §4 step 2).

@@ -4,11 +4,11 @@
 use super::tables::*;
 use super::*;
 
-/// Rows per written chunk.
-pub(super) const CHUNK: usize = 100_000;
+/// Rows per written chunk (two in flight, beside the row group being encoded).
+pub(super) const CHUNK: usize = 32_768;
 
-/// Rows per part file of a Hive-partitioned table: four full row groups (~4.2M rows).
-pub(super) const PART_ROWS: usize = 4 * crate::io::write::ROW_GROUP_ROWS;
+/// Rows per part file of a Hive-partitioned table: sixteen full row groups (~4.2M rows).
+pub(super) const PART_ROWS: usize = 16 * crate::io::write::ROW_GROUP_ROWS;
 
 /// Where and how a run's tables are written.
 #[derive(Clone, Copy)]
