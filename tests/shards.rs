@@ -59,13 +59,39 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Input `f` (`usage`, `credits`, `events`) of a generated dataset, in its format.
+fn input(data: &Path, f: &str) -> PathBuf {
+    let ext = if data.join("usage.csv").exists() { "csv" } else { "parquet" };
+    data.join(format!("{f}.{ext}"))
+}
+
+/// `data` (a generated dataset, either format) run whole into `out`, as of 2026-11-22.
+fn whole_run(job: &Path, data: &Path, out: &Path) {
+    billrun([
+        "run",
+        "--job",
+        s(job),
+        "--state",
+        s(&data.join("state")),
+        "--usage",
+        s(&input(data, "usage")),
+        "--credits",
+        s(&input(data, "credits")),
+        "--events",
+        s(&input(data, "events")),
+        "--as-of",
+        "2026-11-22",
+        "--output",
+        s(out),
+    ])
+    .ok();
+}
+
 /// Split `data` (a generated dataset, either format) into `n` shards and run each in its own process; the
 /// shard outputs, and their merge.
 fn sharded(t: &Scratch, job: &Path, data: &Path, n: u32, tag: &str) -> (Vec<PathBuf>, PathBuf) {
     let split = t.path(&format!("split-{tag}"));
-    // The dataset's inputs in its format (`generate --format`).
-    let ext = if data.join("usage.csv").exists() { "csv" } else { "parquet" };
-    let input = |f: &str| data.join(format!("{f}.{ext}"));
+    let input = |f: &str| input(data, f);
     billrun([
         "shard",
         "--shard-count",
@@ -160,12 +186,7 @@ proptest! {
         let text = std::fs::read_to_string(&job).unwrap().replace("max_reject_ratio = 0.05", "max_reject_ratio = 1.0");
         std::fs::write(&job, text).unwrap();
         let whole = t.path("whole");
-        billrun([
-            "run", "--job", s(&job), "--state", s(&data.join("state")),
-            "--usage", s(&data.join("usage.parquet")), "--credits", s(&data.join("credits.parquet")),
-            "--events", s(&data.join("events.parquet")), "--as-of", "2026-11-22", "--output", s(&whole),
-        ])
-        .ok();
+        whole_run(&job, &data, &whole);
         let want = tables(&whole);
         for n in [1u32, 2, 3, 7] {
             let (outs, merged) = sharded(&t, &job, &data, n, &n.to_string());
@@ -241,24 +262,7 @@ fn reference_table_rejects_are_reported_once() {
 
     let job = t.job(&data.join("job.toml"), "csv");
     let whole = t.path("whole");
-    billrun([
-        "run",
-        "--job",
-        s(&job),
-        "--state",
-        s(&data.join("state")),
-        "--usage",
-        s(&data.join("usage.csv")),
-        "--credits",
-        s(&data.join("credits.csv")),
-        "--events",
-        s(&data.join("events.csv")),
-        "--as-of",
-        "2026-11-22",
-        "--output",
-        s(&whole),
-    ])
-    .ok();
+    whole_run(&job, &data, &whole);
     let want = tables(&whole);
     let of = |table: &str| want["rejects"].iter().filter(|r| r[0] == table).count();
     assert_eq!((of("services"), of("price_tiers")), (2, 1), "{:?}", want["rejects"]);
@@ -484,24 +488,7 @@ fn the_next_nights_inputs_route_through_the_merged_run() {
     std::fs::write(&job, text).unwrap();
     let (_, merged) = sharded(&t, &job, &data, 3, "n1");
     let whole1 = t.path("whole1");
-    billrun([
-        "run",
-        "--job",
-        s(&job),
-        "--state",
-        s(&data.join("state")),
-        "--usage",
-        s(&data.join("usage.parquet")),
-        "--credits",
-        s(&data.join("credits.parquet")),
-        "--events",
-        s(&data.join("events.parquet")),
-        "--as-of",
-        "2026-11-22",
-        "--output",
-        s(&whole1),
-    ])
-    .ok();
+    whole_run(&job, &data, &whole1);
     // Night 2's new usage and credits (another generated night over the same account ids).
     let night2 = t.path("night2");
     billrun(["generate", "--accounts", "300", "--seed", "22", "--as-of", "2026-11-23", "--out", s(&night2)]).ok();

@@ -179,17 +179,13 @@ impl Prefix {
         for rel in existing {
             self.delete(&rel)?;
         }
-        let mut files = Vec::new();
-        collect(from, "", &mut files)?;
+        let mut files = super::files_under(from)?;
         // `wallet_transactions` first: a prefix holding some of a run's files without its
         // manifest then always holds it, and readers refuse it as a killed run's.
         files.sort_by_key(|r| (!r.starts_with("wallet_transactions"), r.clone()));
-        for rel in files.iter().filter(|r| r.as_str() != MANIFEST) {
-            let bytes = std::fs::read(from.join(rel)).map_err(|e| Error::io(format!("reading {rel}"), e))?;
-            self.put(rel, bytes)?;
-        }
-        let manifest = std::fs::read(from.join(MANIFEST)).map_err(|e| Error::io("reading run_manifest.json", e))?;
-        self.put(MANIFEST, manifest)
+        files.retain(|r| r.as_str() != MANIFEST);
+        self.put_files(from, &files)?;
+        self.put_files(from, &[MANIFEST.to_string()])
     }
 
     /// Refuse an output prefix holding a run (unless `force`): checked before a run starts.
@@ -204,13 +200,18 @@ impl Prefix {
 impl Prefix {
     /// Upload every file under `from` below the prefix (the `shard` command's parts).
     pub fn upload_tree(&self, from: &Path) -> Result<usize> {
-        let mut files = Vec::new();
-        collect(from, "", &mut files)?;
-        for rel in &files {
+        let files = super::files_under(from)?;
+        self.put_files(from, &files)?;
+        Ok(files.len())
+    }
+
+    /// Upload the files `rels` (relative to `from`) below the prefix, in order.
+    fn put_files(&self, from: &Path, rels: &[String]) -> Result<()> {
+        for rel in rels {
             let bytes = std::fs::read(from.join(rel)).map_err(|e| Error::io(format!("reading {rel}"), e))?;
             self.put(rel, bytes)?;
         }
-        Ok(files.len())
+        Ok(())
     }
 }
 
@@ -267,21 +268,6 @@ fn is_run_file(rel: &str) -> bool {
 pub fn urls_overlap(a: &str, b: &str) -> bool {
     let (a, b) = (a.trim_end_matches('/'), b.trim_end_matches('/'));
     a == b || a.starts_with(&format!("{b}/")) || b.starts_with(&format!("{a}/"))
-}
-
-/// The files under `dir`, relative, `/`-separated.
-fn collect(dir: &Path, rel: &str, out: &mut Vec<String>) -> Result<()> {
-    for e in std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))? {
-        let e = e.map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-        let name = e.file_name().to_string_lossy().into_owned();
-        let r = if rel.is_empty() { name.clone() } else { format!("{rel}/{name}") };
-        if e.path().is_dir() {
-            collect(&e.path(), &r, out)?;
-        } else {
-            out.push(r);
-        }
-    }
-    Ok(())
 }
 
 /// A readable copy of a run or state prefix in a local temporary directory (SPEC §10.2:

@@ -176,19 +176,19 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     }
     // A merged run as the state of a shard run: its `shard=I/` (SPEC §10.1). Without
     // `--shard`, a merged run is no state (its tables are in the shards).
-    if args.shard.is_none() && crate::shard::merged_shards(&args.state).is_some() {
-        return Err(Error::Usage(format!(
-            "{} is a merged sharded run: run its next night as shards (--shard I/N), each reading shard=I/",
-            args.state.display()
-        )));
-    }
     let merged_state;
-    let args = match args.shard.and_then(|s| crate::shard::merge::shard_dir(&args.state, s.index)) {
-        Some(dir) => {
-            merged_state = RunArgs { state: dir, ..args.clone() };
+    let args = match (crate::shard::merged_shards(&args.state), args.shard) {
+        (Some(_), None) => {
+            return Err(Error::Usage(format!(
+                "{} is a merged sharded run: run its next night as shards (--shard I/N), each reading shard=I/",
+                args.state.display()
+            )))
+        }
+        (Some(_), Some(s)) => {
+            merged_state = RunArgs { state: args.state.join(format!("shard={}", s.index)), ..args.clone() };
             &merged_state
         }
-        None => args,
+        (None, _) => args,
     };
     // A shard run's output is the state of the same shard of the same N only (SPEC §10.1):
     // anything else would bill some accounts twice or not at all.
@@ -221,38 +221,29 @@ fn execute_in_pool(args: &RunArgs, job: Job, threads: usize, progress: Progress)
     let credits_src = arg_table(&args.credits, "credits")?;
     let events_src = arg_table(&args.events, "external_events")?;
 
+    let all_sources: Vec<&TableSource> = [&services_src, &wallets_src, &subs_src, &items_src]
+        .into_iter()
+        .chain(
+            [
+                &tiers_src,
+                &tax_src,
+                &discounts_src,
+                &deferred_usage_src,
+                &usage_src,
+                &credits_src,
+                &deferred_events_src,
+                &events_src,
+            ]
+            .into_iter()
+            .flatten(),
+        )
+        .collect();
     // A shard run reads only its shard's rows: a misrouted one stops it (exit 2).
     if let Some(spec) = args.shard {
-        let state_sources = [
-            Some(&wallets_src),
-            Some(&subs_src),
-            Some(&items_src),
-            discounts_src.as_ref(),
-            deferred_usage_src.as_ref(),
-            deferred_events_src.as_ref(),
-            usage_src.as_ref(),
-            credits_src.as_ref(),
-            events_src.as_ref(),
-        ];
-        let sources: Vec<&TableSource> = state_sources.into_iter().flatten().collect();
-        crate::shard::check_routing(&args.state, &sources, spec)?;
+        crate::shard::check_routing(&args.state, &all_sources, spec)?;
     }
     let mut intake = Intake { progress: Some(progress.clone()), ..Intake::default() };
-    let all_sources = [&services_src, &wallets_src, &subs_src, &items_src].into_iter().chain(
-        [
-            &tiers_src,
-            &tax_src,
-            &discounts_src,
-            &deferred_usage_src,
-            &usage_src,
-            &credits_src,
-            &deferred_events_src,
-            &events_src,
-        ]
-        .into_iter()
-        .flatten(),
-    );
-    let (rows, all_known) = crate::io::read::metadata_rows(all_sources.flat_map(|t| &t.files))?;
+    let (rows, all_known) = crate::io::read::metadata_rows(all_sources.iter().flat_map(|t| &t.files))?;
     progress.begin("read", all_known.then_some(rows));
     let st = validate_state(
         &mut intake,

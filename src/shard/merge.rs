@@ -155,29 +155,22 @@ fn add_into(into: &mut Value, from: &Value) {
     }
 }
 
-/// Copy directory `from` (files and subdirectories) to `to`.
+/// Copy the files under `from` to `to`, leaving out hidden ones (a name starting with `.`,
+/// at any depth: temporary files).
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     let err = |what: &str, p: &Path, e| Error::io(format!("{what} {}", p.display()), e);
     std::fs::create_dir_all(to).map_err(|e| err("creating", to, e))?;
-    for entry in std::fs::read_dir(from).map_err(|e| err("reading", from, e))? {
-        let entry = entry.map_err(|e| err("reading", from, e))?;
-        let p = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
+    for rel in crate::io::files_under(from)? {
+        if rel.split('/').any(|c| c.starts_with('.')) {
             continue;
         }
-        if p.is_dir() {
-            copy_tree(&p, &to.join(&name))?;
-        } else {
-            std::fs::copy(&p, to.join(&name)).map_err(|e| err("copying", &p, e))?;
+        let dest = to.join(&rel);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| err("creating", parent, e))?;
         }
+        std::fs::copy(from.join(&rel), &dest).map_err(|e| err("copying", &from.join(&rel), e))?;
     }
     Ok(())
-}
-
-/// A merged run's directory of shard `index`, if `dir` holds a merged run.
-pub fn shard_dir(dir: &Path, index: u32) -> Option<PathBuf> {
-    super::merged_shards(dir).map(|_| dir.join(format!("shard={index}")))
 }
 
 /// `verify` of a merged run: each shard verifies, its manifest is the one merged, and the

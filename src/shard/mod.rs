@@ -50,13 +50,6 @@ impl ShardSpec {
 /// The tables that go to every shard (SPEC §10.1).
 pub const REFERENCE_TABLES: [&str; 3] = ["services", "price_tiers", "tax_rates"];
 
-/// Where a table's row goes (SPEC §10.1): one shard, or every shard (the reference tables).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Route {
-    One(u32),
-    Every,
-}
-
 /// The columns a table's rows are routed by.
 pub fn routing_columns(table: &str) -> &'static [&'static str] {
     match table {
@@ -94,35 +87,16 @@ impl Router {
         Ok(r)
     }
 
-    /// Add the subscriptions and wallets of the state in `dir` (the two read side by side,
-    /// each map sized from the Parquet metadata).
+    /// Add the subscriptions and wallets of the state in `dir` (the two read side by side).
     fn add_state(&mut self, dir: &Path) -> Result<()> {
         let n = self.n;
-        let sized = |src: &TableSource| -> Result<HashMap<Text, u32>> {
-            let (rows, _) = crate::io::read::metadata_rows(&src.files)?;
-            Ok(HashMap::with_capacity_and_hasher(rows as usize, Default::default()))
-        };
         let (subs, wallets) = rayon::join(
-            || -> Result<Option<HashMap<Text, u32>>> {
-                let Some(src) = find_table(dir, "subscriptions")? else { return Ok(None) };
-                let mut m = sized(&src)?;
-                for_each_row(&src, routing_columns("subscriptions"), |c| {
-                    if let Some(id) = c[0] {
-                        m.entry(Text::from(id)).or_insert_with(|| subscription_shard(n, id, c[1], c[2]));
-                    }
-                })?;
-                Ok(Some(m))
+            || {
+                shard_map(dir, "subscriptions", routing_columns("subscriptions"), |c| {
+                    Some(subscription_shard(n, c[0]?, c[1], c[2]))
+                })
             },
-            || -> Result<Option<HashMap<Text, u32>>> {
-                let Some(src) = find_table(dir, "wallets")? else { return Ok(None) };
-                let mut m = sized(&src)?;
-                for_each_row(&src, &["wallet_id", "account_id"], |c| {
-                    if let (Some(id), Some(acc)) = (c[0], c[1]) {
-                        m.entry(Text::from(id)).or_insert_with(|| shard_of(acc, n));
-                    }
-                })?;
-                Ok(Some(m))
-            },
+            || shard_map(dir, "wallets", &["wallet_id", "account_id"], |c| Some(shard_of(c[1]?, n))),
         );
         // The first row of an id routes it, across the shards of a merged run too.
         for (into, from) in [(&mut self.subs, subs?), (&mut self.wallets, wallets?)] {
@@ -139,16 +113,8 @@ impl Router {
         Ok(())
     }
 
-    /// The route of a row of `table` whose routing columns ([`routing_columns`]) hold `c`.
-    pub fn route(&self, table: &str, c: &[Option<&str>]) -> Route {
-        if REFERENCE_TABLES.contains(&table) {
-            Route::Every
-        } else {
-            Route::One(self.shard(table, c))
-        }
-    }
-
-    /// The shard of a row of a table other than the reference tables (see [`Router::route`]).
+    /// The shard of a row of a table other than the reference tables (they go to every shard)
+    /// whose routing columns ([`routing_columns`]) hold `c`.
     /// A reference that cannot be resolved routes by the id it names; a row without that id
     /// (a row that cannot be read) goes to shard 0.
     pub fn shard(&self, table: &str, c: &[Option<&str>]) -> u32 {
@@ -161,6 +127,26 @@ impl Router {
             _ => id(0).map_or(0, |s| self.subs.get(s).copied().unwrap_or(shard_of(s, self.n))),
         }
     }
+}
+
+/// The shard of every id (the first column of `columns`) of a state table, by `shard` of a
+/// row's cells (None: the row routes nothing); the first row of an id wins. None when the
+/// state has no such table. The map is sized from the Parquet metadata.
+fn shard_map(
+    dir: &Path,
+    table: &'static str,
+    columns: &[&'static str],
+    shard: impl Fn(&[Option<&str>]) -> Option<u32> + Sync,
+) -> Result<Option<HashMap<Text, u32>>> {
+    let Some(src) = find_table(dir, table)? else { return Ok(None) };
+    let (rows, _) = crate::io::read::metadata_rows(&src.files)?;
+    let mut m = HashMap::with_capacity_and_hasher(rows as usize, Default::default());
+    for_each_row(&src, columns, |c| {
+        if let (Some(id), Some(s)) = (c[0], shard(c)) {
+            m.entry(Text::from(id)).or_insert(s);
+        }
+    })?;
+    Ok(Some(m))
 }
 
 /// The shard of a subscription: an INTERNAL one goes with its account, a store-managed one
@@ -224,13 +210,14 @@ pub fn count_reference_rows_once(intake: &mut crate::validate::Intake, spec: Sha
 }
 
 /// A shard run's check of its inputs (SPEC §10.1): every row of `sources` belongs to shard
-/// `spec.index` (or to every shard), else the run stops (exit 2) naming the file and row.
+/// `spec.index`, else the run stops (exit 2) naming the file and row. The reference tables
+/// belong to every shard and are not read.
 pub fn check_routing(state: &Path, sources: &[&TableSource], spec: ShardSpec) -> Result<()> {
     let router = Router::from_state(Some(state), spec.count)?;
-    for src in sources {
+    for src in sources.iter().filter(|s| !REFERENCE_TABLES.contains(&s.table)) {
         let cols = routing_columns(src.table);
-        for_each_row_at(src, cols, |file, row, c| match router.route(src.table, c) {
-            Route::One(s) if s != spec.index => Err(Error::Input {
+        for_each_row_at(src, cols, |file, row, c| match router.shard(src.table, c) {
+            s if s != spec.index => Err(Error::Input {
                 file: file.to_string(),
                 column: cols.first().map(|c| c.to_string()),
                 row: Some(row),
@@ -262,10 +249,10 @@ mod tests {
     fn rows_follow_their_account_or_their_own_id() {
         let r = Router { n: 7, subs: HashMap::default(), wallets: HashMap::default() };
         let a = shard_of("A1", 7);
-        assert_eq!(r.route("wallets", &[Some("A1")]), Route::One(a));
-        assert_eq!(r.route("subscriptions", &[Some("S1"), Some("A1"), Some("INTERNAL")]), Route::One(a));
-        assert_eq!(r.route("subscriptions", &[Some("S1"), Some("A1"), Some("APPLE")]), Route::One(shard_of("S1", 7)));
-        assert_eq!(r.route("usage", &[Some("S9")]), Route::One(shard_of("S9", 7)));
-        assert_eq!(r.route("services", &[]), Route::Every);
+        assert_eq!(r.shard("wallets", &[Some("A1")]), a);
+        assert_eq!(r.shard("subscriptions", &[Some("S1"), Some("A1"), Some("INTERNAL")]), a);
+        assert_eq!(r.shard("subscriptions", &[Some("S1"), Some("A1"), Some("APPLE")]), shard_of("S1", 7));
+        assert_eq!(r.shard("usage", &[Some("S9")]), shard_of("S9", 7));
+        assert!(REFERENCE_TABLES.contains(&"services"));
     }
 }

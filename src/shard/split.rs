@@ -169,11 +169,11 @@ fn split_file(
         rows += batch.num_rows() as u64;
         let keys: Vec<Option<StringArray>> = cols.iter().map(|c| text_column(&batch, c)).collect();
         let every = super::REFERENCE_TABLES.contains(&table);
-        let mut per_shard = if every { Vec::new() } else { route_rows(router, table, &keys, batch.num_rows()) };
+        let mut per_shard =
+            if every { vec![Vec::new(); writers.len()] } else { route_rows(router, table, &keys, batch.num_rows()) };
         // Each shard's rows taken and encoded on the pool, the shards side by side (the
         // encoding is most of a split).
         use rayon::prelude::*;
-        per_shard.resize_with(writers.len(), Vec::new);
         writers.par_iter_mut().zip(per_shard.par_iter_mut()).try_for_each(|(w, rows)| -> Result<()> {
             let w = w.as_mut().expect("created above");
             if every {
