@@ -42,8 +42,8 @@ for r in $(seq 1 "$ROUNDS"); do
   wait
   shards=$(echo "$(date +%s.%N) - $start" | bc)
   shard_kb=$(cat "$W"/time-* | awk '{print $2}' | sort -n | tail -1)
-  printf "| %d | %.2f s (%.2f GB) | %.2f s (%.2f GB) | %.2f | %.2f s (%.2f GB) | %.2f |\n" "$r" \
-    "$split" "$(echo "$split_kb * 1024 / 1000000000" | bc -l)" "$whole" "$(echo "$whole_kb * 1024 / 1000000000" | bc -l)" \
-    "$(echo "$split / $whole" | bc -l)" "$shards" "$(echo "$shard_kb * 1024 / 1000000000" | bc -l)" \
+  printf "| %d | %.2f s (%.2f GiB) | %.2f s (%.2f GiB) | %.2f | %.2f s (%.2f GiB) | %.2f |\n" "$r" \
+    "$split" "$(echo "$split_kb / 1048576" | bc -l)" "$whole" "$(echo "$whole_kb / 1048576" | bc -l)" \
+    "$(echo "$split / $whole" | bc -l)" "$shards" "$(echo "$shard_kb / 1048576" | bc -l)" \
     "$(echo "$shards / $whole" | bc -l)"
 done
